@@ -1,0 +1,92 @@
+// EventSource: where the agent's raw events come from (pcap file, AF_PACKET ring, eBPF ring
+// buffer). Sources push events into an EventSink on the thread that calls Run().
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "common/base/status.h"
+
+namespace sonde::agent::capture {
+
+// Link-layer framing of a captured packet (values are libpcap DLT numbers).
+enum class LinkType : uint16_t {
+  kNull = 0,          // BSD loopback
+  kEthernet = 1,
+  kRaw = 101,         // raw IP
+  kLinuxSll = 113,
+  kLinuxSll2 = 276,
+  kIpv4 = 228,
+  kIpv6 = 229,
+};
+
+// One captured packet. `data` is only valid during the OnPacket call.
+struct PacketView {
+  uint64_t timestamp_ns = 0;
+  std::span<const uint8_t> data;  // captured bytes (may be shorter than wire_length)
+  uint32_t wire_length = 0;       // original length on the wire
+  LinkType link_type = LinkType::kEthernet;
+  uint32_t ifindex = 0;           // 0 when unknown (pcap files)
+  uint64_t netns_inode = 0;       // network namespace of the interface, 0 when unknown
+};
+
+enum class SocketDirection : uint8_t { kIngress = 0, kEgress = 1 };  // read vs write
+
+// One socket read or write observed by eBPF. `data` holds the first captured bytes of the
+// payload; `total_bytes` is what the syscall actually moved.
+struct SocketDataEvent {
+  uint64_t timestamp_ns = 0;
+  uint32_t pid = 0;
+  uint32_t tid = 0;
+  int32_t fd = -1;
+  uint64_t conn_generation = 0;   // distinguishes successive sockets reusing an fd
+  SocketDirection direction = SocketDirection::kIngress;
+  uint32_t total_bytes = 0;
+  uint32_t tcp_seq = 0;           // sequence number of the first byte, when known
+  bool is_tls_plaintext = false;  // came from an SSL_read/SSL_write uprobe
+  std::string_view comm;          // process name
+  std::span<const uint8_t> data;
+};
+
+// Lifecycle of an eBPF-observed socket (connect/accept/close).
+struct SocketControlEvent {
+  enum class Kind : uint8_t { kConnect, kAccept, kClose };
+  Kind kind = Kind::kConnect;
+  uint64_t timestamp_ns = 0;
+  uint32_t pid = 0;
+  uint32_t tid = 0;
+  int32_t fd = -1;
+  uint64_t conn_generation = 0;
+};
+
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  virtual void OnPacket(const PacketView& packet) = 0;
+  virtual void OnSocketData(const SocketDataEvent& event) {}
+  virtual void OnSocketControl(const SocketControlEvent& event) {}
+  // Called when the source is idle, so time-driven work (timeouts, metric flushes) still runs.
+  virtual void OnIdle(uint64_t now_ns) {}
+};
+
+struct SourceStats {
+  uint64_t events = 0;
+  uint64_t bytes = 0;
+  uint64_t dropped = 0;      // lost before reaching us (kernel ring full, ...)
+  uint64_t malformed = 0;    // unreadable records (corrupt pcap, ...)
+};
+
+class EventSource {
+ public:
+  virtual ~EventSource() = default;
+  virtual std::string_view name() const = 0;
+  // Delivers events until the input ends (files), `stop` becomes true, or an error occurs.
+  // Returns OK at a clean end of input.
+  virtual Status Run(EventSink& sink, const std::atomic<bool>& stop) = 0;
+  virtual SourceStats stats() const = 0;
+};
+
+}  // namespace sonde::agent::capture
