@@ -1,0 +1,301 @@
+// RESP scanning without building values: we only keep the few strings a record needs.
+#include "agent/protocols/redis/parser.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+namespace sonde::agent::protocols::redis {
+namespace {
+
+// The first strings of the top-level aggregate (command and key, or push kind and channel).
+struct Collected {
+  char type = 0;
+  std::string_view line;  // top-level simple value text
+  int64_t count = 0;      // top-level aggregate count
+  std::string_view items[2];
+  int item_count = 0;
+  bool items_are_bulk = true;  // every top-level element was a bulk string (requests need this)
+};
+
+bool ParseInt(std::string_view s, int64_t* v) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *v);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+// Reads a CRLF-terminated line at *pos. kNeedsMoreData if no CRLF yet.
+ParseState ReadLine(std::string_view buf, size_t* pos, std::string_view* line) {
+  size_t end = buf.find("\r\n", *pos);
+  if (end == std::string_view::npos) {
+    return buf.size() - *pos > kMaxLineBytes ? ParseState::kInvalid : ParseState::kNeedsMoreData;
+  }
+  if (end - *pos > kMaxLineBytes) return ParseState::kInvalid;
+  *line = buf.substr(*pos, end - *pos);
+  *pos = end + 2;
+  return ParseState::kSuccess;
+}
+
+ParseState ScanValue(std::string_view buf, size_t* pos, int depth, Collected* top,
+                     std::string_view* as_string);
+
+ParseState ScanElements(std::string_view buf, size_t* pos, int depth, int64_t n, Collected* top) {
+  for (int64_t i = 0; i < n; ++i) {
+    // Each element needs at least 3 bytes; fail fast instead of scanning a hopeless count.
+    if (static_cast<int64_t>(buf.size() - *pos) < (n - i) * 3) return ParseState::kNeedsMoreData;
+    std::string_view s;
+    const char elem_type = *pos < buf.size() ? buf[*pos] : 0;
+    ParseState st = ScanValue(buf, pos, depth + 1, top, &s);
+    if (st != ParseState::kSuccess) return st;
+    if (depth == 0 && top != nullptr) {
+      if (elem_type != '$') top->items_are_bulk = false;
+      if (top->item_count < 2) top->items[top->item_count++] = s;
+    }
+  }
+  return ParseState::kSuccess;
+}
+
+// Scans one RESP value at *pos; *as_string receives simple/bulk string contents.
+ParseState ScanValue(std::string_view buf, size_t* pos, int depth, Collected* top,
+                     std::string_view* as_string) {
+  if (depth > kMaxDepth) return ParseState::kInvalid;
+  if (*pos >= buf.size()) return ParseState::kNeedsMoreData;
+  const char type = buf[*pos];
+  size_t p = *pos + 1;
+  std::string_view line;
+  ParseState st = ReadLine(buf, &p, &line);
+  if (st != ParseState::kSuccess) return st;
+  if (depth == 0) {
+    top->type = type;
+    top->line = line;
+  }
+  int64_t n = 0;
+  switch (type) {
+    case '+':
+    case '-':
+    case '(':
+      *as_string = line;
+      break;
+    case ',':
+      if (line.empty()) return ParseState::kInvalid;
+      *as_string = line;
+      break;
+    case ':':
+      if (!ParseInt(line, &n)) return ParseState::kInvalid;
+      *as_string = line;
+      break;
+    case '_':
+      if (!line.empty()) return ParseState::kInvalid;
+      break;
+    case '#':
+      if (line != "t" && line != "f") return ParseState::kInvalid;
+      break;
+    case '$':
+    case '!':
+    case '=': {
+      if (!ParseInt(line, &n) || n < -1 || n > kMaxBulkBytes) return ParseState::kInvalid;
+      if (n == -1) {
+        if (type != '$') return ParseState::kInvalid;
+        break;
+      }
+      if (buf.size() - p < static_cast<size_t>(n) + 2) return ParseState::kNeedsMoreData;
+      if (buf[p + n] != '\r' || buf[p + n + 1] != '\n') return ParseState::kInvalid;
+      *as_string = buf.substr(p, static_cast<size_t>(n));
+      p += static_cast<size_t>(n) + 2;
+      break;
+    }
+    case '*':
+    case '~':
+    case '>':
+    case '%':
+    case '|': {
+      if (!ParseInt(line, &n) || n < -1 || n > kMaxAggregate) return ParseState::kInvalid;
+      if (n == -1) {
+        if (type != '*') return ParseState::kInvalid;
+        break;
+      }
+      if (depth == 0) top->count = n;
+      int64_t elems = (type == '%' || type == '|') ? 2 * n : n;
+      st = ScanElements(buf, &p, depth, elems, depth == 0 ? top : nullptr);
+      if (st != ParseState::kSuccess) return st;
+      if (type == '|') {
+        // An attribute annotates the value that follows it; that value is the real reply.
+        Collected inner;
+        std::string_view s;
+        st = ScanValue(buf, &p, depth, depth == 0 ? &inner : top, &s);
+        if (st != ParseState::kSuccess) return st;
+        if (depth == 0) *top = inner;
+        *as_string = s;
+      }
+      break;
+    }
+    default:
+      return ParseState::kInvalid;
+  }
+  *pos = p;
+  return ParseState::kSuccess;
+}
+
+std::string Capped(std::string_view s) { return std::string(s.substr(0, kMaxFieldBytes)); }
+
+std::string Upper(std::string_view s) {
+  std::string r = Capped(s);
+  for (char& c : r) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return r;
+}
+
+bool IsSubscribeCommand(std::string_view cmd) {
+  return cmd == "SUBSCRIBE" || cmd == "PSUBSCRIBE" || cmd == "SSUBSCRIBE" ||
+         cmd == "UNSUBSCRIBE" || cmd == "PUNSUBSCRIBE" || cmd == "SUNSUBSCRIBE";
+}
+
+// Commands whose second word is not a key (or must not be stored, like passwords).
+bool HasNoKey(std::string_view cmd) {
+  static constexpr std::string_view kNoKey[] = {
+      "AUTH",   "HELLO",  "PING",     "ECHO",    "SELECT", "INFO",     "CLIENT",  "CONFIG",
+      "COMMAND", "MULTI", "EXEC",     "DISCARD", "QUIT",   "FLUSHALL", "FLUSHDB", "DBSIZE",
+      "SCRIPT", "EVAL",   "EVALSHA",  "FCALL",   "FUNCTION", "ACL",    "DEBUG",   "SHUTDOWN",
+      "SLOWLOG", "MEMORY", "CLUSTER", "LATENCY", "MODULE", "RESET",    "SAVE",    "BGSAVE",
+      "LASTSAVE", "TIME", "ROLE",     "MONITOR", "SYNC",   "PSYNC",    "REPLCONF", "WAIT",
+      "SCAN",   "RANDOMKEY", "SWAPDB", "XREAD",  "XREADGROUP", "LOLWUT"};
+  return std::find(std::begin(kNoKey), std::end(kNoKey), cmd) != std::end(kNoKey);
+}
+
+bool IsAlpha(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!std::isalpha(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+ParseState ParseRequest(std::string_view buf, size_t* used, Frame* frame) {
+  if (buf[0] != '*') {
+    // Inline command (telnet style): a line of words. Reject early when the first word is
+    // not alphabetic, so binary protocols are not taken for Redis while they accumulate.
+    size_t word = 0;
+    while (word < buf.size() && buf[word] != ' ' && buf[word] != '\r' && buf[word] != '\n') {
+      if (!std::isalpha(static_cast<unsigned char>(buf[word])) || word >= 32) {
+        return ParseState::kInvalid;
+      }
+      ++word;
+    }
+    size_t end = buf.find('\n');
+    if (end == std::string_view::npos) {
+      return buf.size() > kMaxLineBytes ? ParseState::kInvalid : ParseState::kNeedsMoreData;
+    }
+    std::string_view line = buf.substr(0, end);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    size_t sp = line.find(' ');
+    std::string_view cmd = line.substr(0, sp);
+    if (!IsAlpha(cmd) || cmd.size() > 32) return ParseState::kInvalid;
+    frame->command = Upper(cmd);
+    if (sp != std::string_view::npos && !HasNoKey(frame->command)) {
+      std::string_view rest = line.substr(sp + 1);
+      frame->key = Capped(rest.substr(0, rest.find(' ')));
+    }
+    *used = end + 1;
+    return ParseState::kSuccess;
+  }
+  Collected c;
+  size_t pos = 0;
+  std::string_view s;
+  ParseState st = ScanValue(buf, &pos, 0, &c, &s);
+  if (st != ParseState::kSuccess) return st;
+  if (c.count < 1 || !c.items_are_bulk || !IsAlpha(c.items[0]) || c.items[0].size() > 32) {
+    return ParseState::kInvalid;
+  }
+  frame->command = Upper(c.items[0]);
+  if (c.item_count > 1 && !HasNoKey(frame->command)) frame->key = Capped(c.items[1]);
+  if (IsSubscribeCommand(frame->command)) {
+    frame->expected_confirms = static_cast<uint32_t>(std::max<int64_t>(1, c.count - 1));
+  }
+  *used = pos;
+  return ParseState::kSuccess;
+}
+
+ParseState ParseResponse(std::string_view buf, size_t* used, Frame* frame) {
+  Collected c;
+  size_t pos = 0;
+  std::string_view s;
+  ParseState st = ScanValue(buf, &pos, 0, &c, &s);
+  if (st != ParseState::kSuccess) return st;
+  frame->type = c.type;
+  switch (c.type) {
+    case '-':
+      frame->is_error = true;
+      frame->error = Capped(c.line);
+      break;
+    case '!':
+      frame->is_error = true;
+      frame->error = Capped(s);
+      break;
+    case '+':
+    case ':':
+    case ',':
+    case '(':
+    case '#':
+      frame->result = Capped(c.line);
+      break;
+    case '$':
+      frame->result = c.line == "-1" ? "(nil)" : Capped(s);
+      break;
+    case '_':
+      frame->result = "(nil)";
+      break;
+    default:  // aggregates
+      frame->result = c.line == "-1" ? "(nil)" : "(" + std::to_string(c.count) + " elements)";
+      break;
+  }
+  // Pub/sub: pushes are '>' in RESP3 and plain arrays in RESP2, both starting with the kind.
+  if ((c.type == '>' || c.type == '*') && c.item_count >= 1 && c.count >= 3) {
+    std::string kind = Upper(c.items[0]);
+    if (kind == "MESSAGE" || kind == "PMESSAGE" || kind == "SMESSAGE") {
+      frame->kind = ReplyKind::kPush;
+      frame->command = kind == "MESSAGE" ? "message" : kind == "PMESSAGE" ? "pmessage" : "smessage";
+      if (c.item_count >= 2) frame->push_channel = Capped(c.items[1]);
+    } else if (IsSubscribeCommand(kind)) {
+      frame->kind = ReplyKind::kConfirm;
+      frame->command = kind;
+    }
+  } else if (c.type == '>') {
+    frame->kind = ReplyKind::kPush;  // other RESP3 pushes (e.g. client tracking invalidate)
+    frame->command = c.item_count >= 1 ? Capped(c.items[0]) : "push";
+  }
+  *used = pos;
+  return ParseState::kSuccess;
+}
+
+bool IsTypeByte(char c) {
+  static constexpr std::string_view kTypes = "+-:$*_,#!=(%~>|";
+  return kTypes.find(c) != std::string_view::npos;
+}
+
+}  // namespace
+
+size_t Traits::FindFrameBoundary(MessageType type, std::string_view buf, size_t start,
+                                 State* /*state*/) {
+  for (size_t p = start; p + 1 < buf.size(); ++p) {
+    if (p > 0 && buf[p - 1] != '\n') continue;
+    if (type == MessageType::kRequest) {
+      if (buf[p] == '*' && std::isdigit(static_cast<unsigned char>(buf[p + 1]))) return p;
+    } else if (IsTypeByte(buf[p])) {
+      return p;
+    }
+  }
+  return std::string_view::npos;
+}
+
+ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* frame,
+                              State* /*state*/) {
+  if (buf->empty()) return ParseState::kNeedsMoreData;
+  size_t used = 0;
+  ParseState st = type == MessageType::kResponse ? ParseResponse(*buf, &used, frame)
+                                                 : ParseRequest(*buf, &used, frame);
+  if (st != ParseState::kSuccess) return st;
+  frame->frame_bytes = used;
+  buf->remove_prefix(used);
+  return ParseState::kSuccess;
+}
+
+}  // namespace sonde::agent::protocols::redis

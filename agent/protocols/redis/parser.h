@@ -1,0 +1,37 @@
+// Redis RESP2/RESP3 parser Traits: requests are arrays of bulk strings (or inline commands),
+// responses any RESP value; pub/sub pushes are told apart from replies for the stitcher.
+#pragma once
+
+#include <deque>
+#include <string_view>
+#include <vector>
+
+#include "agent/protocols/common/parser.h"
+#include "agent/protocols/redis/types.h"
+#include "sonde/agent/v1/records.pb.h"
+#include "sonde/common/v1/common.pb.h"
+
+namespace sonde::agent::protocols::redis {
+
+// Limits on untrusted input: deeper nesting, longer strings or larger aggregates are invalid.
+inline constexpr int kMaxDepth = 16;
+inline constexpr int64_t kMaxBulkBytes = 512LL * 1024 * 1024;
+inline constexpr int64_t kMaxAggregate = 16 * 1024 * 1024;
+inline constexpr size_t kMaxLineBytes = 64 * 1024;
+inline constexpr size_t kMaxFieldBytes = 256;  // stored command/key/error/result text
+
+struct Traits {
+  using Frame = redis::Frame;
+  using State = redis::State;
+  static constexpr ::sonde::common::v1::L7Protocol kProtocol =
+      ::sonde::common::v1::L7_PROTOCOL_REDIS;
+
+  static size_t FindFrameBoundary(MessageType type, std::string_view buf, size_t start,
+                                  State* state);
+  static ParseState ParseFrame(MessageType type, std::string_view* buf, Frame* frame,
+                               State* state);
+  static void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
+};
+
+}  // namespace sonde::agent::protocols::redis

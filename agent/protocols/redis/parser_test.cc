@@ -1,0 +1,157 @@
+// Redis parser tests: crafted RESP2/RESP3 edge cases, and a golden replay of a real capture.
+#include "agent/protocols/redis/parser.h"
+
+#include <gtest/gtest.h>
+
+#include "agent/protocols/redis/pcap_replay.h"
+
+namespace sonde::agent::protocols::redis {
+namespace {
+
+ParseState Parse(MessageType t, std::string_view in, Frame* f, size_t* rest = nullptr) {
+  State st;
+  std::string_view buf = in;
+  ParseState s = Traits::ParseFrame(t, &buf, f, &st);
+  if (rest) *rest = buf.size();
+  return s;
+}
+
+TEST(RedisParser, RequestCommandAndKey) {
+  Frame f;
+  size_t rest = 0;
+  ASSERT_EQ(Parse(MessageType::kRequest, "*3\r\n$3\r\nset\r\n$4\r\nkey3\r\n$2\r\nme\r\n*1", &f, &rest),
+            ParseState::kSuccess);
+  EXPECT_EQ(f.command, "SET");
+  EXPECT_EQ(f.key, "key3");
+  EXPECT_EQ(rest, 2u);
+  EXPECT_EQ(f.frame_bytes, 31u);
+}
+
+TEST(RedisParser, AuthPasswordIsNotStoredAsKey) {
+  Frame f;
+  ASSERT_EQ(Parse(MessageType::kRequest, "*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n", &f),
+            ParseState::kSuccess);
+  EXPECT_EQ(f.command, "AUTH");
+  EXPECT_EQ(f.key, "");
+}
+
+TEST(RedisParser, EveryPrefixNeedsMoreData) {
+  const std::string req = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n";
+  const std::string resp = "%2\r\n+a\r\n:1\r\n$1\r\nb\r\n*2\r\n,1.5\r\n#t\r\n";
+  for (size_t n = 0; n < req.size(); ++n) {
+    Frame f;
+    EXPECT_EQ(Parse(MessageType::kRequest, req.substr(0, n), &f), ParseState::kNeedsMoreData) << n;
+  }
+  for (size_t n = 0; n < resp.size(); ++n) {
+    Frame f;
+    EXPECT_EQ(Parse(MessageType::kResponse, resp.substr(0, n), &f), ParseState::kNeedsMoreData)
+        << n;
+  }
+  Frame f;
+  EXPECT_EQ(Parse(MessageType::kResponse, resp, &f), ParseState::kSuccess);
+  EXPECT_EQ(f.result, "(2 elements)");
+}
+
+TEST(RedisParser, ErrorsAndNull) {
+  Frame f;
+  ASSERT_EQ(Parse(MessageType::kResponse, "-WRONGTYPE Operation against a key\r\n", &f),
+            ParseState::kSuccess);
+  EXPECT_TRUE(f.is_error);
+  EXPECT_EQ(f.error, "WRONGTYPE Operation against a key");
+  Frame g;
+  ASSERT_EQ(Parse(MessageType::kResponse, "!9\r\nERR blob!\r\n", &g), ParseState::kSuccess);
+  EXPECT_EQ(g.error, "ERR blob!");
+  Frame h;
+  ASSERT_EQ(Parse(MessageType::kResponse, "$-1\r\n", &h), ParseState::kSuccess);
+  EXPECT_EQ(h.result, "(nil)");
+}
+
+TEST(RedisParser, PushesAndConfirmations) {
+  Frame f;
+  ASSERT_EQ(Parse(MessageType::kResponse, ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n", &f),
+            ParseState::kSuccess);
+  EXPECT_EQ(f.kind, ReplyKind::kPush);
+  EXPECT_EQ(f.push_channel, "ch");
+  Frame g;
+  ASSERT_EQ(Parse(MessageType::kResponse, "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n", &g),
+            ParseState::kSuccess);
+  EXPECT_EQ(g.kind, ReplyKind::kConfirm);
+  // An attribute annotates the reply after it.
+  Frame h;
+  ASSERT_EQ(Parse(MessageType::kResponse, "|1\r\n+ttl\r\n:3\r\n+OK\r\n", &h), ParseState::kSuccess);
+  EXPECT_EQ(h.result, "OK");
+}
+
+TEST(RedisParser, InvalidInput) {
+  Frame f;
+  EXPECT_EQ(Parse(MessageType::kRequest, "*1\r\n:5\r\n", &f), ParseState::kInvalid);
+  EXPECT_EQ(Parse(MessageType::kRequest, "\x16\x03\x01\x02\x00", &f), ParseState::kInvalid);
+  EXPECT_EQ(Parse(MessageType::kResponse, "$99999999999\r\n", &f), ParseState::kInvalid);
+  EXPECT_EQ(Parse(MessageType::kResponse, "$3\r\nabcXY", &f), ParseState::kInvalid);
+  std::string deep(100, '*');
+  std::string nested;
+  for (int i = 0; i < 40; ++i) nested += "*1\r\n";
+  EXPECT_EQ(Parse(MessageType::kResponse, nested + ":1\r\n", &f), ParseState::kInvalid);
+}
+
+TEST(RedisParser, BoundaryResynchronises) {
+  State st;
+  std::string_view junk = "garbage\r\nmore*2\r\n*1\r\n$4\r\nPING\r\n";
+  size_t p = Traits::FindFrameBoundary(MessageType::kRequest, junk, 1, &st);
+  ASSERT_NE(p, std::string_view::npos);
+  EXPECT_EQ(junk.substr(p, 4), "*1\r\n");
+}
+
+TEST(RedisStitcher, PipelinedRepliesPairInOrderAndTimeout) {
+  std::deque<Frame> reqs(3), resps(2);
+  for (int i = 0; i < 3; ++i) {
+    reqs[i].command = "GET";
+    reqs[i].key = "k" + std::to_string(i);
+    reqs[i].timestamp_ns = 1000 + i;
+  }
+  resps[0].result = "a";
+  resps[0].timestamp_ns = 5000;
+  resps[1].is_error = true;
+  resps[1].error = "LOADING Redis is loading";
+  resps[1].timestamp_ns = 6000;
+  State st;
+  std::vector<v1::L7RequestLog> out;
+  Traits::Stitch(&reqs, &resps, &st, StitchContext{7000, 1'000'000, false}, &out);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].request_resource(), "k0");
+  EXPECT_EQ(out[0].response_result(), "a");
+  EXPECT_EQ(out[1].response_status(), ::sonde::common::v1::RESPONSE_STATUS_SERVER_ERROR);
+  ASSERT_EQ(reqs.size(), 1u);
+  Traits::Stitch(&reqs, &resps, &st, StitchContext{3'000'000, 1'000'000, false}, &out);
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[2].response_status(), ::sonde::common::v1::RESPONSE_STATUS_TIMEOUT);
+}
+
+TEST(RedisGolden, LoopbackCapture) {
+  std::vector<testing::Connection> conns;
+  std::string err;
+  ASSERT_TRUE(testing::ReadPcapConnections(
+      testing::SourcePath("agent/protocols/redis/testdata/redis.pcap"), 16379, &conns, &err))
+      << err;
+  ASSERT_EQ(conns.size(), 5u);
+  std::string actual;
+  size_t records = 0;
+  for (const auto& c : conns) {
+    testing::ReplayResult r = testing::Replay<Traits>(c);
+    EXPECT_EQ(r.invalid_requests + r.invalid_responses, 0u);
+    actual += "# connection\n";
+    for (const auto& rec : r.records) {
+      actual += testing::Summarize(rec) + "\n";
+      EXPECT_GE(rec.end_time_us(), rec.start_time_us());
+      EXPECT_GT(rec.request_length() + rec.response_length(), 0);
+      ++records;
+    }
+  }
+  EXPECT_GE(records, 25u);
+  std::string diff = testing::CompareGolden(
+      actual, testing::SourcePath("agent/protocols/redis/testdata/redis.golden.txt"));
+  EXPECT_EQ(diff, "");
+}
+
+}  // namespace
+}  // namespace sonde::agent::protocols::redis
