@@ -1,0 +1,198 @@
+// ClickHouseStorage: per-table RowBinary buffers, one INSERT each, and retention by partition.
+#include "server/storage/clickhouse/clickhouse_storage.h"
+
+#include <ctime>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace sonde::server::storage::clickhouse {
+
+namespace {
+
+const schema::Table* TableFor(std::string_view database, std::string_view family, uint32_t granularity_s) {
+  for (const auto& t : schema::AllTables()) {
+    if (t.database == database && t.granularity_s == granularity_s && t.name.size() > family.size() &&
+        t.name.substr(0, family.size()) == family && t.name[family.size()] == '_') {
+      return &t;
+    }
+  }
+  return nullptr;
+}
+
+std::string FullName(const schema::Table& t) { return fmt::format("{}.{}", t.database, t.name); }
+
+// YYYYMMDD of a UTC time.
+uint32_t Yyyymmdd(std::time_t t) {
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  return static_cast<uint32_t>((tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday);
+}
+
+std::string SqlString(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out + "'";
+}
+
+struct TableBuffer {
+  std::string rows;
+  uint64_t count = 0;
+};
+
+}  // namespace
+
+ClickHouseStorage::ClickHouseStorage(const ClickHouseClient* client, metrics::Registry* registry)
+    : client_(client),
+      registry_(registry),
+      write_seconds_(registry->GetHistogram("sonde_server_clickhouse_write_seconds",
+                                            "Latency of one INSERT into ClickHouse",
+                                            {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
+      partitions_dropped_(registry->GetCounter("sonde_server_retention_partitions_dropped_total",
+                                               "Partitions dropped because they passed their table's retention")) {}
+
+Status ClickHouseStorage::ApplySchema() {
+  for (std::string_view sql : schema::CreateDatabaseSql()) {
+    SONDE_RETURN_IF_ERROR(client_->Execute(sql).status());
+  }
+  for (const auto& t : schema::AllTables()) {
+    SONDE_RETURN_IF_ERROR(client_->Execute(t.create_sql).status());
+    // Tables created by an older schema get the columns added since (additive changes only).
+    SONDE_ASSIGN_OR_RETURN(QueryResult existing,
+                           client_->Query(fmt::format("SELECT name FROM system.columns WHERE database = {} AND "
+                                                      "table = {}",
+                                                      SqlString(t.database), SqlString(t.name))));
+    std::set<std::string> have;
+    for (const auto& row : existing.rows) have.insert(row[0].get<std::string>());
+    std::string_view previous;
+    for (const auto& c : t.columns) {
+      if (!have.count(std::string(c.name))) {
+        std::string where = previous.empty() ? "FIRST" : fmt::format("AFTER `{}`", previous);
+        if (previous.empty()) where.clear();  // 18.16 has no FIRST; appending is fine
+        spdlog::info("adding column {}.{}.{} {}", t.database, t.name, c.name, c.clickhouse_type);
+        SONDE_RETURN_IF_ERROR(client_
+                                  ->Execute(fmt::format("ALTER TABLE {}.{} ADD COLUMN `{}` {} {}", t.database,
+                                                        t.name, c.name, c.clickhouse_type, where))
+                                  .status());
+      }
+      previous = c.name;
+    }
+  }
+  return Status::Ok();
+}
+
+Status ClickHouseStorage::Write(std::span<const AgentBatch> batches, WriteProgress* progress) {
+  std::lock_guard lock(write_mu_);
+  std::map<const schema::Table*, TableBuffer> buffers;
+  EncodeStats stats;
+  uint64_t dropped_granularity = 0;
+  uint64_t skipped_processes = 0;
+  static const schema::Table* const kL7 = schema::FindTable("flow_log", "l7_request_log");
+  static const schema::Table* const kL4 = schema::FindTable("flow_log", "l4_flow_log");
+  SONDE_CHECK(kL7 != nullptr && kL4 != nullptr);
+
+  auto add = [&](const schema::Table* table, const google::protobuf::Message& m, uint32_t agent_id) -> Status {
+    TableBuffer& b = buffers[table];
+    SONDE_RETURN_IF_ERROR(encoder_.AppendRow(*table, m, ServerColumns{agent_id}, &b.rows, &stats));
+    ++b.count;
+    return Status::Ok();
+  };
+  for (const AgentBatch& batch : batches) {
+    const auto& r = batch.records;
+    for (const auto& m : r.l7_request_logs()) SONDE_RETURN_IF_ERROR(add(kL7, m, batch.agent_id));
+    for (const auto& m : r.l4_flow_logs()) SONDE_RETURN_IF_ERROR(add(kL4, m, batch.agent_id));
+    for (const auto& m : r.network_metrics()) {
+      const schema::Table* t = TableFor("flow_metrics", "network", m.granularity_s());
+      if (t == nullptr) {
+        ++dropped_granularity;
+        continue;
+      }
+      SONDE_RETURN_IF_ERROR(add(t, m, batch.agent_id));
+    }
+    for (const auto& m : r.application_metrics()) {
+      const schema::Table* t = TableFor("flow_metrics", "application", m.granularity_s());
+      if (t == nullptr) {
+        ++dropped_granularity;
+        continue;
+      }
+      SONDE_RETURN_IF_ERROR(add(t, m, batch.agent_id));
+    }
+    skipped_processes += static_cast<uint64_t>(r.processes_size());
+  }
+  // Counted once per batch set: a retry re-encodes but skips this on tables already done.
+  if (progress->empty()) {
+    if (dropped_granularity) {
+      registry_->GetCounter("sonde_server_records_dropped_total", "Records the server could not store",
+                            {{"table", "metrics"}, {"reason", "bad_granularity"}})
+          ->Inc(dropped_granularity);
+    }
+    if (skipped_processes) {
+      registry_->GetCounter("sonde_server_records_unstored_total", "Records with no table (used for tagging only)",
+                            {{"type", "process"}})
+          ->Inc(skipped_processes);
+    }
+    if (stats.unknown_enum_values) {
+      registry_->GetCounter("sonde_server_encode_fixups_total", "Values changed to fit their column",
+                            {{"kind", "unknown_enum"}})
+          ->Inc(stats.unknown_enum_values);
+    }
+    if (stats.truncated_values) {
+      registry_->GetCounter("sonde_server_encode_fixups_total", "Values changed to fit their column",
+                            {{"kind", "truncated"}})
+          ->Inc(stats.truncated_values);
+    }
+  }
+
+  Status first_error;
+  for (auto& [table, buffer] : buffers) {
+    const std::string name = FullName(*table);
+    if (progress->count(name)) continue;
+    const auto start = std::chrono::steady_clock::now();
+    Status s = client_->InsertRowBinary(table->database, table->name, RowBinaryEncoder::ColumnList(*table),
+                                        buffer.rows);
+    write_seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (!s.ok()) {
+      registry_->GetCounter("sonde_server_clickhouse_write_errors_total", "Failed INSERTs", {{"table", name}})->Inc();
+      if (first_error.ok()) first_error = Status(s.code(), fmt::format("insert into {}: {}", name, s.message()));
+      continue;
+    }
+    progress->insert(name);
+    registry_->GetCounter("sonde_server_records_written_total", "Records stored in ClickHouse", {{"table", name}})
+        ->Inc(buffer.count);
+  }
+  return first_error;
+}
+
+StatusOr<uint32_t> ClickHouseStorage::DropExpiredPartitions(std::chrono::system_clock::time_point now) {
+  uint32_t dropped = 0;
+  const std::time_t now_s = std::chrono::system_clock::to_time_t(now);
+  for (const auto& t : schema::AllTables()) {
+    if (t.retention_days == 0 || t.partition_by != "toYYYYMMDD(time)") continue;
+    // Keep today and the previous retention_days - 1 days.
+    const uint32_t cutoff = Yyyymmdd(now_s - static_cast<std::time_t>(t.retention_days) * 86400 + 86400);
+    SONDE_ASSIGN_OR_RETURN(QueryResult parts,
+                           client_->Query(fmt::format("SELECT DISTINCT partition FROM system.parts WHERE database = "
+                                                      "{} AND table = {} AND active",
+                                                      SqlString(t.database), SqlString(t.name))));
+    for (const auto& row : parts.rows) {
+      const std::string partition = row[0].get<std::string>();
+      uint32_t day = 0;
+      if (partition.size() != 8 || partition.find_first_not_of("0123456789") != std::string::npos) continue;
+      day = static_cast<uint32_t>(std::stoul(partition));
+      if (day >= cutoff) continue;
+      SONDE_RETURN_IF_ERROR(
+          client_->Execute(fmt::format("ALTER TABLE {}.{} DROP PARTITION {}", t.database, t.name, day)).status());
+      spdlog::info("retention: dropped {}.{} partition {}", t.database, t.name, day);
+      partitions_dropped_->Inc();
+      ++dropped;
+    }
+  }
+  return dropped;
+}
+
+}  // namespace sonde::server::storage::clickhouse
