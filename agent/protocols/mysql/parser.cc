@@ -1,0 +1,79 @@
+// MySQL packet framing. Interpretation (commands, result sets) is left to the stitcher.
+#include "agent/protocols/mysql/parser.h"
+
+#include <algorithm>
+
+namespace sonde::agent::protocols::mysql {
+namespace {
+
+constexpr uint32_t kClientSsl = 0x800;
+constexpr uint8_t kMaxCommand = 0x1f;
+
+uint32_t Le24(std::string_view b, size_t p) {
+  return static_cast<uint8_t>(b[p]) | static_cast<uint8_t>(b[p + 1]) << 8 |
+         static_cast<uint32_t>(static_cast<uint8_t>(b[p + 2])) << 16;
+}
+
+}  // namespace
+
+std::string_view CommandName(uint8_t command) {
+  static constexpr std::string_view kNames[] = {
+      "COM_SLEEP",          "COM_QUIT",          "COM_INIT_DB",         "COM_QUERY",
+      "COM_FIELD_LIST",     "COM_CREATE_DB",     "COM_DROP_DB",         "COM_REFRESH",
+      "COM_SHUTDOWN",       "COM_STATISTICS",    "COM_PROCESS_INFO",    "COM_CONNECT",
+      "COM_PROCESS_KILL",   "COM_DEBUG",         "COM_PING",            "COM_TIME",
+      "COM_DELAYED_INSERT", "COM_CHANGE_USER",   "COM_BINLOG_DUMP",     "COM_TABLE_DUMP",
+      "COM_CONNECT_OUT",    "COM_REGISTER_SLAVE", "COM_STMT_PREPARE",   "COM_STMT_EXECUTE",
+      "COM_STMT_SEND_LONG_DATA", "COM_STMT_CLOSE", "COM_STMT_RESET",    "COM_SET_OPTION",
+      "COM_STMT_FETCH",     "COM_DAEMON",        "COM_BINLOG_DUMP_GTID", "COM_RESET_CONNECTION"};
+  return command <= kMaxCommand ? kNames[command] : std::string_view("COM_UNKNOWN");
+}
+
+size_t Traits::FindFrameBoundary(MessageType type, std::string_view buf, size_t start,
+                                 State* /*state*/) {
+  for (size_t p = start; p + 5 <= buf.size(); ++p) {
+    const uint32_t len = Le24(buf, p);
+    const uint8_t seq = static_cast<uint8_t>(buf[p + 3]);
+    const uint8_t first = static_cast<uint8_t>(buf[p + 4]);
+    if (len == 0 || len > (1u << 20)) continue;
+    if (type == MessageType::kRequest) {
+      if (seq == 0 && first >= 0x01 && first <= kMaxCommand) return p;
+    } else if (seq == 1 && (first == 0x00 || first == 0xff || (first >= 1 && first <= 0xfa))) {
+      return p;
+    }
+  }
+  return std::string_view::npos;
+}
+
+ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* frame,
+                              State* state) {
+  if (state->encrypted) {  // TLS after SSLRequest: opaque to us
+    buf->remove_prefix(buf->size());
+    return ParseState::kIgnored;
+  }
+  if (buf->size() < 4) return ParseState::kNeedsMoreData;
+  const uint32_t len = Le24(*buf, 0);
+  const uint8_t seq = static_cast<uint8_t>((*buf)[3]);
+  if (len == 0 && !(type == MessageType::kRequest && seq != 0)) return ParseState::kInvalid;
+  if (type == MessageType::kRequest && seq == 0) {
+    if (buf->size() < 5) return ParseState::kNeedsMoreData;
+    if (static_cast<uint8_t>((*buf)[4]) > kMaxCommand) return ParseState::kInvalid;
+  }
+  if (buf->size() < 4 + static_cast<size_t>(len)) return ParseState::kNeedsMoreData;
+  const size_t keep = type == MessageType::kResponse ? kMaxResponsePayloadKept
+                                                     : kMaxRequestPayloadKept;
+  frame->seq_id = seq;
+  frame->payload_length = len;
+  frame->payload.assign(buf->substr(4, std::min<size_t>(len, keep)));
+  frame->frame_bytes = 4 + static_cast<size_t>(len);
+  // SSLRequest: a 32-byte handshake response with CLIENT_SSL; TLS follows in both directions.
+  if (type == MessageType::kRequest && seq == 1 && len == 32) {
+    const uint32_t caps = static_cast<uint8_t>(frame->payload[0]) |
+                          static_cast<uint8_t>(frame->payload[1]) << 8;
+    if (caps & kClientSsl) state->encrypted = true;
+  }
+  buf->remove_prefix(frame->frame_bytes);
+  return ParseState::kSuccess;
+}
+
+}  // namespace sonde::agent::protocols::mysql

@@ -1,0 +1,32 @@
+// MySQL wire packets (3-byte length, sequence id, payload) as frames; see types.h.
+#pragma once
+
+#include <deque>
+#include <string_view>
+#include <vector>
+
+#include "agent/protocols/common/parser.h"
+#include "agent/protocols/mysql/types.h"
+#include "sonde/agent/v1/records.pb.h"
+#include "sonde/common/v1/common.pb.h"
+
+namespace sonde::agent::protocols::mysql {
+
+struct Traits {
+  using Frame = mysql::Frame;
+  using State = mysql::State;
+  static constexpr ::sonde::common::v1::L7Protocol kProtocol =
+      ::sonde::common::v1::L7_PROTOCOL_MYSQL;
+
+  static size_t FindFrameBoundary(MessageType type, std::string_view buf, size_t start,
+                                  State* state);
+  static ParseState ParseFrame(MessageType type, std::string_view* buf, Frame* frame,
+                               State* state);
+  static void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
+};
+
+// The name the protocol documentation gives a command byte ("COM_QUERY"), or "COM_UNKNOWN".
+std::string_view CommandName(uint8_t command);
+
+}  // namespace sonde::agent::protocols::mysql

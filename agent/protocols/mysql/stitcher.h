@@ -1,0 +1,17 @@
+// Pairs MySQL command packets with the packets of their response (OK, ERR, result sets,
+// prepare replies), tracking the handshake and prepared statements in State.
+#pragma once
+
+#include <deque>
+#include <vector>
+
+#include "agent/protocols/common/parser.h"
+#include "agent/protocols/mysql/types.h"
+#include "sonde/agent/v1/records.pb.h"
+
+namespace sonde::agent::protocols::mysql {
+
+void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+            const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
+
+}  // namespace sonde::agent::protocols::mysql
