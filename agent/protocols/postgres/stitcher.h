@@ -1,0 +1,17 @@
+// Pairs PostgreSQL request batches (a Query, or extended-protocol messages up to Sync, or the
+// startup) with the responses up to their ReadyForQuery.
+#pragma once
+
+#include <deque>
+#include <vector>
+
+#include "agent/protocols/common/parser.h"
+#include "agent/protocols/postgres/types.h"
+#include "sonde/agent/v1/records.pb.h"
+
+namespace sonde::agent::protocols::postgres {
+
+void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+            const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
+
+}  // namespace sonde::agent::protocols::postgres
