@@ -47,6 +47,8 @@ struct StitchContext {
   uint64_t now_ns = 0;
   uint64_t timeout_ns = 0;  // unanswered requests older than this become timeouts
   bool connection_closed = false;
+  // Optional (may be null): Stitch adds the number of responses it dropped unpaired.
+  uint64_t* unpaired_responses = nullptr;
 };
 
 }  // namespace sonde::agent::protocols

@@ -1,0 +1,201 @@
+// FrameParser<Traits>: the generic per-connection parser. Buffers each direction (bounded),
+// resynchronises after gaps and garbage, parses frames through the protocol's Traits, and
+// stitches them into records. See parser.h for the Traits contract.
+#pragma once
+
+#include <algorithm>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "agent/protocols/common/connection_parser.h"
+#include "agent/protocols/common/frame_meta.h"
+#include "agent/protocols/common/parser.h"
+
+namespace sonde::agent::protocols {
+
+template <typename Traits>
+class FrameParser final : public ConnectionParser {
+ public:
+  using Frame = typename Traits::Frame;
+  using State = typename Traits::State;
+
+  // `counters` must outlive the parser.
+  FrameParser(const ParserOptions& options, const ParserCounters* counters)
+      : options_(options), counters_(counters) {}
+
+  void OnData(flow::StreamDirection dir, const flow::StreamChunk& chunk) override {
+    if (gave_up_) return;
+    Direction& d = dirs_[static_cast<size_t>(dir)];
+    const MessageType type =
+        dir == flow::StreamDirection::kRequest ? MessageType::kRequest : MessageType::kResponse;
+    if (chunk.gap_bytes_before > 0 && !chunk.is_datagram) {
+      counters_->gaps->Inc();
+      d.Clear();
+      d.resync = true;
+    }
+    if (!chunk.is_datagram && d.size() + chunk.data.size() > options_.max_buffer_bytes) {
+      counters_->buffer_overflows->Inc();
+      d.Clear();
+      d.resync = true;
+      if (chunk.data.size() > options_.max_buffer_bytes) return;
+    }
+    if (chunk.is_datagram) d.Clear();
+    d.Append(chunk);
+    ParseLoop(type, chunk.is_datagram, &d);
+    if (chunk.is_datagram) {
+      if (d.size() > 0) counters_->truncated_datagrams->Inc();
+      d.Clear();
+    }
+  }
+
+  void Stitch(const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) override {
+    uint64_t unpaired = 0;
+    StitchContext c = ctx;
+    c.unpaired_responses = &unpaired;
+    Traits::Stitch(&dirs_[0].frames, &dirs_[1].frames, &state_, c, out);
+    if (unpaired > 0) counters_->unpaired_responses->Inc(unpaired);
+    if (ctx.connection_closed) {
+      // Nothing can pair with what is left.
+      dirs_[0].frames.clear();
+      dirs_[1].frames.clear();
+    }
+  }
+
+  bool gave_up() const override { return gave_up_; }
+  bool has_pending() const override {
+    return !dirs_[0].frames.empty() || !dirs_[1].frames.empty();
+  }
+
+  State* state() { return &state_; }
+
+ private:
+  // Where the bytes at a stream position came from.
+  struct Marker {
+    uint64_t pos = 0;  // stream position of the chunk's first byte in this buffer
+    uint64_t timestamp_ns = 0;
+    uint32_t tcp_seq = 0;
+    uint32_t tid = 0;
+    uint64_t syscall_trace_id = 0;
+  };
+
+  struct Direction {
+    std::string buf;
+    size_t head = 0;        // bytes of buf already consumed
+    uint64_t head_pos = 0;  // stream position of buf[head]
+    std::deque<Marker> markers;
+    std::deque<Frame> frames;
+    bool resync = false;
+    uint32_t failures = 0;
+
+    size_t size() const { return buf.size() - head; }
+    std::string_view view() const { return std::string_view(buf).substr(head); }
+
+    void Clear() {
+      head_pos += size();
+      buf.clear();
+      head = 0;
+      markers.clear();
+    }
+    void Append(const flow::StreamChunk& c) {
+      if (c.data.empty()) return;
+      markers.push_back({head_pos + size(), c.timestamp_ns, c.tcp_seq, c.tid, c.syscall_trace_id});
+      buf.append(reinterpret_cast<const char*>(c.data.data()), c.data.size());
+    }
+    void Consume(size_t n) {
+      n = std::min(n, size());
+      head += n;
+      head_pos += n;
+      while (markers.size() > 1 && markers[1].pos <= head_pos) markers.pop_front();
+      if (head == buf.size()) {
+        buf.clear();
+        head = 0;
+      } else if (head > 4096 && head > buf.size() / 2) {
+        buf.erase(0, head);
+        head = 0;
+      }
+    }
+    // Fills the frame's metadata for a frame starting at the current head.
+    void Stamp(Frame* f, size_t bytes) const {
+      Marker m = markers.empty() ? Marker{} : markers.front();
+      f->timestamp_ns = m.timestamp_ns;
+      f->tcp_seq = m.tcp_seq == 0 ? 0 : static_cast<uint32_t>(m.tcp_seq + (head_pos - m.pos));
+      f->frame_bytes = bytes;
+      if constexpr (std::is_base_of_v<FrameMeta, Frame>) {
+        f->tid = m.tid;
+        f->syscall_trace_id = m.syscall_trace_id;
+      }
+    }
+  };
+
+  void ParseLoop(MessageType type, bool datagram, Direction* d) {
+    // Every iteration consumes at least one byte or stops, so this loop is bounded.
+    while (!gave_up_ && d->size() > 0) {
+      std::string_view view = d->view();
+      if (d->resync) {
+        size_t b = Traits::FindFrameBoundary(type, view, 0, &state_);
+        if (b == std::string_view::npos || b > view.size()) {
+          counters_->resync_skipped_bytes->Inc(view.size());
+          d->Clear();
+          return;
+        }
+        counters_->resync_skipped_bytes->Inc(b);
+        d->Consume(b);
+        d->resync = false;
+        continue;
+      }
+      Frame frame{};
+      std::string_view rest = view;
+      ParseState s = Traits::ParseFrame(type, &rest, &frame, &state_);
+      size_t used = view.size() >= rest.size() ? view.size() - rest.size() : 0;
+      if ((s == ParseState::kSuccess || s == ParseState::kIgnored) && used == 0) {
+        s = ParseState::kInvalid;  // a parser that makes no progress is treated as invalid
+      }
+      switch (s) {
+        case ParseState::kNeedsMoreData:
+          return;
+        case ParseState::kInvalid: {
+          counters_->invalid_frames->Inc();
+          if (++d->failures >= options_.max_consecutive_failures) {
+            counters_->gave_up->Inc();
+            gave_up_ = true;
+            return;
+          }
+          if (datagram) {
+            d->Clear();
+            return;
+          }
+          size_t b = Traits::FindFrameBoundary(type, view, 1, &state_);
+          if (b == std::string_view::npos || b > view.size() || b == 0) b = view.size();
+          counters_->resync_skipped_bytes->Inc(b);
+          d->Consume(b);
+          break;
+        }
+        case ParseState::kIgnored:
+          d->failures = 0;
+          d->Consume(used);
+          break;
+        case ParseState::kSuccess:
+          d->failures = 0;
+          d->Stamp(&frame, used);
+          d->frames.push_back(std::move(frame));
+          if (d->frames.size() > options_.max_pending_frames) {
+            d->frames.pop_front();
+            counters_->frames_dropped->Inc();
+          }
+          d->Consume(used);
+          break;
+      }
+    }
+  }
+
+  ParserOptions options_;
+  const ParserCounters* counters_;
+  State state_{};
+  Direction dirs_[2];
+  bool gave_up_ = false;
+};
+
+}  // namespace sonde::agent::protocols

@@ -1,0 +1,294 @@
+// Per-connection protocol inference, parsing, stitching and RED aggregation.
+#include "agent/protocols/common/l7_analyzer.h"
+
+#include <algorithm>
+#include <limits>
+
+namespace sonde::agent::protocols {
+
+using common::v1::L7Protocol;
+
+struct L7Analyzer::Connection {
+  enum class Phase : uint8_t { kInferring, kParsing, kUnknown, kGaveUp };
+  struct Stashed {
+    flow::StreamDirection dir;
+    flow::StreamChunk chunk;  // data points into `data` when replayed
+    std::string data;
+  };
+
+  flow::ConnectionInfo info;
+  Phase phase = Phase::kInferring;
+  const ProtocolSpec* spec = nullptr;
+  std::unique_ptr<ConnectionParser> parser;
+  L7Protocol reported = L7Protocol::L7_PROTOCOL_UNKNOWN;
+  uint32_t inference_chunks = 0;
+  std::string prefix[2];
+  std::vector<Stashed> stash;
+  uint64_t last_ns = 0;
+};
+
+ParserCounters ParserCounters::Create(metrics::Registry* r, std::string_view protocol_name) {
+  const std::string p(protocol_name);
+  auto invalid = [&](const char* reason) {
+    return r->GetCounter("sonde_agent_l7_invalid_frames_total",
+                         "L7 frames that failed to parse, by protocol and reason",
+                         {{"protocol", p}, {"reason", reason}});
+  };
+  ParserCounters c;
+  c.invalid_frames = invalid("invalid");
+  c.truncated_datagrams = invalid("truncated_datagram");
+  c.gaps = invalid("gap");
+  c.buffer_overflows = invalid("buffer_overflow");
+  c.frames_dropped = invalid("pending_overflow");
+  c.unpaired_responses = invalid("unpaired_response");
+  c.resync_skipped_bytes = r->GetCounter("sonde_agent_l7_resync_skipped_bytes_total",
+                                         "Bytes skipped while resynchronising L7 parsers",
+                                         {{"protocol", p}});
+  c.gave_up = r->GetCounter("sonde_agent_l7_parser_gave_up_total",
+                            "Connections whose L7 parser stopped after repeated failures",
+                            {{"protocol", p}});
+  return c;
+}
+
+L7Analyzer::L7Analyzer(exporting::RecordSink* sink, metrics::Registry* metrics,
+                       L7AnalyzerOptions options)
+    : sink_(sink),
+      own_metrics_(metrics == nullptr ? std::make_unique<metrics::Registry>() : nullptr),
+      metrics_(metrics == nullptr ? own_metrics_.get() : metrics),
+      options_(options),
+      app_metrics_(sink) {
+  inferred_ = metrics_->GetCounter("sonde_agent_l7_connections_inferred_total",
+                                   "Connections whose L7 protocol was recognised");
+  inference_failed_ = metrics_->GetCounter("sonde_agent_l7_connections_unknown_total",
+                                           "Connections whose L7 protocol was not recognised");
+  connections_dropped_ = metrics_->GetCounter(
+      "sonde_agent_l7_connections_dropped_total",
+      "Connections not analysed because the connection table was full");
+  connections_ = metrics_->GetGauge("sonde_agent_l7_connections",
+                                    "Connections currently tracked by the L7 analyzer");
+}
+
+L7Analyzer::~L7Analyzer() = default;
+
+L7Analyzer::Connection* L7Analyzer::FindOrCreate(const flow::ConnectionInfo& conn,
+                                                 uint64_t now_ns) {
+  auto it = conns_.find(conn.flow_id);
+  if (it != conns_.end()) {
+    Connection* c = it->second.get();
+    // Process attribution can arrive after the first bytes (eBPF): keep the latest.
+    if (conn.process_0.pid != c->info.process_0.pid ||
+        conn.process_1.pid != c->info.process_1.pid) {
+      c->info = conn;
+    }
+    c->last_ns = std::max(c->last_ns, now_ns);
+    return c;
+  }
+  if (conns_.size() >= options_.max_connections) {
+    connections_dropped_->Inc();
+    return nullptr;
+  }
+  auto c = std::make_unique<Connection>();
+  c->info = conn;
+  c->last_ns = now_ns;
+  Connection* raw = c.get();
+  conns_.emplace(conn.flow_id, std::move(c));
+  closed_.erase(conn.flow_id);
+  connections_->Set(static_cast<int64_t>(conns_.size()));
+  return raw;
+}
+
+void L7Analyzer::OnData(const flow::ConnectionInfo& conn, flow::StreamDirection dir,
+                        const flow::StreamChunk& chunk) {
+  Connection* c = FindOrCreate(conn, chunk.timestamp_ns);
+  if (c == nullptr) return;
+  switch (c->phase) {
+    case Connection::Phase::kInferring:
+      Infer(c, dir, chunk);
+      break;
+    case Connection::Phase::kParsing:
+      c->parser->OnData(dir, chunk);
+      break;
+    case Connection::Phase::kUnknown:
+    case Connection::Phase::kGaveUp:
+      return;
+  }
+  if (c->phase == Connection::Phase::kParsing) {
+    StitchAndEmit(c, chunk.timestamp_ns, false);
+    if (c->parser->gave_up()) c->phase = Connection::Phase::kGaveUp;
+  }
+}
+
+void L7Analyzer::Infer(Connection* c, flow::StreamDirection dir, const flow::StreamChunk& chunk) {
+  const size_t d = static_cast<size_t>(dir);
+  if (chunk.gap_bytes_before > 0 || chunk.is_datagram) c->prefix[d].clear();
+  const size_t room = options_.max_inference_bytes - std::min(options_.max_inference_bytes,
+                                                              c->prefix[d].size());
+  c->prefix[d].append(reinterpret_cast<const char*>(chunk.data.data()),
+                      std::min(room, chunk.data.size()));
+  Connection::Stashed s{dir, chunk, std::string(reinterpret_cast<const char*>(chunk.data.data()),
+                                                chunk.data.size())};
+  c->stash.push_back(std::move(s));
+  ++c->inference_chunks;
+
+  const bool udp = c->info.tuple.protocol == net::IpProtocol::kUdp;
+  const uint16_t server_port = c->info.tuple.dst_port;
+  auto transport_ok = [udp](const ProtocolSpec& p) {
+    return p.infer != nullptr &&
+           (p.transport == Transport::kBoth ||
+            p.transport == (udp ? Transport::kUdp : Transport::kTcp));
+  };
+  auto hinted = [server_port](const ProtocolSpec& p) {
+    return server_port != 0 &&
+           std::find(p.port_hints.begin(), p.port_hints.end(), server_port) != p.port_hints.end();
+  };
+  const std::span<const ProtocolSpec> protocols =
+      options_.protocols.empty() ? AllProtocols() : options_.protocols;
+  const ProtocolSpec* chosen = nullptr;
+  for (int pass = 0; pass < 2 && chosen == nullptr; ++pass) {
+    for (const ProtocolSpec& p : protocols) {
+      if (!transport_ok(p) || hinted(p) != (pass == 0)) continue;
+      if (p.infer(dir, c->prefix[d], c->info) == InferResult::kYes) {
+        chosen = &p;
+        break;
+      }
+    }
+  }
+  if (chosen != nullptr) {
+    inferred_->Inc();
+    StartParser(c, chosen);
+    return;
+  }
+  if (c->inference_chunks >= options_.max_inference_chunks) {
+    inference_failed_->Inc();
+    c->phase = Connection::Phase::kUnknown;
+    c->stash.clear();
+    c->prefix[0].clear();
+    c->prefix[1].clear();
+  }
+}
+
+void L7Analyzer::StartParser(Connection* c, const ProtocolSpec* spec) {
+  c->spec = spec;
+  c->reported = spec->protocol;
+  c->parser = spec->make_parser(options_.parser, CountersFor(spec));
+  c->phase = Connection::Phase::kParsing;
+  for (Connection::Stashed& s : c->stash) {
+    s.chunk.data = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data.data()),
+                                            s.data.size());
+    c->parser->OnData(s.dir, s.chunk);
+  }
+  c->stash.clear();
+  c->stash.shrink_to_fit();
+  c->prefix[0].clear();
+  c->prefix[1].clear();
+}
+
+const ParserCounters* L7Analyzer::CountersFor(const ProtocolSpec* spec) {
+  auto& slot = counters_[spec->protocol];
+  if (!slot) slot = std::make_unique<ParserCounters>(ParserCounters::Create(metrics_, spec->name));
+  return slot.get();
+}
+
+void L7Analyzer::StitchAndEmit(Connection* c, uint64_t now_ns, bool closed) {
+  if (c->parser == nullptr) return;
+  StitchContext ctx;
+  ctx.now_ns = now_ns;
+  ctx.timeout_ns = options_.parser.request_timeout_ns;
+  ctx.connection_closed = closed;
+  scratch_.clear();
+  c->parser->Stitch(ctx, &scratch_);
+  for (v1::L7RequestLog& rec : scratch_) {
+    if (rec.l7_protocol() == L7Protocol::L7_PROTOCOL_UNKNOWN) rec.set_l7_protocol(c->spec->protocol);
+    FillConnectionFields(c->info, &rec);
+    c->reported = rec.l7_protocol();
+    auto& counter = records_by_protocol_[rec.l7_protocol()];
+    if (counter == nullptr) {
+      counter = metrics_->GetCounter("sonde_agent_l7_records_total", "L7 request records emitted",
+                                     {{"protocol", std::string(ProtocolName(rec.l7_protocol()))}});
+    }
+    counter->Inc();
+    if (options_.app_metrics) app_metrics_.Add(rec);
+    if (sink_ != nullptr) sink_->Emit(std::move(rec));
+  }
+  scratch_.clear();
+}
+
+void L7Analyzer::FillConnectionFields(const flow::ConnectionInfo& info,
+                                      v1::L7RequestLog* rec) const {
+  const net::FiveTuple& t = info.tuple;
+  rec->set_flow_id(info.flow_id);
+  rec->set_signal_source(info.signal_source);
+  const bool v4 = t.src_ip.is_v4() && t.dst_ip.is_v4();
+  rec->set_is_ipv4(v4 ? 1 : 0);
+  if (v4) {
+    rec->set_ip4_0(t.src_ip.v4());
+    rec->set_ip4_1(t.dst_ip.v4());
+  } else {
+    rec->set_ip6_0(std::string(reinterpret_cast<const char*>(t.src_ip.bytes().data()), 16));
+    rec->set_ip6_1(std::string(reinterpret_cast<const char*>(t.dst_ip.bytes().data()), 16));
+  }
+  rec->set_client_port(t.src_port);
+  rec->set_server_port(t.dst_port);
+  rec->set_protocol(static_cast<uint32_t>(t.protocol));
+  if (info.is_tls_plaintext) rec->set_is_encrypted(1);
+  rec->set_process_id_0(info.process_0.pid);
+  rec->set_process_id_1(info.process_1.pid);
+  rec->set_process_kname_0(info.process_0.comm);
+  rec->set_process_kname_1(info.process_1.comm);
+  rec->set_container_id_0(info.process_0.container_id);
+  rec->set_container_id_1(info.process_1.container_id);
+}
+
+void L7Analyzer::CloseConnection(uint64_t flow_id, uint64_t now_ns) {
+  auto it = conns_.find(flow_id);
+  if (it == conns_.end()) return;
+  Connection* c = it->second.get();
+  if (c->phase == Connection::Phase::kParsing || c->phase == Connection::Phase::kGaveUp) {
+    StitchAndEmit(c, now_ns, true);
+  }
+  closed_[flow_id] = {c->reported, now_ns};
+  conns_.erase(it);
+  connections_->Set(static_cast<int64_t>(conns_.size()));
+}
+
+void L7Analyzer::OnClose(const flow::ConnectionInfo& conn, uint64_t timestamp_ns) {
+  CloseConnection(conn.flow_id, timestamp_ns);
+}
+
+void L7Analyzer::OnTick(uint64_t now_ns) {
+  if (now_ns >= last_scan_ns_ + options_.scan_interval_ns || now_ns < last_scan_ns_) {
+    last_scan_ns_ = now_ns;
+    std::vector<uint64_t> idle;
+    for (auto& [id, c] : conns_) {
+      if (c->last_ns + options_.idle_timeout_ns <= now_ns) {
+        idle.push_back(id);
+      } else if (c->parser != nullptr && c->parser->has_pending()) {
+        StitchAndEmit(c.get(), now_ns, false);
+      }
+    }
+    for (uint64_t id : idle) CloseConnection(id, now_ns);
+    const uint64_t keep_ns = 2 * options_.idle_timeout_ns;
+    for (auto it = closed_.begin(); it != closed_.end();) {
+      it = it->second.second + keep_ns <= now_ns ? closed_.erase(it) : std::next(it);
+    }
+  }
+  if (options_.app_metrics) app_metrics_.Advance(now_ns);
+}
+
+void L7Analyzer::FlushAll(uint64_t now_ns) {
+  std::vector<uint64_t> ids;
+  ids.reserve(conns_.size());
+  for (const auto& [id, c] : conns_) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());  // deterministic output order
+  for (uint64_t id : ids) CloseConnection(id, now_ns);
+  if (options_.app_metrics) app_metrics_.FlushAll();
+}
+
+common::v1::L7Protocol L7Analyzer::ProtocolOf(uint64_t flow_id) const {
+  auto it = conns_.find(flow_id);
+  if (it != conns_.end()) return it->second->reported;
+  auto cit = closed_.find(flow_id);
+  return cit == closed_.end() ? L7Protocol::L7_PROTOCOL_UNKNOWN : cit->second.first;
+}
+
+}  // namespace sonde::agent::protocols

@@ -1,0 +1,87 @@
+// L7Analyzer: the application layer behind flow::StreamHandler. Per connection it infers the
+// protocol from content (registry.h), feeds a FrameParser, stitches records, fills connection
+// fields and emits them; it also aggregates application RED metrics (1 s and 60 s).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/export/record_sink.h"
+#include "agent/flow/stream_handler.h"
+#include "agent/protocols/common/app_metrics_aggregator.h"
+#include "agent/protocols/common/connection_parser.h"
+#include "agent/protocols/common/registry.h"
+#include "common/metrics/registry.h"
+
+namespace sonde::agent::protocols {
+
+struct L7AnalyzerOptions {
+  ParserOptions parser;
+  uint32_t max_inference_chunks = 8;          // data chunks looked at before "unknown"
+  size_t max_inference_bytes = 4096;          // per-direction prefix handed to Infer functions
+  uint64_t idle_timeout_ns = 300'000'000'000ULL;  // connections without data are reaped
+  uint64_t scan_interval_ns = 1'000'000'000ULL;   // request-timeout scans at most this often
+  size_t max_connections = 1'000'000;
+  bool app_metrics = true;                    // aggregate and emit ApplicationMetric
+  // The protocols to recognise; empty = the registry table (AllProtocols()). Tests inject here.
+  std::span<const ProtocolSpec> protocols;
+};
+
+// Not thread-safe: one instance per worker thread (all calls from that thread, in time order).
+class L7Analyzer final : public flow::StreamHandler {
+ public:
+  // `sink` receives L7RequestLog and ApplicationMetric records; `metrics` receives self-metrics
+  // (nullptr: kept in a private registry). Both must outlive the analyzer.
+  L7Analyzer(exporting::RecordSink* sink, metrics::Registry* metrics,
+             L7AnalyzerOptions options = {});
+  ~L7Analyzer() override;
+
+  void OnData(const flow::ConnectionInfo& conn, flow::StreamDirection dir,
+              const flow::StreamChunk& chunk) override;
+  void OnClose(const flow::ConnectionInfo& conn, uint64_t timestamp_ns) override;
+  void OnTick(uint64_t now_ns) override;
+  common::v1::L7Protocol ProtocolOf(uint64_t flow_id) const override;
+
+  // End of input: every open connection is closed (unanswered requests become timeout records)
+  // and every metric interval is emitted. Does not call sink->Flush().
+  void FlushAll(uint64_t now_ns);
+
+  size_t connection_count() const { return conns_.size(); }
+
+ private:
+  struct Connection;
+
+  Connection* FindOrCreate(const flow::ConnectionInfo& conn, uint64_t now_ns);
+  void Infer(Connection* c, flow::StreamDirection dir, const flow::StreamChunk& chunk);
+  void StartParser(Connection* c, const ProtocolSpec* spec);
+  void StitchAndEmit(Connection* c, uint64_t now_ns, bool closed);
+  void FillConnectionFields(const flow::ConnectionInfo& info, v1::L7RequestLog* rec) const;
+  const ParserCounters* CountersFor(const ProtocolSpec* spec);
+  void CloseConnection(uint64_t flow_id, uint64_t now_ns);
+
+  exporting::RecordSink* sink_;
+  std::unique_ptr<metrics::Registry> own_metrics_;
+  metrics::Registry* metrics_;
+  L7AnalyzerOptions options_;
+  AppMetricsAggregator app_metrics_;
+
+  std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns_;
+  // Protocols of recently closed connections, so ProtocolOf works after OnClose.
+  std::unordered_map<uint64_t, std::pair<common::v1::L7Protocol, uint64_t>> closed_;
+  std::map<common::v1::L7Protocol, std::unique_ptr<ParserCounters>> counters_;
+  std::map<common::v1::L7Protocol, metrics::Counter*> records_by_protocol_;
+  std::vector<v1::L7RequestLog> scratch_;
+  uint64_t last_scan_ns_ = 0;
+
+  metrics::Counter* inferred_ = nullptr;
+  metrics::Counter* inference_failed_ = nullptr;
+  metrics::Counter* connections_dropped_ = nullptr;
+  metrics::Gauge* connections_ = nullptr;
+};
+
+}  // namespace sonde::agent::protocols

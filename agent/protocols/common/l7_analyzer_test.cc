@@ -1,0 +1,136 @@
+// L7Analyzer: inference, dispatch, connection fields, timeouts, RED metrics, ProtocolOf.
+#include "agent/protocols/common/l7_analyzer.h"
+
+#include <gtest/gtest.h>
+
+#include "agent/protocols/common/testing/collecting_sink.h"
+#include "agent/protocols/common/testing/line_protocol.h"
+
+namespace sonde::agent::protocols {
+namespace {
+
+constexpr uint64_t kSec = 1'000'000'000ULL;
+
+flow::StreamChunk Chunk(std::string_view s, uint64_t ts) {
+  flow::StreamChunk c;
+  c.timestamp_ns = ts;
+  c.data = {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+  return c;
+}
+
+flow::ConnectionInfo Conn(uint64_t id, uint16_t server_port) {
+  flow::ConnectionInfo c;
+  c.flow_id = id;
+  c.tuple.src_ip = *net::IpAddress::Parse("10.0.0.1");
+  c.tuple.dst_ip = *net::IpAddress::Parse("10.0.0.2");
+  c.tuple.src_port = 40000;
+  c.tuple.dst_port = server_port;
+  c.process_0 = {123, "curl", ""};
+  return c;
+}
+
+class L7AnalyzerTest : public ::testing::Test {
+ protected:
+  L7AnalyzerOptions Options() {
+    L7AnalyzerOptions o;
+    o.protocols = std::span<const ProtocolSpec>(&testing::kLineSpec, 1);
+    o.parser.request_timeout_ns = 5 * kSec;
+    return o;
+  }
+  testing::CollectingSink sink_;
+  metrics::Registry metrics_;
+};
+
+TEST_F(L7AnalyzerTest, InfersOnAnyPortAndFillsConnectionFields) {
+  L7Analyzer a(&sink_, &metrics_, Options());
+  auto conn = Conn(1, 9999);  // not the hinted port
+  a.OnData(conn, flow::StreamDirection::kRequest, Chunk("Q", 10 * kSec));  // too short: maybe
+  EXPECT_EQ(a.ProtocolOf(1), common::v1::L7_PROTOCOL_UNKNOWN);
+  a.OnData(conn, flow::StreamDirection::kRequest, Chunk(" 1 /u/5\n", 10 * kSec + 1000));
+  EXPECT_EQ(a.ProtocolOf(1), common::v1::L7_PROTOCOL_REDIS);
+  a.OnData(conn, flow::StreamDirection::kResponse, Chunk("A 1 200\n", 10 * kSec + 3000000));
+  ASSERT_EQ(sink_.l7.size(), 1u);
+  const auto& r = sink_.l7[0];
+  EXPECT_EQ(r.request_resource(), "/u/5");  // the stashed first byte was replayed
+  EXPECT_EQ(r.flow_id(), 1u);
+  EXPECT_EQ(r.is_ipv4(), 1u);
+  EXPECT_EQ(r.ip4_0(), 0x0a000001u);
+  EXPECT_EQ(r.ip4_1(), 0x0a000002u);
+  EXPECT_EQ(r.client_port(), 40000u);
+  EXPECT_EQ(r.server_port(), 9999u);
+  EXPECT_EQ(r.protocol(), 6u);
+  EXPECT_EQ(r.process_id_0(), 123u);
+  EXPECT_EQ(r.process_kname_0(), "curl");
+  EXPECT_EQ(r.response_duration(), 3000u);  // from the first (stashed) byte
+  EXPECT_EQ(r.time(), 10u);
+  EXPECT_EQ(metrics_.CounterTotal("sonde_agent_l7_records_total"), 1u);
+}
+
+TEST_F(L7AnalyzerTest, UnknownAfterBoundedChunks) {
+  auto o = Options();
+  o.max_inference_chunks = 3;
+  L7Analyzer a(&sink_, &metrics_, o);
+  auto conn = Conn(2, 7777);
+  for (int i = 0; i < 5; ++i) {
+    a.OnData(conn, flow::StreamDirection::kRequest, Chunk("GET / HTTP/1.1\r\n", kSec));
+  }
+  EXPECT_EQ(a.ProtocolOf(2), common::v1::L7_PROTOCOL_UNKNOWN);
+  EXPECT_EQ(metrics_.CounterTotal("sonde_agent_l7_connections_unknown_total"), 1u);
+}
+
+TEST_F(L7AnalyzerTest, TimeoutsOnTickAndFlushAllAndProtocolAfterClose) {
+  L7Analyzer a(&sink_, &metrics_, Options());
+  auto c1 = Conn(3, 7777);
+  a.OnData(c1, flow::StreamDirection::kRequest, Chunk("Q 1 /slow\n", 100 * kSec));
+  a.OnTick(103 * kSec);
+  EXPECT_TRUE(sink_.l7.empty());
+  a.OnTick(106 * kSec);
+  ASSERT_EQ(sink_.l7.size(), 1u);
+  EXPECT_EQ(sink_.l7[0].response_status(), common::v1::RESPONSE_STATUS_TIMEOUT);
+  a.OnClose(c1, 107 * kSec);
+  EXPECT_EQ(a.connection_count(), 0u);
+  EXPECT_EQ(a.ProtocolOf(3), common::v1::L7_PROTOCOL_REDIS);
+
+  auto c2 = Conn(4, 7777);
+  a.OnData(c2, flow::StreamDirection::kRequest, Chunk("Q 1 /pending\n", 108 * kSec));
+  a.FlushAll(108 * kSec);
+  ASSERT_EQ(sink_.l7.size(), 2u);
+  EXPECT_EQ(sink_.l7[1].response_status(), common::v1::RESPONSE_STATUS_TIMEOUT);
+  EXPECT_EQ(a.connection_count(), 0u);
+}
+
+TEST_F(L7AnalyzerTest, RedMetricsPerSecondAndMinute) {
+  L7Analyzer a(&sink_, &metrics_, Options());
+  auto conn = Conn(5, 7777);
+  const uint64_t t0 = 120 * kSec;
+  a.OnData(conn, flow::StreamDirection::kRequest, Chunk("Q 1 /a/1\nQ 2 /a/2\nQ 3 /b\n", t0));
+  a.OnData(conn, flow::StreamDirection::kResponse,
+           Chunk("A 1 200\nA 2 500\nA 3 404\n", t0 + 2000000));
+  ASSERT_EQ(sink_.l7.size(), 3u);
+  a.OnTick(t0 + 4 * kSec);  // the 1 s interval closed; the minute is still open
+  ASSERT_EQ(sink_.app.size(), 2u);  // endpoints /a/{id} and /b
+  uint64_t requests = 0, server_errors = 0, client_errors = 0;
+  for (const auto& m : sink_.app) {
+    EXPECT_EQ(m.granularity_s(), 1u);
+    EXPECT_EQ(m.time(), 120u);
+    EXPECT_EQ(m.server_port(), 7777u);
+    requests += m.requests();
+    server_errors += m.server_errors();
+    client_errors += m.client_errors();
+    if (m.endpoint() == "/a/{id}") {
+      EXPECT_EQ(m.requests(), 2u);
+      EXPECT_EQ(m.latency_count(), 2u);
+      EXPECT_EQ(m.latency_max_us(), 2000u);
+    }
+  }
+  EXPECT_EQ(requests, 3u);
+  EXPECT_EQ(server_errors, 1u);
+  EXPECT_EQ(client_errors, 1u);
+  a.FlushAll(t0 + 5 * kSec);
+  ASSERT_EQ(sink_.app.size(), 4u);
+  EXPECT_EQ(sink_.app[2].granularity_s(), 60u);
+  EXPECT_EQ(sink_.app[2].time(), 120u);
+}
+
+}  // namespace
+}  // namespace sonde::agent::protocols

@@ -1,0 +1,201 @@
+// Shared record-filling helpers for stitchers.
+#include "agent/protocols/common/record_util.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+namespace sonde::agent::protocols {
+namespace {
+
+bool IsHex(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+  });
+}
+
+// Splits on `sep` into at most N parts; returns how many were found.
+template <size_t N>
+size_t Split(std::string_view s, char sep, std::array<std::string_view, N>* parts) {
+  size_t n = 0;
+  while (n < N) {
+    size_t p = s.find(sep);
+    (*parts)[n++] = s.substr(0, p);
+    if (p == std::string_view::npos) break;
+    s.remove_prefix(p + 1);
+  }
+  return n;
+}
+
+std::string Base64Decode(std::string_view in) {
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
+    return -1;
+  };
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    if (c == '=') break;
+    int v = val(c);
+    if (v < 0) return std::string(in);  // not base64: keep as is
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  return out;
+}
+
+std::string Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return std::string(s);
+}
+
+bool IsIdSegment(std::string_view seg) {
+  if (seg.empty()) return false;
+  bool all_digits = std::all_of(seg.begin(), seg.end(),
+                                [](char c) { return c >= '0' && c <= '9'; });
+  if (all_digits) return true;
+  size_t digits = std::count_if(seg.begin(), seg.end(),
+                                [](char c) { return c >= '0' && c <= '9'; });
+  // UUID 8-4-4-4-12.
+  if (seg.size() == 36 && seg[8] == '-' && seg[13] == '-' && seg[18] == '-' && seg[23] == '-') {
+    return true;
+  }
+  if (seg.size() >= 16 && IsHex(seg) && digits > 0) return true;
+  // Long opaque tokens mixing letters and digits.
+  if (seg.size() >= 24 && digits > 0) return true;
+  return false;
+}
+
+}  // namespace
+
+void MarkTimeout(v1::L7RequestLog* rec) {
+  rec->set_response_status(common::v1::RESPONSE_STATUS_TIMEOUT);
+}
+
+common::v1::ResponseStatus StatusFromHttpCode(int code) {
+  if (code >= 100 && code < 400) return common::v1::RESPONSE_STATUS_OK;
+  if (code >= 400 && code < 500) return common::v1::RESPONSE_STATUS_CLIENT_ERROR;
+  if (code >= 500 && code < 600) return common::v1::RESPONSE_STATUS_SERVER_ERROR;
+  return common::v1::RESPONSE_STATUS_UNKNOWN;
+}
+
+std::string ToLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool ApplyTraceHeader(std::string_view name, std::string_view raw_value, v1::L7RequestLog* rec) {
+  std::string value = Trim(raw_value);
+  if (name == "x-request-id") {
+    if (rec->x_request_id().empty()) rec->set_x_request_id(value.substr(0, 256));
+    return true;
+  }
+  const bool have_trace = !rec->trace_id().empty();
+  if (name == "traceparent") {
+    std::array<std::string_view, 4> p;
+    if (Split(value, '-', &p) == 4 && p[1].size() == 32 && IsHex(p[1]) && p[2].size() == 16 &&
+        IsHex(p[2])) {
+      if (!have_trace) {
+        rec->set_trace_id(std::string(p[1]));
+        rec->set_span_id(std::string(p[2]));
+      }
+      return true;
+    }
+    return false;
+  }
+  if (name == "b3") {
+    std::array<std::string_view, 4> p;
+    size_t n = Split(value, '-', &p);
+    if (n >= 2 && IsHex(p[0]) && IsHex(p[1])) {
+      if (!have_trace) {
+        rec->set_trace_id(std::string(p[0]));
+        rec->set_span_id(std::string(p[1]));
+        if (n == 4) rec->set_parent_span_id(std::string(p[3]));
+      }
+      return true;
+    }
+    return false;
+  }
+  if (name == "x-b3-traceid") {
+    if (!have_trace && IsHex(value)) rec->set_trace_id(value);
+    return true;
+  }
+  if (name == "x-b3-spanid") {
+    if (rec->span_id().empty() && IsHex(value)) rec->set_span_id(value);
+    return true;
+  }
+  if (name == "x-b3-parentspanid") {
+    if (rec->parent_span_id().empty() && IsHex(value)) rec->set_parent_span_id(value);
+    return true;
+  }
+  if (name == "sw8") {
+    // sample-traceId(b64)-segmentId(b64)-spanId-service(b64)-instance(b64)-endpoint(b64)-peer(b64)
+    std::array<std::string_view, 8> p;
+    if (Split(value, '-', &p) >= 4) {
+      if (!have_trace) {
+        rec->set_trace_id(Base64Decode(p[1]).substr(0, 128));
+        rec->set_span_id(Base64Decode(p[2]).substr(0, 128) + "-" + std::string(p[3].substr(0, 16)));
+      }
+      return true;
+    }
+    return false;
+  }
+  if (name == "uber-trace-id") {
+    std::string v = value;
+    for (size_t i = 0; (i = v.find("%3A", i)) != std::string::npos;) v.replace(i, 3, ":");
+    for (size_t i = 0; (i = v.find("%3a", i)) != std::string::npos;) v.replace(i, 3, ":");
+    std::array<std::string_view, 4> p;
+    if (Split(std::string_view(v), ':', &p) == 4 && IsHex(p[0]) && IsHex(p[1])) {
+      if (!have_trace) {
+        rec->set_trace_id(std::string(p[0]));
+        rec->set_span_id(std::string(p[1]));
+        if (p[2] != "0") rec->set_parent_span_id(std::string(p[2]));
+      }
+      return true;
+    }
+    return false;
+  }
+  return false;
+}
+
+std::string EndpointPattern(std::string_view path) {
+  constexpr size_t kMaxLen = 256;
+  size_t q = path.find_first_of("?#");
+  if (q != std::string_view::npos) path = path.substr(0, q);
+  // Absolute-form request targets (proxies): keep the path only.
+  if (path.starts_with("http://") || path.starts_with("https://")) {
+    size_t slash = path.find('/', path.find("//") + 2);
+    path = slash == std::string_view::npos ? std::string_view("/") : path.substr(slash);
+  }
+  std::string out;
+  out.reserve(std::min(path.size(), kMaxLen));
+  size_t i = 0;
+  while (i <= path.size() && out.size() < kMaxLen) {
+    size_t slash = path.find('/', i);
+    std::string_view seg = path.substr(i, slash == std::string_view::npos ? path.size() - i
+                                                                          : slash - i);
+    if (IsIdSegment(seg)) {
+      out += "{id}";
+    } else {
+      out.append(seg);
+    }
+    if (slash == std::string_view::npos) break;
+    out.push_back('/');
+    i = slash + 1;
+  }
+  if (out.size() > kMaxLen) out.resize(kMaxLen);
+  return out;
+}
+
+}  // namespace sonde::agent::protocols

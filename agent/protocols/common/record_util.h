@@ -1,0 +1,80 @@
+// Helpers stitchers share: filling timing/length/sequence fields of a record from its frames,
+// timeouts, HTTP-style status mapping, trace-context headers and endpoint patterns.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "agent/protocols/common/parser.h"
+#include "sonde/agent/v1/records.pb.h"
+
+namespace sonde::agent::protocols {
+
+// True when a request sent at `request_ts_ns` should be reported as unanswered now: the
+// connection is closed, or it is older than ctx.timeout_ns.
+inline bool IsTimedOut(uint64_t request_ts_ns, const StitchContext& ctx) {
+  if (ctx.connection_closed) return true;
+  return ctx.now_ns > request_ts_ns && ctx.now_ns - request_ts_ns >= ctx.timeout_ns;
+}
+
+// Adds `n` to the context's unpaired-response counter when the caller asked for one.
+inline void CountUnpairedResponses(const StitchContext& ctx, uint64_t n = 1) {
+  if (ctx.unpaired_responses != nullptr) *ctx.unpaired_responses += n;
+}
+
+// Fills start/end time, duration, lengths, TCP sequence numbers and eBPF syscall fields from a
+// request frame and its response frame (nullptr: request only). Works for any frame type with
+// timestamp_ns, tcp_seq and frame_bytes; tid and syscall_trace_id are used when present.
+template <typename F>
+void FillFromFrames(const F* req, const F* resp, v1::L7RequestLog* rec) {
+  if (req != nullptr) {
+    rec->set_start_time_us(req->timestamp_ns / 1000);
+    rec->set_req_tcp_seq(req->tcp_seq);
+    rec->set_request_length(static_cast<int64_t>(req->frame_bytes));
+    if constexpr (requires { req->syscall_trace_id; req->tid; }) {
+      rec->set_syscall_trace_id_request(req->syscall_trace_id);
+      rec->set_syscall_thread_0(req->tid);
+    }
+  }
+  if (resp != nullptr) {
+    rec->set_end_time_us(resp->timestamp_ns / 1000);
+    rec->set_resp_tcp_seq(resp->tcp_seq);
+    rec->set_response_length(static_cast<int64_t>(resp->frame_bytes));
+    if constexpr (requires { resp->syscall_trace_id; resp->tid; }) {
+      rec->set_syscall_trace_id_response(resp->syscall_trace_id);
+      rec->set_syscall_thread_1(resp->tid);
+    }
+  } else {
+    rec->set_end_time_us(rec->start_time_us());
+    rec->set_response_length(-1);
+  }
+  if (req == nullptr) {
+    rec->set_start_time_us(rec->end_time_us());
+    rec->set_request_length(-1);
+  }
+  rec->set_time(static_cast<uint32_t>(rec->start_time_us() / 1000000));
+  rec->set_response_duration(rec->end_time_us() > rec->start_time_us()
+                                 ? rec->end_time_us() - rec->start_time_us()
+                                 : 0);
+}
+
+// Marks a request-only record as timed out (no response within the timeout or before close).
+void MarkTimeout(v1::L7RequestLog* rec);
+
+// 1xx-3xx ok, 4xx client error, 5xx server error, anything else unknown.
+common::v1::ResponseStatus StatusFromHttpCode(int code);
+
+// Applies one header (name lower-cased) to the record when it carries trace context or a request
+// id: traceparent, b3, x-b3-traceid/-spanid/-parentspanid, sw8, uber-trace-id, x-request-id.
+// The first trace context seen wins. Returns true when the header was used.
+bool ApplyTraceHeader(std::string_view name_lower, std::string_view value, v1::L7RequestLog* rec);
+
+// The path without query string, with identifier-like segments (numbers, UUIDs, long hex or
+// token strings) replaced by "{id}", so /users/42/orders -> /users/{id}/orders. Bounded length.
+std::string EndpointPattern(std::string_view path);
+
+// ASCII lower-case copy.
+std::string ToLower(std::string_view s);
+
+}  // namespace sonde::agent::protocols

@@ -1,0 +1,63 @@
+// Trace-context headers, endpoint patterns and status mapping.
+#include "agent/protocols/common/record_util.h"
+
+#include <gtest/gtest.h>
+
+namespace sonde::agent::protocols {
+namespace {
+
+TEST(RecordUtilTest, Traceparent) {
+  v1::L7RequestLog r;
+  EXPECT_TRUE(ApplyTraceHeader(
+      "traceparent", " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", &r));
+  EXPECT_EQ(r.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(r.span_id(), "00f067aa0ba902b7");
+  // First trace context wins.
+  EXPECT_TRUE(ApplyTraceHeader("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1", &r));
+  EXPECT_EQ(r.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_FALSE(ApplyTraceHeader("traceparent", "garbage", &r));
+}
+
+TEST(RecordUtilTest, B3AndUberAndSw8AndRequestId) {
+  v1::L7RequestLog b3;
+  ApplyTraceHeader("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90", &b3);
+  EXPECT_EQ(b3.span_id(), "e457b5a2e4d86bd1");
+  EXPECT_EQ(b3.parent_span_id(), "05e3ac9a4f6e3b90");
+  v1::L7RequestLog x;
+  ApplyTraceHeader("x-b3-traceid", "463ac35c9f6413ad", &x);
+  ApplyTraceHeader("x-b3-spanid", "a2fb4a1d1a96d312", &x);
+  EXPECT_EQ(x.trace_id(), "463ac35c9f6413ad");
+  EXPECT_EQ(x.span_id(), "a2fb4a1d1a96d312");
+  v1::L7RequestLog u;
+  ApplyTraceHeader("uber-trace-id", "5fa1b2c3%3A6d7e8f90%3A0%3A1", &u);
+  EXPECT_EQ(u.trace_id(), "5fa1b2c3");
+  EXPECT_EQ(u.span_id(), "6d7e8f90");
+  EXPECT_EQ(u.parent_span_id(), "");
+  v1::L7RequestLog s;
+  // "dHJhY2U=" = "trace", "c2Vn" = "seg".
+  ApplyTraceHeader("sw8", "1-dHJhY2U=-c2Vn-3-c3Zj-aW5z-L2E=-aG9zdA==", &s);
+  EXPECT_EQ(s.trace_id(), "trace");
+  EXPECT_EQ(s.span_id(), "seg-3");
+  ApplyTraceHeader("x-request-id", "abc-123", &s);
+  EXPECT_EQ(s.x_request_id(), "abc-123");
+}
+
+TEST(RecordUtilTest, EndpointPattern) {
+  EXPECT_EQ(EndpointPattern("/users/42/orders?x=1"), "/users/{id}/orders");
+  EXPECT_EQ(EndpointPattern("/a/3f2504e0-4f89-11d3-9a0c-0305e82c3301"), "/a/{id}");
+  EXPECT_EQ(EndpointPattern("/blob/0123456789abcdef0123"), "/blob/{id}");
+  EXPECT_EQ(EndpointPattern("/static/app.js"), "/static/app.js");
+  EXPECT_EQ(EndpointPattern("http://example.com/x/7"), "/x/{id}");
+  EXPECT_EQ(EndpointPattern("/"), "/");
+  EXPECT_LE(EndpointPattern(std::string(5000, 'a')).size(), 256u);
+}
+
+TEST(RecordUtilTest, HttpStatus) {
+  EXPECT_EQ(StatusFromHttpCode(200), common::v1::RESPONSE_STATUS_OK);
+  EXPECT_EQ(StatusFromHttpCode(404), common::v1::RESPONSE_STATUS_CLIENT_ERROR);
+  EXPECT_EQ(StatusFromHttpCode(502), common::v1::RESPONSE_STATUS_SERVER_ERROR);
+  EXPECT_EQ(StatusFromHttpCode(0), common::v1::RESPONSE_STATUS_UNKNOWN);
+}
+
+}  // namespace
+}  // namespace sonde::agent::protocols
