@@ -1,0 +1,138 @@
+// PcapFileSource: timestamps, link types, and bad files (missing, garbage, truncated).
+#include "agent/capture/pcap/pcap_file_source.h"
+
+#include <gtest/gtest.h>
+#include <pcap/pcap.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+namespace sonde::agent::capture {
+namespace {
+
+struct Recorder : EventSink {
+  void OnPacket(const PacketView& p) override {
+    ts.push_back(p.timestamp_ns);
+    sizes.push_back(p.data.size());
+    link = p.link_type;
+  }
+  void OnIdle(uint64_t now) override { idle = now; }
+  std::vector<uint64_t> ts;
+  std::vector<size_t> sizes;
+  LinkType link = LinkType::kNull;
+  uint64_t idle = 0;
+};
+
+std::string TempPath(const char* name) {
+  return (std::filesystem::temp_directory_path() / (std::string("sonde_pcap_") + name)).string();
+}
+
+// Writes `n` Ethernet frames of 60 bytes with microsecond timestamps 1.000001 s apart.
+std::string WritePcap(const char* name, int n, int dlt = DLT_EN10MB) {
+  std::string path = TempPath(name);
+  pcap_t* dead = pcap_open_dead(dlt, 65535);
+  pcap_dumper_t* d = pcap_dump_open(dead, path.c_str());
+  std::vector<u_char> frame(60, 0xab);
+  for (int i = 0; i < n; ++i) {
+    pcap_pkthdr h{};
+    h.ts.tv_sec = 1000 + i;
+    h.ts.tv_usec = i + 1;
+    h.caplen = h.len = 60;
+    pcap_dump(reinterpret_cast<u_char*>(d), &h, frame.data());
+  }
+  pcap_dump_close(d);
+  pcap_close(dead);
+  return path;
+}
+
+TEST(PcapFileSourceTest, ReplaysPacketsWithTimestamps) {
+  std::string path = WritePcap("ok.pcap", 3);
+  PcapFileSource src(path);
+  Recorder rec;
+  std::atomic<bool> stop{false};
+  ASSERT_TRUE(src.Run(rec, stop).ok());
+  ASSERT_EQ(rec.ts.size(), 3u);
+  EXPECT_EQ(rec.ts[0], 1000'000'001'000ull);
+  EXPECT_EQ(rec.ts[2], 1002'000'003'000ull);
+  EXPECT_EQ(rec.idle, rec.ts[2]);
+  EXPECT_EQ(rec.link, LinkType::kEthernet);
+  EXPECT_EQ(src.stats().events, 3u);
+  EXPECT_EQ(src.stats().bytes, 180u);
+  std::filesystem::remove(path);
+}
+
+TEST(PcapFileSourceTest, LinuxSllLinkType) {
+  std::string path = WritePcap("sll.pcap", 1, DLT_LINUX_SLL);
+  PcapFileSource src(path);
+  Recorder rec;
+  std::atomic<bool> stop{false};
+  ASSERT_TRUE(src.Run(rec, stop).ok());
+  EXPECT_EQ(rec.link, LinkType::kLinuxSll);
+  std::filesystem::remove(path);
+}
+
+TEST(PcapFileSourceTest, MissingFile) {
+  PcapFileSource src("/nonexistent/sonde.pcap");
+  Recorder rec;
+  std::atomic<bool> stop{false};
+  Status s = src.Run(rec, stop);
+  EXPECT_EQ(s.code(), StatusCode::kNotFound);
+}
+
+TEST(PcapFileSourceTest, GarbageFile) {
+  std::string path = TempPath("garbage.pcap");
+  std::ofstream(path) << "this is not a capture file at all, just text";
+  PcapFileSource src(path);
+  Recorder rec;
+  std::atomic<bool> stop{false};
+  Status s = src.Run(rec, stop);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find(path), std::string::npos);
+  std::filesystem::remove(path);
+}
+
+TEST(PcapFileSourceTest, TruncatedFileKeepsWhatWasRead) {
+  std::string path = WritePcap("trunc.pcap", 4);
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 30);
+  PcapFileSource src(path);
+  Recorder rec;
+  std::atomic<bool> stop{false};
+  ASSERT_TRUE(src.Run(rec, stop).ok());
+  EXPECT_EQ(rec.ts.size(), 3u);
+  EXPECT_EQ(src.stats().malformed, 1u);
+  std::filesystem::remove(path);
+}
+
+TEST(PcapFileSourceTest, CorruptRecordHeader) {
+  std::string path = WritePcap("corrupt.pcap", 4);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(24 + 16 + 60 + 8);  // caplen field of the second record
+    uint32_t huge = 0x7FFFFFFF;
+    f.write(reinterpret_cast<const char*>(&huge), 4);
+  }
+  PcapFileSource src(path);
+  Recorder rec;
+  std::atomic<bool> stop{false};
+  Status s = src.Run(rec, stop);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+  EXPECT_EQ(rec.ts.size(), 1u);
+  EXPECT_EQ(src.stats().malformed, 1u);
+  std::filesystem::remove(path);
+}
+
+TEST(PcapFileSourceTest, StopFlagEndsEarly) {
+  std::string path = WritePcap("stop.pcap", 5);
+  PcapFileSource src(path);
+  Recorder rec;
+  std::atomic<bool> stop{true};
+  ASSERT_TRUE(src.Run(rec, stop).ok());
+  EXPECT_TRUE(rec.ts.empty());
+  std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace sonde::agent::capture

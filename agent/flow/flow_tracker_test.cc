@@ -1,0 +1,283 @@
+// FlowTracker on crafted TCP/UDP conversations: roles, RTT split, counters, close types,
+// timeouts, stream hand-off, bounded table, periodic rows and network metrics.
+#include "agent/flow/flow_tracker.h"
+
+#include <gtest/gtest.h>
+
+#include "agent/flow/testing/collecting_sink.h"
+#include "agent/flow/testing/packet_builder.h"
+
+namespace sonde::agent::flow {
+namespace {
+
+using namespace testing;  // NOLINT: test helpers
+constexpr uint64_t kSec = 1'000'000'000ull;
+constexpr uint64_t kMs = 1'000'000ull;
+constexpr uint8_t S = kTcpSyn, A = kTcpAck, F = kTcpFin, R = kTcpRst, P = kTcpPsh;
+
+class FlowTrackerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Make(FlowTrackerConfig{}); }
+  void Make(FlowTrackerConfig cfg) {
+    tracker_ = std::make_unique<FlowTracker>(cfg, &sink_, &handler_, &registry_);
+  }
+  // Client 10.0.0.1:40000 <-> server 10.0.0.2:80.
+  void C(uint64_t t, uint32_t seq, uint32_t ack, uint8_t flags, std::string_view payload = "",
+         uint16_t window = 1000) {
+    Feed(t, EthTcp4("10.0.0.1", "10.0.0.2",
+                    {.sport = 40000, .dport = 80, .seq = seq, .ack = ack, .flags = flags,
+                     .window = window, .payload = payload}));
+  }
+  void Sv(uint64_t t, uint32_t seq, uint32_t ack, uint8_t flags, std::string_view payload = "",
+          uint16_t window = 1000) {
+    Feed(t, EthTcp4("10.0.0.2", "10.0.0.1",
+                    {.sport = 80, .dport = 40000, .seq = seq, .ack = ack, .flags = flags,
+                     .window = window, .payload = payload}));
+  }
+  void Feed(uint64_t t, const Bytes& b) {
+    capture::PacketView v;
+    v.timestamp_ns = t;
+    v.data = b;
+    v.wire_length = static_cast<uint32_t>(b.size());
+    tracker_->OnPacket(v);
+  }
+  // A full conversation: handshake (server RTT 10 ms, client RTT 2 ms), request, response, FINs.
+  void Conversation(uint64_t t0) {
+    C(t0, 100, 0, S);
+    Sv(t0 + 10 * kMs, 500, 101, S | A);
+    C(t0 + 12 * kMs, 101, 501, A);
+    C(t0 + 13 * kMs, 101, 501, A | P, "GET / HTTP/1.1\r\n\r\n");
+    Sv(t0 + 20 * kMs, 501, 119, A | P, "HTTP/1.1 200 OK\r\n\r\n");
+    C(t0 + 21 * kMs, 119, 520, A | F);
+    Sv(t0 + 22 * kMs, 520, 120, A | F);
+    C(t0 + 23 * kMs, 120, 521, A);
+  }
+
+  CollectingSink sink_;
+  CollectingHandler handler_;
+  metrics::Registry registry_;
+  std::unique_ptr<FlowTracker> tracker_;
+};
+
+TEST_F(FlowTrackerTest, FullConversation) {
+  Conversation(100 * kSec);
+  EXPECT_EQ(tracker_->active_flows(), 1u);
+  tracker_->OnIdle(110 * kSec);  // past the closing linger
+  EXPECT_EQ(tracker_->active_flows(), 0u);
+  ASSERT_EQ(sink_.l4.size(), 1u);
+  const v1::L4FlowLog& r = sink_.l4[0];
+  EXPECT_EQ(r.ip4_0(), 0x0A000001u);
+  EXPECT_EQ(r.ip4_1(), 0x0A000002u);
+  EXPECT_EQ(r.client_port(), 40000u);
+  EXPECT_EQ(r.server_port(), 80u);
+  EXPECT_EQ(r.protocol(), 6u);
+  EXPECT_EQ(r.role_source(), common::v1::ROLE_SOURCE_HANDSHAKE);
+  EXPECT_EQ(r.close_type(), common::v1::CLOSE_TYPE_FIN);
+  EXPECT_EQ(r.is_new_flow(), 1u);
+  EXPECT_EQ(r.packets_0(), 5u);
+  EXPECT_EQ(r.packets_1(), 3u);
+  EXPECT_EQ(r.payload_bytes_0(), 18u);
+  EXPECT_EQ(r.payload_bytes_1(), 19u);
+  EXPECT_EQ(r.bytes_0(), 5u * 40u + 18u);
+  EXPECT_EQ(r.rtt_server_us(), 10000u);
+  EXPECT_EQ(r.rtt_client_us(), 2000u);
+  EXPECT_EQ(r.rtt_us(), 12000u);
+  EXPECT_EQ(r.syn_count(), 1u);
+  EXPECT_EQ(r.synack_count(), 1u);
+  EXPECT_EQ(r.fin_0(), 1u);
+  EXPECT_EQ(r.fin_1(), 1u);
+  EXPECT_EQ(r.retrans_0() + r.retrans_1(), 0u);
+  EXPECT_EQ(r.start_time_us(), 100'000'000u);
+  EXPECT_EQ(r.duration_us(), 23'000u);
+  ASSERT_EQ(handler_.streams.size(), 1u);
+  const auto& s = handler_.streams.begin()->second;
+  EXPECT_EQ(s.bytes[0], "GET / HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(s.bytes[1], "HTTP/1.1 200 OK\r\n\r\n");
+  EXPECT_TRUE(s.closed);
+  EXPECT_EQ(s.conn.tuple.dst_port, 80);
+}
+
+TEST_F(FlowTrackerTest, RetransmissionAndOutOfOrder) {
+  C(kSec, 100, 0, S);
+  Sv(kSec + kMs, 500, 101, S | A);
+  C(kSec + 2 * kMs, 101, 501, A);
+  C(kSec + 3 * kMs, 101, 501, A, "aaaa");
+  C(kSec + 4 * kMs, 101, 501, A, "aaaa");         // retransmission
+  C(kSec + 5 * kMs, 109, 501, A, "cccc");         // ahead: hole [105,109)
+  C(kSec + 5 * kMs + 100, 105, 501, A, "bbbb");   // fills it quickly: reordering
+  C(kSec + 6 * kMs, 117, 501, A, "eeee");         // hole [113,117)
+  C(kSec + 400 * kMs, 113, 501, A, "dddd");       // fills it late: retransmission
+  tracker_->FlushAll(2 * kSec);
+  ASSERT_EQ(sink_.l4.size(), 1u);
+  EXPECT_EQ(sink_.l4[0].retrans_0(), 2u);
+  EXPECT_EQ(sink_.l4[0].out_of_order_0(), 1u);
+  EXPECT_EQ(sink_.l4[0].close_type(), common::v1::CLOSE_TYPE_AGENT_EXIT);
+  EXPECT_EQ(handler_.streams.begin()->second.bytes[0], "aaaabbbbccccddddeeee");
+}
+
+TEST_F(FlowTrackerTest, SynUnansweredTimesOut) {
+  C(kSec, 100, 0, S);
+  C(2 * kSec, 100, 0, S);
+  tracker_->OnIdle(4 * kSec);
+  EXPECT_EQ(sink_.l4.size(), 0u);
+  tracker_->OnIdle(20 * kSec);
+  ASSERT_EQ(sink_.l4.size(), 1u);
+  EXPECT_EQ(sink_.l4[0].close_type(), common::v1::CLOSE_TYPE_SYN_UNANSWERED);
+  EXPECT_EQ(sink_.l4[0].syn_count(), 2u);
+  EXPECT_EQ(sink_.l4[0].syn_retrans(), 1u);
+  tracker_->FlushAll(20 * kSec);
+  uint64_t unanswered = 0;
+  for (const auto& m : sink_.net) {
+    if (m.granularity_s() == 60) unanswered += m.syn_unanswered();
+  }
+  EXPECT_EQ(unanswered, 1u);
+}
+
+TEST_F(FlowTrackerTest, RstOnSyn) {
+  C(kSec, 100, 0, S);
+  Sv(kSec + kMs, 0, 101, R | A, "", 0);
+  tracker_->FlushAll(kSec + 2 * kMs);
+  ASSERT_EQ(sink_.l4.size(), 1u);
+  EXPECT_EQ(sink_.l4[0].close_type(), common::v1::CLOSE_TYPE_RST_ON_SYN);
+  EXPECT_EQ(sink_.l4[0].rst_1(), 1u);
+  EXPECT_EQ(sink_.l4[0].zero_win_1(), 0u);  // RST windows are not zero-window events
+}
+
+TEST_F(FlowTrackerTest, ClientResetAndZeroWindow) {
+  C(kSec, 100, 0, S);
+  Sv(kSec + kMs, 500, 101, S | A, "", 0);
+  C(kSec + 2 * kMs, 101, 501, A);
+  C(kSec + 3 * kMs, 101, 501, R);
+  tracker_->FlushAll(kSec + 4 * kMs);
+  ASSERT_EQ(sink_.l4.size(), 1u);
+  EXPECT_EQ(sink_.l4[0].close_type(), common::v1::CLOSE_TYPE_CLIENT_RST);
+  EXPECT_EQ(sink_.l4[0].rst_0(), 1u);
+  EXPECT_EQ(sink_.l4[0].zero_win_1(), 1u);
+}
+
+TEST_F(FlowTrackerTest, MidStreamUsesPortHeuristic) {
+  Sv(kSec, 500, 101, A | P, "response");
+  C(kSec + kMs, 101, 508, A);
+  tracker_->FlushAll(2 * kSec);
+  ASSERT_EQ(sink_.l4.size(), 1u);
+  EXPECT_EQ(sink_.l4[0].role_source(), common::v1::ROLE_SOURCE_PORT_HEURISTIC);
+  EXPECT_EQ(sink_.l4[0].server_port(), 80u);
+  EXPECT_EQ(sink_.l4[0].client_port(), 40000u);
+  EXPECT_EQ(sink_.l4[0].packets_1(), 1u);
+  EXPECT_EQ(handler_.streams.begin()->second.bytes[1], "response");
+}
+
+TEST_F(FlowTrackerTest, SynAckFirstStillFindsTheClient) {
+  Sv(kSec, 500, 101, S | A);
+  C(kSec + kMs, 101, 501, A);
+  tracker_->FlushAll(2 * kSec);
+  ASSERT_EQ(sink_.l4.size(), 1u);
+  EXPECT_EQ(sink_.l4[0].role_source(), common::v1::ROLE_SOURCE_HANDSHAKE);
+  EXPECT_EQ(sink_.l4[0].server_port(), 80u);
+  EXPECT_EQ(sink_.l4[0].rtt_client_us(), 1000u);
+  EXPECT_EQ(sink_.l4[0].rtt_us(), 0u);  // no SYN seen: no full handshake RTT
+}
+
+TEST_F(FlowTrackerTest, PortReuseStartsANewFlow) {
+  Conversation(kSec);
+  Conversation(kSec + 100 * kMs);
+  tracker_->FlushAll(3 * kSec);
+  ASSERT_EQ(sink_.l4.size(), 2u);
+  EXPECT_NE(sink_.l4[0].flow_id(), sink_.l4[1].flow_id());
+  EXPECT_EQ(sink_.l4[0].close_type(), common::v1::CLOSE_TYPE_FIN);
+  EXPECT_EQ(sink_.l4[1].close_type(), common::v1::CLOSE_TYPE_FIN);
+}
+
+TEST_F(FlowTrackerTest, BoundedTableCountsDrops) {
+  FlowTrackerConfig cfg;
+  cfg.max_flows = 3;
+  Make(cfg);
+  for (uint16_t i = 0; i < 5; ++i) {
+    Feed(kSec, EthTcp4("10.0.0.1", "10.0.0.2", {.sport = static_cast<uint16_t>(1000 + i), .flags = S}));
+  }
+  EXPECT_EQ(tracker_->active_flows(), 3u);
+  EXPECT_EQ(tracker_->dropped_flows(), 2u);
+  EXPECT_EQ(registry_.CounterTotal("sonde_agent_flows_created_total"), 3u);
+  EXPECT_NE(registry_.RenderPrometheus().find("flow_table_full"), std::string::npos);
+}
+
+TEST_F(FlowTrackerTest, PeriodicRowsCarryDeltas) {
+  FlowTrackerConfig cfg;
+  cfg.report_interval_ns = 10 * kSec;
+  Make(cfg);
+  C(kSec, 100, 0, S);
+  Sv(kSec + kMs, 500, 101, S | A);
+  C(kSec + 2 * kMs, 101, 501, A);
+  for (int i = 0; i < 30; ++i) C((2 + i) * kSec, 101 + i, 501, A, "x");
+  tracker_->FlushAll(40 * kSec);
+  ASSERT_GE(sink_.l4.size(), 3u);
+  uint64_t packets = 0;
+  int new_rows = 0;
+  for (const auto& r : sink_.l4) {
+    packets += r.packets_0();
+    new_rows += r.is_new_flow();
+    EXPECT_EQ(r.flow_id(), sink_.l4[0].flow_id());
+  }
+  EXPECT_EQ(packets, 32u);
+  EXPECT_EQ(new_rows, 1);
+  EXPECT_EQ(sink_.l4[0].close_type(), common::v1::CLOSE_TYPE_PERIODIC);
+  EXPECT_EQ(sink_.l4.back().close_type(), common::v1::CLOSE_TYPE_AGENT_EXIT);
+}
+
+TEST_F(FlowTrackerTest, UdpDatagramsAndTimeout) {
+  Feed(kSec, Ethernet(0x0800, Ipv4("10.0.0.1", "10.0.0.53", 17, Udp(5353, 53, "query"))));
+  Feed(kSec + kMs, Ethernet(0x0800, Ipv4("10.0.0.53", "10.0.0.1", 17, Udp(53, 5353, "answer"))));
+  tracker_->OnIdle(100 * kSec);
+  ASSERT_EQ(sink_.l4.size(), 1u);
+  EXPECT_EQ(sink_.l4[0].protocol(), 17u);
+  EXPECT_EQ(sink_.l4[0].server_port(), 53u);
+  EXPECT_EQ(sink_.l4[0].close_type(), common::v1::CLOSE_TYPE_TIMEOUT);
+  const auto& s = handler_.streams.begin()->second;
+  EXPECT_EQ(s.bytes[0], "query");
+  EXPECT_EQ(s.bytes[1], "answer");
+  EXPECT_EQ(s.datagrams, 2);
+}
+
+TEST_F(FlowTrackerTest, NetworkMetricsPerSecondAndMinute) {
+  Conversation(100 * kSec);                 // second 100
+  Conversation(101 * kSec + 500 * kMs);     // second 101, new flow after port reuse
+  tracker_->FlushAll(200 * kSec);
+  uint64_t p0_1s = 0, p0_1m = 0, new_1s = 0, closed_1m = 0, rtt_count = 0;
+  int rows_1s = 0, rows_1m = 0;
+  for (const auto& m : sink_.net) {
+    EXPECT_EQ(m.server_port(), 80u);
+    EXPECT_EQ(m.ip4_0(), 0x0A000001u);
+    if (m.granularity_s() == 1) {
+      ++rows_1s;
+      p0_1s += m.packets_0();
+      new_1s += m.new_flows();
+    } else {
+      ASSERT_EQ(m.granularity_s(), 60u);
+      ++rows_1m;
+      EXPECT_EQ(m.time() % 60, 0u);
+      p0_1m += m.packets_0();
+      closed_1m += m.closed_flows();
+      rtt_count += m.rtt_count();
+      EXPECT_EQ(m.rtt_max_us(), 12000u);
+    }
+  }
+  EXPECT_EQ(rows_1s, 2);
+  EXPECT_EQ(rows_1m, 1);
+  EXPECT_EQ(p0_1s, 10u);
+  EXPECT_EQ(p0_1m, 10u);
+  EXPECT_EQ(new_1s, 2u);
+  EXPECT_EQ(closed_1m, 2u);
+  EXPECT_EQ(rtt_count, 2u);
+}
+
+TEST_F(FlowTrackerTest, DecodeFailuresAreCounted) {
+  Feed(kSec, Bytes{1, 2, 3});
+  Feed(kSec, Ethernet(0x0806, Bytes(28, 0)));
+  EXPECT_EQ(tracker_->decode_count(DecodeResult::kTruncated), 1u);
+  EXPECT_EQ(tracker_->decode_count(DecodeResult::kUnsupportedLink), 1u);
+  EXPECT_EQ(registry_.CounterTotal("sonde_agent_flow_packets_total"), 2u);
+  EXPECT_EQ(tracker_->active_flows(), 0u);
+}
+
+}  // namespace
+}  // namespace sonde::agent::flow
