@@ -1,0 +1,2 @@
+-- db: flow_metrics
+DESCRIBE network_1m

@@ -1,0 +1,2 @@
+-- db: flow_log
+SELECT * FROM l7_requests

@@ -1,0 +1,2 @@
+-- db: flow_log
+DELETE FROM l7_request_log

@@ -1,0 +1,2 @@
+-- db: flow_log
+SHOW TABLES

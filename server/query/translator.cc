@@ -1,0 +1,667 @@
+// Sonde SQL -> ClickHouse SQL. Parse, resolve names against the catalog, render ClickHouse text.
+#include "server/query/translator.h"
+
+#include <cstdio>
+#include <map>
+#include <set>
+#include <strings.h>
+
+#include "server/query/lexer.h"
+#include "server/query/parser.h"
+
+namespace sonde::server::query {
+namespace {
+
+using enrich::TagDimension;
+
+// Operator precedence of rendered ClickHouse text, for minimal parentheses.
+enum Prec : int {
+  kPrecOr = 1,
+  kPrecAnd = 2,
+  kPrecNot = 3,
+  kPrecCompare = 4,
+  kPrecAdd = 5,
+  kPrecMul = 6,
+  kPrecUnary = 7,
+  kPrecPrimary = 8,
+};
+
+struct Rendered {
+  std::string text;
+  int prec = kPrecPrimary;
+  bool joined = false;     // needs a flow_tag join (evaluated after joins)
+  bool aggregate = false;  // contains an aggregate function
+};
+
+bool IsPlainIdent(std::string_view s) {
+  if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+  for (char c : s) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  }
+  return true;
+}
+
+std::string QuoteIdent(std::string_view s) {
+  if (IsPlainIdent(s)) return std::string(s);
+  std::string out = "`";
+  for (char c : s) {
+    if (c == '`' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '`';
+  return out;
+}
+
+std::string QuoteString(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    switch (c) {
+      case '\'': out += "\\'"; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      case '\0': out += "\\0"; break;
+      default: out += c;
+    }
+  }
+  out += '\'';
+  return out;
+}
+
+std::string Paren(const Rendered& r, int min_prec) {
+  return r.prec < min_prec ? "(" + r.text + ")" : r.text;
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+// Functions users may call, with their ClickHouse spelling. Everything else is rejected so a
+// query cannot reach table functions (url, file, remote) or anything with side effects.
+struct FunctionSpec {
+  std::string_view name;
+  std::string_view clickhouse;
+  int min_args;
+  int max_args;
+  bool aggregate;
+};
+constexpr FunctionSpec kFunctions[] = {
+    {"count", "count", 0, 1, true},       {"sum", "sum", 1, 1, true},
+    {"avg", "avg", 1, 1, true},           {"min", "min", 1, 1, true},
+    {"max", "max", 1, 1, true},           {"uniq", "uniq", 1, 8, true},
+    {"percentile", "quantile", 2, 2, true},
+    {"time", "", 2, 2, false},  // time bucketing, rendered specially
+    {"abs", "abs", 1, 1, false},          {"round", "round", 1, 2, false},
+    {"floor", "floor", 1, 2, false},      {"ceil", "ceil", 1, 2, false},
+    {"lower", "lower", 1, 1, false},      {"upper", "upper", 1, 1, false},
+    {"length", "length", 1, 1, false},    {"concat", "concat", 2, 16, false},
+    {"tostring", "toString", 1, 1, false}, {"if", "if", 3, 3, false},
+    {"greatest", "greatest", 2, 2, false}, {"least", "least", 2, 2, false},
+    {"now", "now", 0, 0, false},          {"todatetime", "toDateTime", 1, 1, false},
+    {"tounixtimestamp", "toUnixTimestamp", 1, 1, false},
+    {"tostartofminute", "toStartOfMinute", 1, 1, false},
+    {"tostartofhour", "toStartOfHour", 1, 1, false},
+    {"tostartofday", "toStartOfDay", 1, 1, false},
+};
+
+const FunctionSpec* FindFunction(std::string_view name) {
+  for (const auto& f : kFunctions) {
+    if (EqualsIgnoreCase(f.name, name)) return &f;
+  }
+  return nullptr;
+}
+
+// "99" -> "0.99", "99.9" -> "0.999"; nullopt outside (0, 100].
+std::optional<std::string> PercentToLevel(std::string_view text) {
+  const std::string s(text);
+  char* end = nullptr;
+  const double p = std::strtod(s.c_str(), &end);
+  if (end != s.c_str() + s.size() || !(p > 0 && p <= 100)) return std::nullopt;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", p / 100);
+  return std::string(buf);
+}
+
+enum class Clause : uint8_t { kSelect, kWhere, kGroupBy, kHaving, kOrderBy };
+
+struct JoinSpec {
+  std::string right;     // the parenthesized right-hand subquery
+  std::string using_cols;
+};
+
+class Translator {
+ public:
+  Translator(std::string_view db, std::string_view sql, const Catalog& catalog)
+      : db_(db), sql_(sql), catalog_(catalog) {}
+
+  StatusOr<Translation> Run() {
+    SONDE_ASSIGN_OR_RETURN(Statement st, Parse(sql_));
+    switch (st.kind) {
+      case StatementKind::kShowTables:
+        return ShowTables();
+      case StatementKind::kDescribe:
+        return Describe(st.table, st.table_pos);
+      case StatementKind::kSelect:
+        return Select(st.select);
+    }
+    return InternalError("unknown statement kind");
+  }
+
+ private:
+  Status Error(size_t pos, std::string_view msg) const {
+    return InvalidArgumentError(FormatPositionError(sql_, pos, msg));
+  }
+
+  StatusOr<Translation> ShowTables() {
+    if (!catalog_.HasDatabase(db_)) return InvalidArgumentError("unknown database '" + std::string(db_) + "'");
+    Translation t;
+    std::string list;
+    for (const schema::Table* table : catalog_.TablesIn(db_)) {
+      if (!list.empty()) list += ", ";
+      list += QuoteString(table->name);
+    }
+    t.sql = "SELECT arrayJoin([" + list + "]) AS name";
+    t.columns = {"name"};
+    return t;
+  }
+
+  StatusOr<Translation> Describe(const std::string& name, size_t pos) {
+    const schema::Table* table = catalog_.FindTable(db_, name);
+    if (table == nullptr) return Error(pos, "unknown table '" + name + "'");
+    std::string rows;
+    auto add = [&](std::string_view n, std::string_view type, std::string_view doc) {
+      if (!rows.empty()) rows += ", ";
+      rows += "(" + QuoteString(n) + ", " + QuoteString(type) + ", " + QuoteString(doc) + ")";
+    };
+    for (const auto& c : table->columns) add(c.name, c.clickhouse_type, c.doc);
+    for (const auto& v : catalog_.VirtualColumns(*table)) add(v.name, v.type, v.doc);
+    Translation t;
+    t.sql = "SELECT c.1 AS name, c.2 AS type, c.3 AS doc FROM (SELECT arrayJoin([" + rows +
+            "]) AS c)";
+    t.columns = {"name", "type", "doc"};
+    return t;
+  }
+
+  StatusOr<Translation> Select(const SelectStmt& s) {
+    table_ = catalog_.FindTable(db_, s.table);
+    if (table_ == nullptr) {
+      return Error(s.table_pos, "unknown table '" + s.table + "'" +
+                                    (db_.empty() ? "" : " in database '" + std::string(db_) + "'"));
+    }
+    // Aliases first, so GROUP BY / HAVING / ORDER BY may refer to them.
+    for (size_t i = 0; i < s.items.size(); ++i) {
+      const auto& item = s.items[i];
+      if (item.alias.empty()) continue;
+      if (catalog_.Resolve(*table_, item.alias) &&
+          !(item.expr->kind == ExprKind::kColumn && item.expr->text == item.alias)) {
+        return Error(item.alias_pos, "alias '" + item.alias +
+                                         "' is also a column name; choose another alias");
+      }
+      if (!aliases_.emplace(item.alias, i).second) {
+        return Error(item.alias_pos, "duplicate alias '" + item.alias + "'");
+      }
+    }
+
+    Translation out;
+    std::vector<std::string> select_parts;
+    for (const auto& item : s.items) {
+      clause_ = Clause::kSelect;
+      SONDE_ASSIGN_OR_RETURN(Rendered r, Render(*item.expr, false));
+      std::string name = item.alias;
+      if (name.empty()) {
+        name = item.expr->kind == ExprKind::kColumn
+                   ? item.expr->text
+                   : std::string(sql_.substr(item.expr->pos, item.expr->end_pos - item.expr->pos));
+      }
+      std::string part = r.text;
+      if (item.expr->kind != ExprKind::kStar && r.text != QuoteIdent(name)) {
+        part += " AS " + QuoteIdent(name);
+      }
+      select_parts.push_back(std::move(part));
+      out.columns.push_back(std::move(name));
+    }
+
+    std::vector<std::string> base_where;
+    std::vector<std::string> residual_where;
+    if (s.where) {
+      clause_ = Clause::kWhere;
+      std::vector<const Expr*> conjuncts;
+      SplitAnd(*s.where, &conjuncts);
+      for (const Expr* c : conjuncts) {
+        SONDE_ASSIGN_OR_RETURN(Rendered r, Render(*c, false));
+        (r.joined ? residual_where : base_where).push_back(Paren(r, kPrecAnd));
+      }
+    }
+    std::vector<std::string> group_parts;
+    for (const auto& g : s.group_by) {
+      clause_ = Clause::kGroupBy;
+      SONDE_ASSIGN_OR_RETURN(Rendered r, Render(*g, false));
+      group_parts.push_back(r.text);
+    }
+    std::string having;
+    if (s.having) {
+      clause_ = Clause::kHaving;
+      SONDE_ASSIGN_OR_RETURN(Rendered r, Render(*s.having, false));
+      having = r.text;
+    }
+    std::vector<std::string> order_parts;
+    for (const auto& o : s.order_by) {
+      clause_ = Clause::kOrderBy;
+      SONDE_ASSIGN_OR_RETURN(Rendered r, Render(*o.expr, false));
+      order_parts.push_back(r.text + (o.descending ? " DESC" : " ASC"));
+    }
+
+    const std::string table_ref =
+        QuoteIdent(table_->database) + "." + QuoteIdent(table_->name);
+    std::string sql = "SELECT ";
+    if (s.distinct) sql += "DISTINCT ";
+    sql += Join(select_parts, ", ");
+    if (joins_.empty()) {
+      sql += "\nFROM " + table_ref;
+      if (!base_where.empty()) sql += "\nWHERE " + Join(base_where, " AND ");
+    } else {
+      // Innermost: only the stored columns the query needs, filtered; then one dictionary
+      // join per level (ClickHouse 18.16 allows one JOIN per SELECT).
+      std::vector<std::string> cols;
+      for (const auto& c : table_->columns) {
+        if (used_.count(std::string(c.name)) || select_star_) cols.push_back(QuoteIdent(c.name));
+      }
+      std::string inner = "SELECT " + Join(cols, ", ") + " FROM " + table_ref;
+      if (!base_where.empty()) inner += " WHERE " + Join(base_where, " AND ");
+      for (const auto& j : joins_) {
+        inner = "SELECT * FROM (\n" + inner + "\n) ANY LEFT JOIN " + j.right + " USING " + j.using_cols;
+      }
+      sql += "\nFROM (\n" + inner + "\n)";
+      if (!residual_where.empty()) sql += "\nWHERE " + Join(residual_where, " AND ");
+    }
+    if (!group_parts.empty()) sql += "\nGROUP BY " + Join(group_parts, ", ");
+    if (!having.empty()) sql += "\nHAVING " + having;
+    if (!order_parts.empty()) sql += "\nORDER BY " + Join(order_parts, ", ");
+    if (s.limit) {
+      sql += "\nLIMIT ";
+      if (s.offset) sql += std::to_string(*s.offset) + ", ";
+      sql += std::to_string(*s.limit);
+    } else if (s.offset) {
+      return Error(0, "OFFSET needs LIMIT");
+    }
+    out.sql = std::move(sql);
+    return out;
+  }
+
+  static std::string Join(const std::vector<std::string>& v, std::string_view sep) {
+    std::string out;
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (i) out += sep;
+      out += v[i];
+    }
+    return out;
+  }
+
+  static void SplitAnd(const Expr& e, std::vector<const Expr*>* out) {
+    if (e.kind == ExprKind::kBinary && e.text == "AND") {
+      SplitAnd(*e.args[0], out);
+      SplitAnd(*e.args[1], out);
+    } else {
+      out->push_back(&e);
+    }
+  }
+
+  std::string Use(std::string_view physical) {
+    used_.insert(std::string(physical));
+    return QuoteIdent(physical);
+  }
+
+  // --- flow_tag lookups -------------------------------------------------------------------
+
+  static std::string DictReader(TagDimension d) {
+    // One value per id: the allocation protocol's winner is the smallest live claim
+    // (docs/design/smart-encoding.md).
+    return "SELECT id, min(value) AS name FROM " + std::string(enrich::kTagDatabase) + "." +
+           std::string(enrich::InfoOf(d).dictionary) + " FINAL WHERE released = 0 GROUP BY id";
+  }
+
+  static std::string_view MetaTable(ColumnKind k) {
+    return k == ColumnKind::kK8sLabel ? enrich::kPodLabelTable : enrich::kPodAnnotationTable;
+  }
+
+  std::string PodKeyTuple(int side) {
+    return "(" + Use(enrich::IdColumnName(TagDimension::kPodCluster, side)) + ", " +
+           Use(enrich::IdColumnName(TagDimension::kPodNamespace, side)) + ", " +
+           Use(enrich::IdColumnName(TagDimension::kPod, side)) + ")";
+  }
+
+  std::string MetaReader(const ResolvedColumn& c, std::string_view select_list) {
+    return "SELECT " + std::string(select_list) + " FROM " + std::string(enrich::kTagDatabase) +
+           "." + std::string(MetaTable(c.kind)) + " FINAL WHERE key = " + QuoteString(c.key) +
+           " AND deleted = 0";
+  }
+
+  // Name of the joined column that carries this tag, adding the join on first use.
+  std::string JoinFor(const ResolvedColumn& c, std::string_view user_name) {
+    const std::string key = std::string(user_name);
+    auto it = join_names_.find(key);
+    if (it != join_names_.end()) return it->second;
+    std::string col;
+    JoinSpec j;
+    if (c.kind == ColumnKind::kTag) {
+      const std::string id_col = enrich::IdColumnName(c.dimension, c.side);
+      Use(id_col);
+      col = key;
+      j.right = "(SELECT id AS " + QuoteIdent(id_col) + ", name AS " + QuoteIdent(col) +
+                " FROM (" + DictReader(c.dimension) + "))";
+      j.using_cols = QuoteIdent(id_col);
+    } else {
+      PodKeyTuple(c.side);
+      col = "_meta_" + std::to_string(join_names_.size());
+      const std::string s = "_" + std::to_string(c.side);
+      j.right = "(" + MetaReader(c, "pod_cluster_id AS pod_cluster_id" + s + ", pod_ns_id AS pod_ns_id" +
+                                      s + ", pod_id AS pod_id" + s + ", value AS " + col) +
+                ")";
+      j.using_cols = "(pod_cluster_id" + s + ", pod_ns_id" + s + ", pod_id" + s + ")";
+    }
+    joins_.push_back(std::move(j));
+    join_names_.emplace(key, col);
+    return col;
+  }
+
+  // `tag OP 'literal'` (and IN lists) in WHERE as an id lookup that needs no join. nullopt when
+  // the shape does not fit (the generic joined path handles it).
+  std::optional<std::string> TagFilter(const Expr& e) {
+    const Expr* col = nullptr;
+    std::vector<const Expr*> literals;
+    std::string op;
+    bool negated = e.negated;
+    if (e.kind == ExprKind::kBinary && (e.text == "=" || e.text == "!=" || e.text == "LIKE")) {
+      if (e.args[0]->kind == ExprKind::kColumn && e.args[1]->kind == ExprKind::kString) {
+        col = e.args[0].get();
+        literals.push_back(e.args[1].get());
+      } else if (e.text != "LIKE" && e.args[1]->kind == ExprKind::kColumn &&
+                 e.args[0]->kind == ExprKind::kString) {
+        col = e.args[1].get();
+        literals.push_back(e.args[0].get());
+      }
+      op = e.text == "LIKE" ? "LIKE" : "=";
+      if (e.text == "!=") negated = true;
+    } else if (e.kind == ExprKind::kIn && e.args[0]->kind == ExprKind::kColumn) {
+      col = e.args[0].get();
+      for (size_t i = 1; i < e.args.size(); ++i) {
+        if (e.args[i]->kind != ExprKind::kString) return std::nullopt;
+        literals.push_back(e.args[i].get());
+      }
+      op = "IN";
+    }
+    if (col == nullptr) return std::nullopt;
+    auto rc = catalog_.Resolve(*table_, col->text);
+    if (!rc || rc->kind == ColumnKind::kPhysical || rc->kind == ColumnKind::kIp) return std::nullopt;
+    std::string cond;
+    if (op == "IN") {
+      std::vector<std::string> v;
+      for (const Expr* l : literals) v.push_back(QuoteString(l->text));
+      cond = "IN (" + Join(v, ", ") + ")";
+    } else {
+      cond = op + " " + QuoteString(literals[0]->text);
+    }
+    const std::string in = negated ? " NOT IN " : " IN ";
+    if (rc->kind == ColumnKind::kTag) {
+      const std::string id_col = enrich::IdColumnName(rc->dimension, rc->side);
+      // Untagged rows carry id 0, which no dictionary entry has: '' means "no tag".
+      if (op == "=" && literals[0]->text.empty()) return Use(id_col) + (negated ? " != 0" : " = 0");
+      return Use(id_col) + in + "(SELECT id FROM (" + DictReader(rc->dimension) +
+             ") WHERE name " + cond + ")";
+    }
+    return PodKeyTuple(rc->side) + in + "(" +
+           MetaReader(*rc, "pod_cluster_id, pod_ns_id, pod_id") + " AND value " + cond + ")";
+  }
+
+  // --- expressions ------------------------------------------------------------------------
+
+  StatusOr<Rendered> RenderColumn(const Expr& e) {
+    if (auto rc = catalog_.Resolve(*table_, e.text)) {
+      Rendered r;
+      switch (rc->kind) {
+        case ColumnKind::kPhysical:
+          r.text = Use(rc->column->name);
+          return r;
+        case ColumnKind::kIp: {
+          const std::string n = std::to_string(rc->side);
+          r.text = "if(" + Use("is_ipv4") + ", IPv4NumToString(" + Use("ip4_" + n) +
+                   "), IPv6NumToString(" + Use("ip6_" + n) + "))";
+          return r;
+        }
+        case ColumnKind::kTag:
+        case ColumnKind::kK8sLabel:
+        case ColumnKind::kK8sAnnotation:
+          r.text = QuoteIdent(JoinFor(*rc, e.text));
+          r.joined = true;
+          return r;
+      }
+    }
+    if (clause_ != Clause::kSelect && clause_ != Clause::kWhere && aliases_.count(e.text)) {
+      Rendered r;
+      r.text = QuoteIdent(e.text);
+      return r;
+    }
+    return Error(e.pos, "unknown column '" + e.text + "' in " + std::string(table_->database) + "." +
+                            std::string(table_->name));
+  }
+
+  // Validates 'name' against an Enum8 column's values, so typos fail here with a position.
+  Status CheckEnumLiteral(const Expr& col, const Expr& lit) {
+    if (col.kind != ExprKind::kColumn || lit.kind != ExprKind::kString) return Status::Ok();
+    auto rc = catalog_.Resolve(*table_, col.text);
+    if (!rc || rc->kind != ColumnKind::kPhysical || rc->column->enumeration == nullptr) {
+      return Status::Ok();
+    }
+    std::string names;
+    for (const auto& v : rc->column->enumeration->values) {
+      if (v.name == lit.text) return Status::Ok();
+      if (!names.empty()) names += ", ";
+      names += v.name;
+    }
+    return Error(lit.pos, "'" + lit.text + "' is not a value of " + col.text + " (one of: " + names + ")");
+  }
+
+  StatusOr<Rendered> Render(const Expr& e, bool in_aggregate) {
+    Rendered r;
+    switch (e.kind) {
+      case ExprKind::kColumn:
+        return RenderColumn(e);
+      case ExprKind::kNumber:
+        r.text = e.text[0] == '.' ? "0" + e.text : e.text;
+        return r;
+      case ExprKind::kString:
+        r.text = QuoteString(e.text);
+        return r;
+      case ExprKind::kStar:
+        if (clause_ != Clause::kSelect) return Error(e.pos, "'*' is only allowed in SELECT and count(*)");
+        select_star_ = true;
+        r.text = "*";
+        return r;
+      case ExprKind::kUnary: {
+        SONDE_ASSIGN_OR_RETURN(Rendered a, Render(*e.args[0], in_aggregate));
+        const bool is_not = e.text == "NOT";
+        r.prec = is_not ? kPrecNot : kPrecUnary;
+        // NOT's operand is always parenthesized unless primary: ClickHouse's NOT binds looser
+        // than comparison, which readers of the SQL often do not expect.
+        r.text = (is_not ? "NOT " : "-") + Paren(a, is_not ? kPrecPrimary : r.prec);
+        r.joined = a.joined;
+        r.aggregate = a.aggregate;
+        return r;
+      }
+      case ExprKind::kBinary:
+      case ExprKind::kIn:
+        if (clause_ == Clause::kWhere) {
+          if (auto f = TagFilter(e)) {
+            r.text = *f;
+            r.prec = kPrecCompare;
+            return r;
+          }
+        }
+        return e.kind == ExprKind::kIn ? RenderIn(e, in_aggregate) : RenderBinary(e, in_aggregate);
+      case ExprKind::kBetween: {
+        r.prec = kPrecCompare;
+        std::string parts[3];
+        for (int i = 0; i < 3; ++i) {
+          SONDE_ASSIGN_OR_RETURN(Rendered a, Render(*e.args[i], in_aggregate));
+          parts[i] = Paren(a, kPrecAdd);
+          r.joined |= a.joined;
+          r.aggregate |= a.aggregate;
+        }
+        // Spelled out: clearer and valid in every ClickHouse version.
+        if (e.negated) {
+          r.prec = kPrecOr;
+          r.text = parts[0] + " < " + parts[1] + " OR " + parts[0] + " > " + parts[2];
+        } else {
+          r.prec = kPrecAnd;
+          r.text = parts[0] + " >= " + parts[1] + " AND " + parts[0] + " <= " + parts[2];
+        }
+        return r;
+      }
+      case ExprKind::kCall:
+        return RenderCall(e, in_aggregate);
+    }
+    return Error(e.pos, "internal: unknown expression");
+  }
+
+  StatusOr<Rendered> RenderBinary(const Expr& e, bool in_aggregate) {
+    Rendered r;
+    const std::string& op = e.text;
+    int prec;
+    if (op == "OR") prec = kPrecOr;
+    else if (op == "AND") prec = kPrecAnd;
+    else if (op == "+" || op == "-") prec = kPrecAdd;
+    else if (op == "*" || op == "/" || op == "%") prec = kPrecMul;
+    else prec = kPrecCompare;
+    if (prec == kPrecCompare && op != "LIKE") {
+      SONDE_RETURN_IF_ERROR(CheckEnumLiteral(*e.args[0], *e.args[1]));
+      SONDE_RETURN_IF_ERROR(CheckEnumLiteral(*e.args[1], *e.args[0]));
+    }
+    SONDE_ASSIGN_OR_RETURN(Rendered a, Render(*e.args[0], in_aggregate));
+    SONDE_ASSIGN_OR_RETURN(Rendered b, Render(*e.args[1], in_aggregate));
+    // Left-associative: the right operand needs parentheses at equal precedence.
+    const int right_min = (prec == kPrecCompare) ? kPrecAdd : prec + 1;
+    const int left_min = (prec == kPrecCompare) ? kPrecAdd : prec;
+    std::string sym = op;
+    if (op == "LIKE" && e.negated) sym = "NOT LIKE";
+    r.text = Paren(a, left_min) + " " + sym + " " + Paren(b, right_min);
+    r.prec = prec;
+    r.joined = a.joined || b.joined;
+    r.aggregate = a.aggregate || b.aggregate;
+    return r;
+  }
+
+  StatusOr<Rendered> RenderIn(const Expr& e, bool in_aggregate) {
+    Rendered r;
+    r.prec = kPrecCompare;
+    SONDE_ASSIGN_OR_RETURN(Rendered lhs, Render(*e.args[0], in_aggregate));
+    std::vector<std::string> items;
+    for (size_t i = 1; i < e.args.size(); ++i) {
+      SONDE_RETURN_IF_ERROR(CheckEnumLiteral(*e.args[0], *e.args[i]));
+      SONDE_ASSIGN_OR_RETURN(Rendered a, Render(*e.args[i], in_aggregate));
+      items.push_back(a.text);
+      r.joined |= a.joined;
+      r.aggregate |= a.aggregate;
+    }
+    r.text = Paren(lhs, kPrecAdd) + (e.negated ? " NOT IN (" : " IN (") + Join(items, ", ") + ")";
+    r.joined |= lhs.joined;
+    r.aggregate |= lhs.aggregate;
+    return r;
+  }
+
+  StatusOr<Rendered> RenderCall(const Expr& e, bool in_aggregate) {
+    const FunctionSpec* f = FindFunction(e.text);
+    if (f == nullptr) return Error(e.pos, "unknown function '" + e.text + "'");
+    const int n = static_cast<int>(e.args.size());
+    if (n < f->min_args || n > f->max_args) {
+      return Error(e.pos, std::string(f->name) + "() takes " +
+                              (f->min_args == f->max_args ? std::to_string(f->min_args)
+                                                          : std::to_string(f->min_args) + " to " +
+                                                                std::to_string(f->max_args)) +
+                              " argument(s), got " + std::to_string(n));
+    }
+    if (f->aggregate) {
+      if (clause_ == Clause::kWhere || clause_ == Clause::kGroupBy) {
+        return Error(e.pos, "aggregate function " + std::string(f->name) +
+                                "() is not allowed in " +
+                                (clause_ == Clause::kWhere ? "WHERE (use HAVING)" : "GROUP BY"));
+      }
+      if (in_aggregate) return Error(e.pos, "aggregate functions cannot be nested");
+    }
+    if (e.distinct && f->name != "count") return Error(e.pos, "DISTINCT is only supported in count()");
+    Rendered r;
+    r.aggregate = f->aggregate;
+    const bool inner_agg = in_aggregate || f->aggregate;
+    // Special forms first.
+    if (f->name == "count") {
+      if (n == 0 || e.args[0]->kind == ExprKind::kStar) {
+        if (e.distinct) return Error(e.pos, "count(DISTINCT *) is not supported");
+        r.text = "count()";
+        return r;
+      }
+      SONDE_ASSIGN_OR_RETURN(Rendered a, Render(*e.args[0], true));
+      r.joined = a.joined;
+      r.text = (e.distinct ? "uniqExact(" : "count(") + a.text + ")";
+      return r;
+    }
+    if (f->name == "percentile") {
+      const Expr& p = *e.args[1];
+      std::optional<std::string> level;
+      if (p.kind == ExprKind::kNumber) level = PercentToLevel(p.text);
+      if (!level) return Error(p.pos, "percentile level must be a number in (0, 100]");
+      SONDE_ASSIGN_OR_RETURN(Rendered a, Render(*e.args[0], true));
+      r.joined = a.joined;
+      r.text = "quantile(" + *level + ")(" + a.text + ")";
+      return r;
+    }
+    if (f->name == "time") {
+      const Expr& col = *e.args[0];
+      auto rc = col.kind == ExprKind::kColumn ? catalog_.Resolve(*table_, col.text) : std::nullopt;
+      if (!rc || rc->kind != ColumnKind::kPhysical || rc->column->type != schema::ColumnType::kDateTime) {
+        return Error(col.pos, "time() buckets a DateTime column, e.g. time(time, 60)");
+      }
+      const Expr& step = *e.args[1];
+      uint64_t seconds = 0;
+      if (step.kind == ExprKind::kNumber) {
+        seconds = std::strtoull(step.text.c_str(), nullptr, 10);
+        if (std::to_string(seconds) != step.text) seconds = 0;
+      }
+      if (seconds == 0 || seconds > 366u * 86400) {
+        return Error(step.pos, "time() interval must be a whole number of seconds (1 to 31622400)");
+      }
+      r.prec = kPrecMul;
+      r.text = "intDiv(toUInt32(" + Use(rc->column->name) + "), " + step.text + ") * " + step.text;
+      return r;
+    }
+    std::vector<std::string> args;
+    for (const auto& a : e.args) {
+      if (a->kind == ExprKind::kStar) return Error(a->pos, "'*' is only allowed in count(*)");
+      SONDE_ASSIGN_OR_RETURN(Rendered ra, Render(*a, inner_agg));
+      args.push_back(ra.text);
+      r.joined |= ra.joined;
+      r.aggregate |= ra.aggregate;
+    }
+    r.text = std::string(f->clickhouse) + "(" + Join(args, ", ") + ")";
+    return r;
+  }
+
+  std::string_view db_;
+  std::string_view sql_;
+  const Catalog& catalog_;
+  const schema::Table* table_ = nullptr;
+  Clause clause_ = Clause::kSelect;
+  std::map<std::string, size_t> aliases_;
+  std::set<std::string> used_;
+  bool select_star_ = false;
+  std::vector<JoinSpec> joins_;
+  std::map<std::string, std::string> join_names_;  // user column name -> joined column
+};
+
+}  // namespace
+
+StatusOr<Translation> Translate(std::string_view db, std::string_view sql, const Catalog& catalog) {
+  Translator t(db, sql, catalog);
+  return t.Run();
+}
+
+}  // namespace sonde::server::query
