@@ -1,0 +1,209 @@
+// Spool durability/bounds/replay and SpoolDrainer retry/quarantine, with a fake storage backend.
+#include "server/ingest/spool.h"
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "server/ingest/spool_drainer.h"
+
+namespace sonde::server::ingest {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/sonde-spool-XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+agent::v1::RecordBatch Batch(uint32_t first_time, int n) {
+  agent::v1::RecordBatch b;
+  for (int i = 0; i < n; ++i) b.add_l4_flow_logs()->set_time(first_time + static_cast<uint32_t>(i));
+  return b;
+}
+
+// Stores batches in memory; fails while `fail_code` is set.
+class FakeBackend : public storage::StorageBackend {
+ public:
+  Status ApplySchema() override {
+    ++schema_applied;
+    return Status::Ok();
+  }
+  Status Write(std::span<const storage::AgentBatch> batches, storage::WriteProgress*) override {
+    std::lock_guard lock(mu);
+    ++attempts;
+    if (fail_code != StatusCode::kOk) return Status(fail_code, "fake failure");
+    for (const auto& b : batches) {
+      for (const auto& r : b.records.l4_flow_logs()) times.push_back(r.time());
+    }
+    ++writes;
+    return Status::Ok();
+  }
+  StatusOr<uint32_t> DropExpiredPartitions(std::chrono::system_clock::time_point) override { return 0u; }
+
+  size_t stored() {
+    std::lock_guard lock(mu);
+    return times.size();
+  }
+
+  std::mutex mu;
+  std::atomic<StatusCode> fail_code{StatusCode::kOk};
+  std::vector<uint32_t> times;
+  int attempts = 0;
+  int writes = 0;
+  std::atomic<int> schema_applied{0};
+};
+
+bool WaitFor(const std::function<bool()>& cond, int timeout_ms = 10000) {
+  for (int waited = 0; waited < timeout_ms; waited += 10) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return cond();
+}
+
+TEST(SpoolTest, AppendReadRemoveAndReplay) {
+  TempDir dir;
+  metrics::Registry registry;
+  {
+    auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
+    ASSERT_TRUE(spool.ok()) << spool.status().ToString();
+    for (uint32_t i = 0; i < 5; ++i) ASSERT_TRUE((*spool)->Append(10 + i, Batch(i * 100, 3)).ok());
+    EXPECT_EQ((*spool)->files(), 5u);
+    EXPECT_GT((*spool)->bytes(), 0u);
+    auto entries = (*spool)->ReadOldest(2, 1 << 20);
+    ASSERT_EQ(entries.size(), 2u);
+    EXPECT_EQ(entries[0].batch.agent_id, 10u);
+    EXPECT_EQ(entries[1].batch.records.l4_flow_logs(0).time(), 100u);
+    EXPECT_EQ(entries[0].records, 3u);
+    std::vector<uint64_t> seqs = {entries[0].seq, entries[1].seq};
+    (*spool)->Remove(seqs);
+    EXPECT_EQ((*spool)->files(), 3u);
+  }
+  // A half-written append from a crash is not a batch.
+  std::ofstream(dir.path() + "/00000000000000000099.batch.tmp") << "partial";
+  auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
+  ASSERT_TRUE(spool.ok());
+  EXPECT_EQ((*spool)->files(), 3u);
+  EXPECT_FALSE(fs::exists(dir.path() + "/00000000000000000099.batch.tmp"));
+  auto entries = (*spool)->ReadOldest(10, 1 << 20);
+  ASSERT_EQ(entries.size(), 3u);
+  EXPECT_EQ(entries[0].batch.agent_id, 12u) << "replayed in order";
+  EXPECT_EQ(entries[2].batch.agent_id, 14u);
+  // New appends continue after the replayed sequence numbers.
+  auto seq = (*spool)->Append(1, Batch(0, 1));
+  ASSERT_TRUE(seq.ok());
+  EXPECT_GT(*seq, entries[2].seq);
+  EXPECT_EQ(registry.CounterTotal("sonde_server_spool_replayed_total"), 3u);
+  // Replayed entries are due at once.
+  EXPECT_TRUE((*spool)->WaitReady(1ull << 40, std::chrono::hours(1), std::chrono::steady_clock::now()));
+}
+
+TEST(SpoolTest, BoundRefusesWithResourceExhausted) {
+  TempDir dir;
+  metrics::Registry registry;
+  auto spool = Spool::Open({dir.path(), 4096, true}, &registry);
+  ASSERT_TRUE(spool.ok());
+  int accepted = 0;
+  Status last;
+  for (int i = 0; i < 100; ++i) {
+    auto r = (*spool)->Append(1, Batch(0, 20));
+    if (!r.ok()) {
+      last = r.status();
+      break;
+    }
+    ++accepted;
+  }
+  EXPECT_GT(accepted, 0);
+  EXPECT_LT(accepted, 100);
+  EXPECT_EQ(last.code(), StatusCode::kResourceExhausted);
+  EXPECT_LE((*spool)->bytes(), 4096u);
+  EXPECT_EQ(registry.CounterTotal("sonde_server_spool_full_total"), 1u);
+}
+
+TEST(SpoolTest, CorruptFilesAreQuarantined) {
+  TempDir dir;
+  metrics::Registry registry;
+  auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
+  ASSERT_TRUE(spool.ok());
+  ASSERT_TRUE((*spool)->Append(1, Batch(0, 1)).ok());
+  auto seq2 = (*spool)->Append(2, Batch(5, 1));
+  ASSERT_TRUE(seq2.ok());
+  spool->reset();
+  // Corrupt the second file on disk, then reopen.
+  std::ofstream(fmt::format("{}/{:020d}.batch", dir.path(), *seq2), std::ios::trunc) << "SSP1garbage";
+  spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
+  ASSERT_TRUE(spool.ok());
+  auto entries = (*spool)->ReadOldest(10, 1 << 20);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].batch.agent_id, 1u);
+  EXPECT_EQ((*spool)->files(), 1u);
+  EXPECT_TRUE(fs::exists(fmt::format("{}/quarantine/{:020d}.batch", dir.path(), *seq2)));
+  EXPECT_EQ(registry.CounterTotal("sonde_server_spool_quarantined_total"), 1u);
+}
+
+TEST(SpoolDrainerTest, RetriesTransientFailuresAndLosesNothing) {
+  TempDir dir;
+  metrics::Registry registry;
+  auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
+  ASSERT_TRUE(spool.ok());
+  FakeBackend backend;
+  backend.fail_code = StatusCode::kUnavailable;
+  SpoolDrainerOptions options;
+  options.flush_interval = std::chrono::milliseconds(20);
+  options.backoff_min = std::chrono::milliseconds(10);
+  options.backoff_max = std::chrono::milliseconds(50);
+  options.max_files_per_write = 4;
+  SpoolDrainer drainer(spool->get(), &backend, options, &registry);
+  drainer.Start();
+  for (uint32_t i = 0; i < 10; ++i) ASSERT_TRUE((*spool)->Append(1, Batch(i * 10, 10)).ok());
+  ASSERT_TRUE(WaitFor([&] { return drainer.consecutive_failures() >= 3; }));
+  EXPECT_EQ((*spool)->files(), 10u) << "nothing deleted while storage fails";
+  backend.fail_code = StatusCode::kOk;
+  ASSERT_TRUE(WaitFor([&] { return (*spool)->files() == 0; }));
+  EXPECT_TRUE(drainer.Stop(std::chrono::milliseconds(1000)));
+  ASSERT_EQ(backend.stored(), 100u);
+  for (uint32_t i = 0; i < 100; ++i) EXPECT_EQ(backend.times[i], i) << "spool order kept";
+  EXPECT_GE(registry.CounterTotal("sonde_server_storage_write_failures_total"), 3u);
+  EXPECT_EQ(registry.CounterTotal("sonde_server_spool_batches_written_total"), 10u);
+}
+
+TEST(SpoolDrainerTest, QuarantinesBatchesStorageKeepsRejecting) {
+  TempDir dir;
+  metrics::Registry registry;
+  auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
+  ASSERT_TRUE(spool.ok());
+  FakeBackend backend;
+  backend.fail_code = StatusCode::kInvalidArgument;
+  SpoolDrainerOptions options;
+  options.flush_interval = std::chrono::milliseconds(10);
+  options.backoff_min = std::chrono::milliseconds(1);
+  options.backoff_max = std::chrono::milliseconds(5);
+  options.max_rejections = 3;
+  SpoolDrainer drainer(spool->get(), &backend, options, &registry);
+  drainer.Start();
+  ASSERT_TRUE((*spool)->Append(1, Batch(0, 7)).ok());
+  ASSERT_TRUE(WaitFor([&] { return (*spool)->files() == 0; }));
+  drainer.Stop(std::chrono::milliseconds(0));
+  EXPECT_EQ(registry.CounterTotal("sonde_server_records_dropped_total"), 7u);
+  EXPECT_GE(backend.schema_applied.load(), 2) << "schema re-applied before giving up";
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir.path() + "/quarantine"), fs::directory_iterator()), 1);
+}
+
+}  // namespace
+}  // namespace sonde::server::ingest
