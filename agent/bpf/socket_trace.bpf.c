@@ -1,0 +1,556 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Socket I/O tracing: syscall tracepoints save arguments on entry (per tid) and, on exit,
+ * resolve fd -> struct socket -> sock in the kernel, then emit one ring buffer record with the
+ * 5-tuple, role, TCP sequence and the first bytes of payload. OpenSSL uprobes add plaintext. */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "shared/socket_trace.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define EINPROGRESS 115
+/* The scratch payload area is 3x the cap so offset + length never leaves it (verifier). */
+#define SCRATCH_PAYLOAD (3 * SONDE_MAX_PAYLOAD)
+#define PAYLOAD_MASK (SONDE_MAX_PAYLOAD - 1)
+
+const volatile __u32 self_pid = 0;
+const volatile __u32 payload_cap = SONDE_DEFAULT_PAYLOAD;
+
+enum io_kind { IO_PLAIN = 0, IO_IOV = 1, IO_MSG = 2, IO_MMSG = 3, IO_CONNECT = 4, IO_ACCEPT = 5 };
+
+struct io_args {
+	__u64 ptr;  /* buffer, iovec array, msghdr or mmsghdr array */
+	__u64 cnt;  /* iovec count or mmsg vlen */
+	__s32 fd;
+	__u8 kind;
+	__u8 dir;
+	__u16 pad;
+};
+
+struct conn_info {
+	__u64 generation;
+	__u64 sk;
+	__u8 role;
+	__u8 tls;
+	__u8 pad[6];
+};
+
+struct ssl_args {
+	__u64 ssl;
+	__u64 buf;
+	__u64 readbytes; /* size_t* for the _ex variants, 0 otherwise */
+	__s32 fd;        /* learned from a socket syscall made inside the SSL call, -1 until then */
+	__u8 dir;
+	__u8 pad[3];
+};
+
+struct ssl_key {
+	__u64 ssl;
+	__u32 tgid;
+	__u32 pad;
+};
+
+/* `payload` must directly follow `ev`: the record is output as one contiguous range. */
+struct scratch_buf {
+	struct sonde_data_event ev;
+	__u8 payload[SCRATCH_PAYLOAD];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 * 1024 * 1024);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct io_args);
+} active_io SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct conn_info);
+} conns SEC(".maps");
+
+/* Written by user space: connections it does not want (value = generation, 0 = any). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} ignored_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct ssl_args);
+} active_ssl SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ssl_key);
+	__type(value, __s32);
+} ssl_fds SEC(".maps");
+
+/* One slot per CPU (user space sets max_entries to the possible-CPU count). A plain array
+ * because per-cpu values are limited to 32 KiB. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 128);
+	__type(key, __u32);
+	__type(value, struct scratch_buf);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SONDE_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+/* fd -> struct sock for inet TCP/UDP sockets of the current task; NULL otherwise. */
+static __always_inline struct sock *fd_to_sock(__s32 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = NULL;
+	struct socket *sock;
+	struct sock *sk;
+	unsigned int max_fds;
+	umode_t mode;
+	__u16 family, proto;
+
+	if (fd < 0 || !fdt)
+		return NULL;
+	max_fds = BPF_CORE_READ(fdt, max_fds);
+	if ((unsigned int)fd >= max_fds)
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return NULL;
+	mode = BPF_CORE_READ(file, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return NULL;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return NULL;
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return NULL;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return NULL;
+	proto = BPF_CORE_READ(sk, sk_protocol);
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return NULL;
+	return sk;
+}
+
+static __always_inline void fill_addr(struct sock *sk, struct sonde_sock_addr *a)
+{
+	a->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	a->protocol = (__u8)BPF_CORE_READ(sk, sk_protocol);
+	a->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	a->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (a->family == AF_INET) {
+		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memset(a->local_addr, 0, 16);
+		__builtin_memset(a->remote_addr, 0, 16);
+		__builtin_memcpy(a->local_addr, &l, 4);
+		__builtin_memcpy(a->remote_addr, &r, 4);
+	} else {
+		BPF_CORE_READ_INTO(a->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(a->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+}
+
+/* The connection entry for (tgid, fd), created on first sight or when the fd now names a
+ * different socket (fd reuse we did not see closing). */
+static __always_inline struct conn_info *touch_conn(__u64 key, struct sock *sk, __u8 role, bool fresh)
+{
+	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
+	if (ci && !fresh && ci->sk == (__u64)sk)
+		return ci;
+	struct conn_info n = {};
+	n.generation = bpf_ktime_get_ns();
+	n.sk = (__u64)sk;
+	n.role = role;
+	if (bpf_map_update_elem(&conns, &key, &n, BPF_ANY)) {
+		count(SONDE_STAT_CONN_MAP_FULL);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&conns, &key);
+}
+
+static __always_inline bool is_ignored(__u64 key, __u64 generation)
+{
+	__u64 *g = bpf_map_lookup_elem(&ignored_conns, &key);
+	return g && (*g == 0 || *g == generation);
+}
+
+static __always_inline void fill_header(struct sonde_event_header *h, __u32 kind, __u64 id, __s32 fd,
+					struct conn_info *ci, struct sock *sk)
+{
+	h->kind = kind;
+	h->pid = id >> 32;
+	h->tid = (__u32)id;
+	h->fd = fd;
+	h->timestamp_ns = bpf_ktime_get_ns();
+	h->conn_generation = ci->generation;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	fill_addr(sk, &h->addr);
+	h->addr.role = ci->role;
+}
+
+static __always_inline void emit_control(__u64 id, __s32 fd, struct conn_info *ci, struct sock *sk,
+					 __u32 control)
+{
+	struct sonde_control_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		count(SONDE_STAT_RINGBUF_DROPS);
+		return;
+	}
+	fill_header(&ev->hdr, SONDE_EVENT_CONTROL, id, fd, ci, sk);
+	ev->control = control;
+	ev->pad = 0;
+	bpf_ringbuf_submit(ev, 0);
+	count(SONDE_STAT_EVENTS);
+}
+
+static __always_inline __u32 cap_bytes(void)
+{
+	__u32 cap = payload_cap;
+	if (cap > SONDE_MAX_PAYLOAD)
+		cap = SONDE_MAX_PAYLOAD;
+	return cap;
+}
+
+/* Copies up to `want` bytes of user memory to payload + off; returns bytes copied. */
+static __always_inline __u32 copy_user(struct scratch_buf *s, __u32 off, __u64 want, const void *src)
+{
+	__u32 cap = cap_bytes();
+	if (off >= cap)
+		return 0;
+	if (want > cap - off)
+		want = cap - off;
+	__u32 o = off & PAYLOAD_MASK;
+	__u32 n = (__u32)want & (2 * SONDE_MAX_PAYLOAD - 1);
+	if (n == 0)
+		return 0;
+	if (bpf_probe_read_user(s->payload + o, n, src)) {
+		count(SONDE_STAT_READ_FAILED);
+		return 0;
+	}
+	return n;
+}
+
+static __always_inline __u32 copy_iov(struct scratch_buf *s, const struct iovec *iovs, __u64 iovcnt,
+				      __u64 total)
+{
+	__u32 off = 0;
+	__u64 seen = 0;
+	for (int i = 0; i < SONDE_MAX_IOV; i++) {
+		struct iovec iov;
+		if (i >= iovcnt || seen >= total)
+			break;
+		if (bpf_probe_read_user(&iov, sizeof(iov), &iovs[i]))
+			break;
+		__u64 want = iov.iov_len;
+		if (want > total - seen)
+			want = total - seen;
+		seen += iov.iov_len;
+		__u32 got = copy_user(s, off, want, iov.iov_base);
+		off += got;
+		if (got < want)
+			break;
+	}
+	return off;
+}
+
+/* Emits one data event: resolves the socket, filters, copies payload via `args`. */
+static __always_inline void emit_data(__u64 id, struct io_args *args, __u64 total, __u64 ptr,
+				      __u64 cnt, bool iov, bool mmsg, __u8 source)
+{
+	__s32 fd = args->fd;
+	__u64 key = sonde_conn_key(id >> 32, fd);
+	struct sock *sk = fd_to_sock(fd);
+	if (!sk) {
+		count(SONDE_STAT_NOT_SOCKET);
+		return;
+	}
+	struct conn_info *ci = touch_conn(key, sk, SONDE_ROLE_UNKNOWN, false);
+	if (!ci)
+		return;
+	if (is_ignored(key, ci->generation)) {
+		count(SONDE_STAT_IGNORED_CONN);
+		return;
+	}
+	if (source == SONDE_SRC_SYSCALL) {
+		/* Inside SSL_read/SSL_write: this is ciphertext; remember the fd for the uprobe. */
+		struct ssl_args *sa = bpf_map_lookup_elem(&active_ssl, &id);
+		if (sa) {
+			sa->fd = fd;
+			ci->tls = 1;
+		}
+		if (ci->tls) {
+			count(SONDE_STAT_TLS_CIPHERTEXT);
+			return;
+		}
+	}
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct scratch_buf *s = bpf_map_lookup_elem(&scratch, &cpu);
+	if (!s)
+		return;
+	fill_header(&s->ev.hdr, SONDE_EVENT_DATA, id, fd, ci, sk);
+	s->ev.total_bytes = total > 0xffffffffULL ? 0xffffffffU : (__u32)total;
+	s->ev.direction = args->dir;
+	s->ev.source = source;
+	s->ev.has_seq = 0;
+	s->ev.tcp_seq = 0;
+	s->ev.pad = 0;
+	if (source == SONDE_SRC_SYSCALL && !mmsg && s->ev.hdr.addr.protocol == IPPROTO_TCP) {
+		struct tcp_sock *tp = (struct tcp_sock *)sk;
+		__u32 end = args->dir == SONDE_DIR_INGRESS ? BPF_CORE_READ(tp, copied_seq)
+							   : BPF_CORE_READ(tp, write_seq);
+		s->ev.tcp_seq = end - (__u32)total;
+		s->ev.has_seq = 1;
+	}
+	__u32 n;
+	if (iov)
+		n = copy_iov(s, (const struct iovec *)ptr, cnt, total);
+	else
+		n = copy_user(s, 0, total, (const void *)ptr);
+	if (n < total)
+		count(SONDE_STAT_TRUNCATED);
+	s->ev.captured_bytes = n;
+	__u64 size = sizeof(struct sonde_data_event) + (n & (2 * SONDE_MAX_PAYLOAD - 1));
+	if (bpf_ringbuf_output(&events, &s->ev, size, 0)) {
+		count(SONDE_STAT_RINGBUF_DROPS);
+		return;
+	}
+	count(source == SONDE_SRC_TLS ? SONDE_STAT_TLS_EVENTS : SONDE_STAT_EVENTS);
+}
+
+static __always_inline int enter_io(__s32 fd, __u64 ptr, __u64 cnt, __u8 kind, __u8 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((id >> 32) == self_pid)
+		return 0;
+	struct io_args a = {.ptr = ptr, .cnt = cnt, .fd = fd, .kind = kind, .dir = dir};
+	if (bpf_map_update_elem(&active_io, &id, &a, BPF_ANY))
+		count(SONDE_STAT_ARGS_MAP_FULL);
+	return 0;
+}
+
+static __always_inline int exit_io(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct io_args *a = bpf_map_lookup_elem(&active_io, &id);
+	if (!a)
+		return 0;
+	struct io_args args = *a;
+	bpf_map_delete_elem(&active_io, &id);
+
+	if (args.kind == IO_CONNECT || args.kind == IO_ACCEPT) {
+		__s32 fd = args.kind == IO_ACCEPT ? (__s32)ret : args.fd;
+		if (args.kind == IO_ACCEPT ? ret < 0 : (ret != 0 && ret != -EINPROGRESS))
+			return 0;
+		struct sock *sk = fd_to_sock(fd);
+		if (!sk)
+			return 0;
+		__u8 role = args.kind == IO_ACCEPT ? SONDE_ROLE_SERVER : SONDE_ROLE_CLIENT;
+		__u64 key = sonde_conn_key(id >> 32, fd);
+		struct conn_info *ci = touch_conn(key, sk, role, true);
+		if (!ci)
+			return 0;
+		bpf_map_delete_elem(&ignored_conns, &key);
+		emit_control(id, fd, ci, sk, args.kind == IO_ACCEPT ? SONDE_CTL_ACCEPT : SONDE_CTL_CONNECT);
+		return 0;
+	}
+	if (ret <= 0)
+		return 0;
+
+	switch (args.kind) {
+	case IO_PLAIN:
+		emit_data(id, &args, ret, args.ptr, 0, false, false, SONDE_SRC_SYSCALL);
+		break;
+	case IO_IOV:
+		emit_data(id, &args, ret, args.ptr, args.cnt, true, false, SONDE_SRC_SYSCALL);
+		break;
+	case IO_MSG: {
+		struct user_msghdr m;
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)args.ptr))
+			break;
+		emit_data(id, &args, ret, (__u64)m.msg_iov, m.msg_iovlen, true, false, SONDE_SRC_SYSCALL);
+		break;
+	}
+	case IO_MMSG: {
+		struct mmsghdr *vec = (struct mmsghdr *)args.ptr;
+		for (int i = 0; i < SONDE_MAX_MMSG; i++) {
+			struct mmsghdr mh;
+			if (i >= ret)
+				break;
+			if (bpf_probe_read_user(&mh, sizeof(mh), &vec[i]))
+				break;
+			if (mh.msg_len == 0)
+				continue;
+			emit_data(id, &args, mh.msg_len, (__u64)mh.msg_hdr.msg_iov, mh.msg_hdr.msg_iovlen,
+				  true, true, SONDE_SRC_SYSCALL);
+		}
+		break;
+	}
+	}
+	return 0;
+}
+
+#define ENTER(name) SEC("tracepoint/syscalls/sys_enter_" #name) int enter_##name(struct trace_event_raw_sys_enter *ctx)
+#define EXIT(name)                                                                   \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
+	int exit_##name(struct trace_event_raw_sys_exit *ctx)                        \
+	{                                                                            \
+		return exit_io(ctx->ret);                                            \
+	}
+
+ENTER(read) { return enter_io(ctx->args[0], ctx->args[1], 0, IO_PLAIN, SONDE_DIR_INGRESS); }
+EXIT(read)
+ENTER(write) { return enter_io(ctx->args[0], ctx->args[1], 0, IO_PLAIN, SONDE_DIR_EGRESS); }
+EXIT(write)
+ENTER(recvfrom) { return enter_io(ctx->args[0], ctx->args[1], 0, IO_PLAIN, SONDE_DIR_INGRESS); }
+EXIT(recvfrom)
+ENTER(sendto) { return enter_io(ctx->args[0], ctx->args[1], 0, IO_PLAIN, SONDE_DIR_EGRESS); }
+EXIT(sendto)
+ENTER(readv) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_IOV, SONDE_DIR_INGRESS); }
+EXIT(readv)
+ENTER(writev) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_IOV, SONDE_DIR_EGRESS); }
+EXIT(writev)
+ENTER(recvmsg) { return enter_io(ctx->args[0], ctx->args[1], 0, IO_MSG, SONDE_DIR_INGRESS); }
+EXIT(recvmsg)
+ENTER(sendmsg) { return enter_io(ctx->args[0], ctx->args[1], 0, IO_MSG, SONDE_DIR_EGRESS); }
+EXIT(sendmsg)
+ENTER(recvmmsg) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_MMSG, SONDE_DIR_INGRESS); }
+EXIT(recvmmsg)
+ENTER(sendmmsg) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_MMSG, SONDE_DIR_EGRESS); }
+EXIT(sendmmsg)
+ENTER(connect) { return enter_io(ctx->args[0], 0, 0, IO_CONNECT, SONDE_DIR_EGRESS); }
+EXIT(connect)
+ENTER(accept) { return enter_io(ctx->args[0], 0, 0, IO_ACCEPT, SONDE_DIR_INGRESS); }
+EXIT(accept)
+ENTER(accept4) { return enter_io(ctx->args[0], 0, 0, IO_ACCEPT, SONDE_DIR_INGRESS); }
+EXIT(accept4)
+
+/* close/shutdown: report sockets we know about, then forget them. */
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((id >> 32) == self_pid)
+		return 0;
+	__s32 fd = ctx->args[0];
+	__u64 key = sonde_conn_key(id >> 32, fd);
+	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
+	if (!ci)
+		return 0;
+	struct sock *sk = fd_to_sock(fd);
+	if (sk && !is_ignored(key, ci->generation))
+		emit_control(id, fd, ci, sk, SONDE_CTL_CLOSE);
+	bpf_map_delete_elem(&conns, &key);
+	bpf_map_delete_elem(&ignored_conns, &key);
+	return 0;
+}
+
+/* ---- OpenSSL uprobes: SSL_read/SSL_write(ssl, buf, num), SSL_read_ex/SSL_write_ex(.., size_t*) */
+
+static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 dir, bool ex)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((id >> 32) == self_pid)
+		return 0;
+	struct ssl_args a = {};
+	a.ssl = PT_REGS_PARM1(ctx);
+	a.buf = PT_REGS_PARM2(ctx);
+	a.readbytes = ex ? PT_REGS_PARM4(ctx) : 0;
+	a.fd = -1;
+	a.dir = dir;
+	if (bpf_map_update_elem(&active_ssl, &id, &a, BPF_ANY))
+		count(SONDE_STAT_ARGS_MAP_FULL);
+	return 0;
+}
+
+static __always_inline int ssl_exit(struct pt_regs *ctx, bool ex)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_args *p = bpf_map_lookup_elem(&active_ssl, &id);
+	if (!p)
+		return 0;
+	struct ssl_args a = *p;
+	bpf_map_delete_elem(&active_ssl, &id);
+	long rc = PT_REGS_RC(ctx);
+	__u64 bytes = 0;
+	if (ex) {
+		if (rc != 1 || !a.readbytes)
+			return 0;
+		if (bpf_probe_read_user(&bytes, sizeof(bytes), (void *)a.readbytes))
+			return 0;
+	} else {
+		if (rc <= 0)
+			return 0;
+		bytes = rc;
+	}
+	if (bytes == 0)
+		return 0;
+	struct ssl_key sk = {.ssl = a.ssl, .tgid = id >> 32};
+	if (a.fd >= 0) {
+		bpf_map_update_elem(&ssl_fds, &sk, &a.fd, BPF_ANY);
+	} else {
+		__s32 *fd = bpf_map_lookup_elem(&ssl_fds, &sk);
+		if (!fd)
+			return 0;
+		a.fd = *fd;
+	}
+	struct io_args io = {.ptr = a.buf, .fd = a.fd, .kind = IO_PLAIN, .dir = a.dir};
+	__u64 key = sonde_conn_key(id >> 32, a.fd);
+	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
+	if (ci)
+		ci->tls = 1;
+	emit_data(id, &io, bytes, a.buf, 0, false, false, SONDE_SRC_TLS);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_enter) { return ssl_enter(ctx, SONDE_DIR_INGRESS, false); }
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_read_exit) { return ssl_exit(ctx, false); }
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_enter) { return ssl_enter(ctx, SONDE_DIR_EGRESS, false); }
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_write_exit) { return ssl_exit(ctx, false); }
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_ex_enter) { return ssl_enter(ctx, SONDE_DIR_INGRESS, true); }
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_read_ex_exit) { return ssl_exit(ctx, true); }
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_ex_enter) { return ssl_enter(ctx, SONDE_DIR_EGRESS, true); }
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_write_ex_exit) { return ssl_exit(ctx, true); }

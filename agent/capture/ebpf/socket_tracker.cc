@@ -1,0 +1,262 @@
+// SocketTracker: eBPF socket events -> ordered per-connection streams for the protocol layer.
+#include "agent/capture/ebpf/socket_tracker.h"
+
+#include <algorithm>
+
+namespace sonde::agent::capture {
+namespace {
+
+uint64_t KeyOf(uint32_t pid, int32_t fd) { return (static_cast<uint64_t>(pid) << 32) | static_cast<uint32_t>(fd); }
+
+}  // namespace
+
+SocketTracker::SocketTracker(flow::StreamHandler& handler, metadata::ProcessCache* processes,
+                             tracing::SyscallTraceIds* trace_ids, metrics::Registry* metrics, Options options)
+    : handler_(handler), processes_(processes), trace_ids_(trace_ids), options_(options) {
+  if (metrics) {
+    gap_bytes_ = metrics->GetCounter("sonde_agent_ebpf_stream_gap_bytes_total",
+                                     "Bytes missing from eBPF socket streams (loss or truncation)");
+    duplicate_bytes_ = metrics->GetCounter("sonde_agent_ebpf_stream_duplicate_bytes_total",
+                                           "Bytes seen twice on eBPF socket streams and dropped");
+    evicted_ = metrics->GetCounter("sonde_agent_ebpf_connections_evicted_total",
+                                   "eBPF-tracked connections closed early because the table was full");
+    open_conns_ = metrics->GetGauge("sonde_agent_ebpf_connections", "eBPF-tracked open connections");
+  }
+}
+
+SocketTracker::~SocketTracker() = default;
+
+size_t SocketTracker::pending_bytes() const {
+  size_t n = 0;
+  for (const auto& [k, c] : conns_) n += c.dirs[0].pending_bytes + c.dirs[1].pending_bytes;
+  return n;
+}
+
+SocketTracker::Conn* SocketTracker::Open(Key key, const SocketEndpoints& ep, uint32_t pid,
+                                         std::string_view comm, uint64_t generation, uint64_t ts) {
+  if (conns_.size() >= options_.max_connections) Evict(ts);
+  Conn& c = conns_[key];
+  c = Conn{};
+  c.generation = generation;
+  c.last_ns = ts;
+  flow::ConnectionInfo& info = c.info;
+  info.flow_id = next_flow_id_++;
+  info.signal_source = common::v1::SIGNAL_SOURCE_EBPF;
+  if (ep.role != SocketRole::kUnknown) {
+    c.server_side = ep.role == SocketRole::kServer;
+    info.role_source = common::v1::ROLE_SOURCE_SOCKET_API;
+  } else {
+    // A socket opened before we started: the lower port is most likely the service.
+    c.server_side = ep.tuple.src_port < ep.tuple.dst_port;
+    info.role_source = common::v1::ROLE_SOURCE_PORT_HEURISTIC;
+  }
+  info.tuple = c.server_side ? ep.tuple.Reversed() : ep.tuple;
+  flow::ProcessRef& self = c.server_side ? info.process_1 : info.process_0;
+  self.pid = pid;
+  self.comm = std::string(comm);
+  if (processes_) {
+    if (const metadata::ProcessInfo* p = processes_->Lookup(pid, ts)) {
+      if (!p->comm.empty()) self.comm = p->comm;
+      self.container_id = p->container_id;
+    }
+  }
+  if (open_conns_) open_conns_->Set(static_cast<int64_t>(conns_.size()));
+  return &c;
+}
+
+void SocketTracker::Close(Key key, uint64_t ts) {
+  auto it = conns_.find(key);
+  if (it == conns_.end()) return;
+  Conn& c = it->second;
+  for (auto dir : {flow::StreamDirection::kRequest, flow::StreamDirection::kResponse}) {
+    c.dirs[static_cast<int>(dir)].gap_carry = 0;
+    // Flush everything still waiting for a hole that will never be filled.
+    Direction& d = c.dirs[static_cast<int>(dir)];
+    while (!d.pending.empty()) DrainPending(c, dir, true);
+  }
+  handler_.OnClose(c.info, ts);
+  conns_.erase(it);
+  if (open_conns_) open_conns_->Set(static_cast<int64_t>(conns_.size()));
+}
+
+void SocketTracker::Deliver(Conn& c, flow::StreamDirection dir, uint64_t ts, uint32_t seq, uint32_t gap,
+                            uint32_t tid, uint64_t trace_id, std::span<const uint8_t> data) {
+  Direction& d = c.dirs[static_cast<int>(dir)];
+  flow::StreamChunk chunk;
+  chunk.timestamp_ns = ts;
+  chunk.tcp_seq = seq;
+  chunk.data = data;
+  chunk.gap_bytes_before = gap + d.gap_carry;
+  chunk.is_datagram = c.info.tuple.protocol == net::IpProtocol::kUdp;
+  chunk.tid = tid;
+  chunk.syscall_trace_id = trace_id;
+  if (gap_bytes_ && chunk.gap_bytes_before) gap_bytes_->Inc(chunk.gap_bytes_before);
+  d.gap_carry = 0;
+  if (data.empty()) {
+    d.gap_carry = chunk.gap_bytes_before;  // nothing to attach the gap to yet
+    return;
+  }
+  handler_.OnData(c.info, dir, chunk);
+}
+
+// Delivers pending chunks that are next in line; with `force`, delivers the first one even if a
+// hole precedes it (reported as a gap).
+void SocketTracker::DrainPending(Conn& c, flow::StreamDirection dir, bool force) {
+  Direction& d = c.dirs[static_cast<int>(dir)];
+  while (!d.pending.empty()) {
+    auto it = d.pending.begin();
+    Pending& p = it->second;
+    int32_t delta = static_cast<int32_t>(p.seq - d.next_seq);
+    if (delta > 0 && !force) return;
+    force = false;
+    uint32_t gap = delta > 0 ? static_cast<uint32_t>(delta) : 0;
+    uint32_t skip = delta < 0 ? static_cast<uint32_t>(-delta) : 0;
+    if (skip >= p.total_bytes) {
+      if (duplicate_bytes_) duplicate_bytes_->Inc(p.total_bytes);
+    } else {
+      if (duplicate_bytes_ && skip) duplicate_bytes_->Inc(skip);
+      std::span<const uint8_t> bytes(p.data);
+      uint32_t missing_tail = p.total_bytes - static_cast<uint32_t>(p.data.size());
+      if (skip < bytes.size()) {
+        bytes = bytes.subspan(skip);
+      } else {
+        missing_tail -= skip - static_cast<uint32_t>(bytes.size());
+        bytes = {};
+      }
+      Deliver(c, dir, p.timestamp_ns, p.seq + skip, gap, p.tid, p.trace_id, bytes);
+      d.gap_carry += missing_tail;
+      const uint32_t advance = p.seq + p.total_bytes - d.next_seq;
+      d.next_seq += advance;
+      d.next_pos += advance;
+    }
+    d.pending_bytes -= p.data.size();
+    d.pending.erase(it);
+  }
+}
+
+void SocketTracker::OnEbpfSocketData(const SocketDataEvent& ev, const SocketEndpoints& ep) {
+  if (ev.fd < 0) return;
+  const Key key = KeyOf(ev.pid, ev.fd);
+  auto it = conns_.find(key);
+  Conn* c = nullptr;
+  if (it != conns_.end() && it->second.generation == ev.conn_generation) {
+    c = &it->second;
+  } else {
+    if (it != conns_.end()) Close(key, ev.timestamp_ns);
+    c = Open(key, ep, ev.pid, ev.comm, ev.conn_generation, ev.timestamp_ns);
+  }
+  c->last_ns = ev.timestamp_ns;
+
+  if (ev.is_tls_plaintext != c->tls) {
+    if (!ev.is_tls_plaintext) {
+      // Ciphertext after plaintext was seen (the kernel normally drops it): ignore.
+      if (duplicate_bytes_) duplicate_bytes_->Inc(ev.total_bytes);
+      return;
+    }
+    // First plaintext: the ciphertext view (handshake) ends, a plaintext flow starts.
+    flow::ConnectionInfo info = c->info;
+    Close(key, ev.timestamp_ns);
+    c = &conns_[key];
+    c->generation = ev.conn_generation;
+    c->last_ns = ev.timestamp_ns;
+    c->server_side = info.process_1.pid == ev.pid && info.process_0.pid != ev.pid;
+    c->info = info;
+    c->info.flow_id = next_flow_id_++;
+    c->info.is_tls_plaintext = true;
+    c->tls = true;
+    if (open_conns_) open_conns_->Set(static_cast<int64_t>(conns_.size()));
+  }
+
+  const bool ingress = ev.direction == SocketDirection::kIngress;
+  const flow::StreamDirection dir =
+      (ingress == c->server_side) ? flow::StreamDirection::kRequest : flow::StreamDirection::kResponse;
+  const uint64_t trace_id =
+      trace_ids_ ? trace_ids_->OnIo(ev.tid, key ^ (ev.conn_generation << 1), c->server_side, ingress, ev.timestamp_ns)
+                 : 0;
+  Direction& d = c->dirs[static_cast<int>(dir)];
+  const uint32_t truncated = ev.total_bytes > ev.data.size() ? ev.total_bytes - static_cast<uint32_t>(ev.data.size()) : 0;
+
+  const bool ordered = c->info.tuple.protocol == net::IpProtocol::kTcp && !ev.is_tls_plaintext && ev.tcp_seq != 0;
+  if (!ordered) {
+    Deliver(*c, dir, ev.timestamp_ns, ev.tcp_seq, 0, ev.tid, trace_id, ev.data);
+    d.gap_carry += truncated;
+    return;
+  }
+  if (!d.started) {
+    d.started = true;
+    d.next_seq = ev.tcp_seq;
+  }
+  const int32_t delta = static_cast<int32_t>(ev.tcp_seq - d.next_seq);
+  if (delta == 0 && d.pending.empty()) {
+    Deliver(*c, dir, ev.timestamp_ns, ev.tcp_seq, 0, ev.tid, trace_id, ev.data);
+    d.gap_carry += truncated;
+    d.next_seq += ev.total_bytes;
+    d.next_pos += ev.total_bytes;
+    return;
+  }
+  // Out of order (or behind a hole): queue by distance from the expected sequence.
+  Pending p{ev.timestamp_ns, ev.tcp_seq, ev.total_bytes, ev.tid, trace_id,
+            std::vector<uint8_t>(ev.data.begin(), ev.data.end())};
+  d.pending_bytes += p.data.size();
+  int64_t order = d.next_pos + delta;
+  while (d.pending.count(order)) ++order;  // same position twice (retransmitted read): keep both
+  d.pending.emplace(order, std::move(p));
+  DrainPending(*c, dir, false);
+  while (d.pending.size() > options_.max_pending_chunks || d.pending_bytes > options_.max_pending_bytes) {
+    DrainPending(*c, dir, true);
+  }
+}
+
+void SocketTracker::OnEbpfSocketControl(const SocketControlEvent& ev, const SocketEndpoints& ep) {
+  if (ev.fd < 0) return;
+  const Key key = KeyOf(ev.pid, ev.fd);
+  auto it = conns_.find(key);
+  switch (ev.kind) {
+    case SocketControlEvent::Kind::kConnect:
+    case SocketControlEvent::Kind::kAccept:
+      if (it != conns_.end()) {
+        if (it->second.generation == ev.conn_generation) return;
+        Close(key, ev.timestamp_ns);
+      }
+      Open(key, ep, ev.pid, {}, ev.conn_generation, ev.timestamp_ns);
+      return;
+    case SocketControlEvent::Kind::kClose:
+      Close(key, ev.timestamp_ns);
+      return;
+  }
+}
+
+void SocketTracker::OnIdle(uint64_t now_ns) {
+  std::vector<Key> idle;
+  const uint64_t cutoff = now_ns > options_.reorder_window_ns ? now_ns - options_.reorder_window_ns : 0;
+  for (auto& [key, c] : conns_) {
+    for (auto dir : {flow::StreamDirection::kRequest, flow::StreamDirection::kResponse}) {
+      Direction& d = c.dirs[static_cast<int>(dir)];
+      while (!d.pending.empty() && d.pending.begin()->second.timestamp_ns < cutoff) DrainPending(c, dir, true);
+    }
+    if (now_ns > c.last_ns && now_ns - c.last_ns > options_.idle_timeout_ns) idle.push_back(key);
+  }
+  for (Key k : idle) Close(k, now_ns);
+  if (trace_ids_) trace_ids_->Reap(now_ns);
+  if (processes_) processes_->Reap(now_ns);
+  if (options_.forward_ticks) handler_.OnTick(now_ns);
+}
+
+void SocketTracker::Evict(uint64_t now_ns) {
+  // Close the oldest sixteenth at once so a full table does not scan on every new socket.
+  std::vector<std::pair<uint64_t, Key>> by_age;
+  by_age.reserve(conns_.size());
+  for (const auto& [k, c] : conns_) by_age.emplace_back(c.last_ns, k);
+  size_t n = std::max<size_t>(1, by_age.size() / 16);
+  std::nth_element(by_age.begin(), by_age.begin() + static_cast<long>(n - 1), by_age.end());
+  for (size_t i = 0; i < n; ++i) Close(by_age[i].second, now_ns);
+  if (evicted_) evicted_->Inc(n);
+}
+
+void SocketTracker::CloseAll(uint64_t now_ns) {
+  std::vector<Key> keys;
+  for (const auto& [k, c] : conns_) keys.push_back(k);
+  for (Key k : keys) Close(k, now_ns);
+}
+
+}  // namespace sonde::agent::capture

@@ -1,0 +1,99 @@
+// SocketTracker: turns eBPF socket events into per-connection, per-direction in-order streams for
+// a flow::StreamHandler. One connection per (pid, fd, generation): data is ordered by TCP
+// sequence, gaps (ring buffer loss, payload truncation) are reported, and each chunk carries the
+// thread id and syscall_trace_id. Single-threaded: call it from the EbpfSource::Run thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/capture/ebpf/ebpf_event_sink.h"
+#include "agent/flow/stream_handler.h"
+#include "agent/metadata/process_cache.h"
+#include "agent/tracing/syscall_trace_id.h"
+#include "common/metrics/registry.h"
+
+namespace sonde::agent::capture {
+
+class SocketTracker final : public EbpfEventSink {
+ public:
+  struct Options {
+    uint64_t idle_timeout_ns = 300'000'000'000;  // connections without I/O are closed after this
+    size_t max_connections = 65536;
+    uint64_t reorder_window_ns = 100'000'000;    // out-of-order data waits at most this long
+    size_t max_pending_chunks = 64;              // per direction
+    size_t max_pending_bytes = 1 << 20;          // per direction
+    bool forward_ticks = true;                   // OnIdle -> handler.OnTick
+  };
+
+  // `handler`, `processes` and `trace_ids` are not owned and must outlive the tracker.
+  // `processes` and `trace_ids` may be null (no process metadata / no trace ids).
+  SocketTracker(flow::StreamHandler& handler, metadata::ProcessCache* processes,
+                tracing::SyscallTraceIds* trace_ids, metrics::Registry* metrics, Options options);
+  SocketTracker(flow::StreamHandler& handler, metadata::ProcessCache* processes,
+                tracing::SyscallTraceIds* trace_ids, metrics::Registry* metrics)
+      : SocketTracker(handler, processes, trace_ids, metrics, Options{}) {}
+  ~SocketTracker() override;
+
+  void OnEbpfSocketData(const SocketDataEvent& event, const SocketEndpoints& endpoints) override;
+  void OnEbpfSocketControl(const SocketControlEvent& event, const SocketEndpoints& endpoints) override;
+  void OnIdle(uint64_t now_ns) override;
+
+  // Closes every connection (agent shutdown).
+  void CloseAll(uint64_t now_ns);
+  size_t connections() const { return conns_.size(); }
+  size_t pending_bytes() const;
+
+ private:
+  struct Pending {
+    uint64_t timestamp_ns;
+    uint32_t seq;
+    uint32_t total_bytes;
+    uint32_t tid;
+    uint64_t trace_id;
+    std::vector<uint8_t> data;
+  };
+  struct Direction {
+    bool started = false;
+    uint32_t next_seq = 0;       // sequence number expected next
+    int64_t next_pos = 0;        // the same as a 64-bit stream position (no wrap-around)
+    uint32_t gap_carry = 0;      // truncated bytes to report before the next chunk
+    std::map<int64_t, Pending> pending;  // keyed by stream position
+    size_t pending_bytes = 0;
+  };
+  struct Conn {
+    uint64_t generation = 0;
+    flow::ConnectionInfo info;
+    bool server_side = false;
+    bool tls = false;
+    uint64_t last_ns = 0;
+    Direction dirs[2];
+  };
+  using Key = uint64_t;  // (pid << 32) | fd
+
+  Conn* Open(Key key, const SocketEndpoints& endpoints, uint32_t pid, std::string_view comm,
+             uint64_t generation, uint64_t ts);
+  void Close(Key key, uint64_t ts);
+  void Deliver(Conn& c, flow::StreamDirection dir, uint64_t ts, uint32_t seq, uint32_t gap, uint32_t tid,
+               uint64_t trace_id, std::span<const uint8_t> data);
+  void DrainPending(Conn& c, flow::StreamDirection dir, bool force_one);
+  void Evict(uint64_t now_ns);
+
+  flow::StreamHandler& handler_;
+  metadata::ProcessCache* processes_;
+  tracing::SyscallTraceIds* trace_ids_;
+  Options options_;
+  uint64_t next_flow_id_ = 1;
+  std::unordered_map<Key, Conn> conns_;
+
+  metrics::Counter* gap_bytes_ = nullptr;
+  metrics::Counter* duplicate_bytes_ = nullptr;
+  metrics::Counter* evicted_ = nullptr;
+  metrics::Gauge* open_conns_ = nullptr;
+};
+
+}  // namespace sonde::agent::capture

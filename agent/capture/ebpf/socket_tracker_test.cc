@@ -1,0 +1,229 @@
+// SocketTracker with synthetic events: ordering by sequence, gaps, roles, generations, TLS
+// switch-over, reaping. No kernel needed.
+#include "agent/capture/ebpf/socket_tracker.h"
+
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace sonde::agent::capture {
+namespace {
+
+struct Seen {
+  flow::ConnectionInfo conn;
+  flow::StreamDirection dir;
+  std::string data;
+  uint32_t gap;
+  uint32_t seq;
+  uint64_t trace_id;
+};
+
+class Recorder : public flow::StreamHandler {
+ public:
+  void OnData(const flow::ConnectionInfo& c, flow::StreamDirection d, const flow::StreamChunk& ch) override {
+    data.push_back({c, d, std::string(ch.data.begin(), ch.data.end()), ch.gap_bytes_before, ch.tcp_seq,
+                    ch.syscall_trace_id});
+  }
+  void OnClose(const flow::ConnectionInfo& c, uint64_t) override { closed.push_back(c.flow_id); }
+  void OnTick(uint64_t) override { ++ticks; }
+  common::v1::L7Protocol ProtocolOf(uint64_t) const override { return common::v1::L7_PROTOCOL_UNKNOWN; }
+  std::vector<Seen> data;
+  std::vector<uint64_t> closed;
+  int ticks = 0;
+};
+
+SocketEndpoints Endpoints(SocketRole role, uint16_t local_port, uint16_t remote_port) {
+  SocketEndpoints e;
+  e.tuple.src_ip = *net::IpAddress::Parse("10.0.0.1");
+  e.tuple.dst_ip = *net::IpAddress::Parse("10.0.0.2");
+  e.tuple.src_port = local_port;
+  e.tuple.dst_port = remote_port;
+  e.role = role;
+  return e;
+}
+
+class SocketTrackerTest : public ::testing::Test {
+ protected:
+  void Data(SocketDirection dir, uint32_t seq, std::string_view payload, uint32_t total = 0, uint64_t gen = 1,
+            uint64_t ts = 1000, bool tls = false, int fd = 5) {
+    SocketDataEvent ev;
+    ev.timestamp_ns = ts;
+    ev.pid = 42;
+    ev.tid = 43;
+    ev.fd = fd;
+    ev.conn_generation = gen;
+    ev.direction = dir;
+    ev.total_bytes = total ? total : static_cast<uint32_t>(payload.size());
+    ev.tcp_seq = seq;
+    ev.is_tls_plaintext = tls;
+    ev.comm = "srv";
+    ev.data = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+    tracker_.OnEbpfSocketData(ev, ep_);
+  }
+  Recorder rec_;
+  tracing::SyscallTraceIds ids_;
+  SocketTracker tracker_{rec_, nullptr, &ids_, nullptr, SocketTracker::Options{.idle_timeout_ns = 10'000}};
+  SocketEndpoints ep_ = Endpoints(SocketRole::kServer, 80, 40000);
+};
+
+TEST_F(SocketTrackerTest, ServerSideTupleAndDirections) {
+  Data(SocketDirection::kIngress, 100, "GET / HTTP/1.1\r\n\r\n");
+  Data(SocketDirection::kEgress, 900, "HTTP/1.1 200 OK\r\n\r\n");
+  ASSERT_EQ(rec_.data.size(), 2u);
+  const auto& c = rec_.data[0].conn;
+  EXPECT_EQ(c.tuple.src_port, 40000);  // client = remote
+  EXPECT_EQ(c.tuple.dst_port, 80);
+  EXPECT_EQ(c.tuple.dst_ip.ToString(), "10.0.0.1");
+  EXPECT_EQ(c.role_source, common::v1::ROLE_SOURCE_SOCKET_API);
+  EXPECT_EQ(c.signal_source, common::v1::SIGNAL_SOURCE_EBPF);
+  EXPECT_EQ(c.process_1.pid, 42u);
+  EXPECT_EQ(c.process_1.comm, "srv");
+  EXPECT_EQ(c.process_0.pid, 0u);
+  EXPECT_EQ(rec_.data[0].dir, flow::StreamDirection::kRequest);
+  EXPECT_EQ(rec_.data[1].dir, flow::StreamDirection::kResponse);
+  EXPECT_NE(rec_.data[0].trace_id, 0u);
+  EXPECT_EQ(rec_.data[0].trace_id, rec_.data[1].trace_id);
+}
+
+TEST_F(SocketTrackerTest, ClientSideKeepsLocalAsSource) {
+  ep_ = Endpoints(SocketRole::kClient, 40000, 80);
+  Data(SocketDirection::kEgress, 1, "req");
+  ASSERT_EQ(rec_.data.size(), 1u);
+  EXPECT_EQ(rec_.data[0].dir, flow::StreamDirection::kRequest);
+  EXPECT_EQ(rec_.data[0].conn.tuple.src_port, 40000);
+  EXPECT_EQ(rec_.data[0].conn.process_0.pid, 42u);
+  EXPECT_EQ(rec_.data[0].trace_id, 0u);  // no inbound request on this thread yet
+}
+
+TEST_F(SocketTrackerTest, UnknownRoleUsesPortHeuristic) {
+  ep_ = Endpoints(SocketRole::kUnknown, 6379, 51000);
+  Data(SocketDirection::kIngress, 1, "x");
+  EXPECT_EQ(rec_.data[0].conn.role_source, common::v1::ROLE_SOURCE_PORT_HEURISTIC);
+  EXPECT_EQ(rec_.data[0].conn.tuple.dst_port, 6379);
+}
+
+TEST_F(SocketTrackerTest, ReordersBySequence) {
+  Data(SocketDirection::kIngress, 100, "abc");
+  Data(SocketDirection::kIngress, 106, "ghi");  // arrives before "def"
+  ASSERT_EQ(rec_.data.size(), 1u);
+  Data(SocketDirection::kIngress, 103, "def");
+  ASSERT_EQ(rec_.data.size(), 3u);
+  EXPECT_EQ(rec_.data[1].data, "def");
+  EXPECT_EQ(rec_.data[2].data, "ghi");
+  for (auto& s : rec_.data) EXPECT_EQ(s.gap, 0u);
+}
+
+TEST_F(SocketTrackerTest, HoleIsReportedAsGapAfterTheReorderWindow) {
+  Data(SocketDirection::kIngress, 100, "abc");
+  Data(SocketDirection::kIngress, 110, "xyz", 0, 1, 1000);
+  EXPECT_EQ(rec_.data.size(), 1u);
+  tracker_.OnIdle(1000 + 200'000'000);
+  ASSERT_EQ(rec_.data.size(), 2u);
+  EXPECT_EQ(rec_.data[1].data, "xyz");
+  EXPECT_EQ(rec_.data[1].gap, 7u);
+}
+
+TEST_F(SocketTrackerTest, TruncationBecomesGapBeforeNextChunk) {
+  Data(SocketDirection::kIngress, 100, "abcd", 10);  // 6 bytes beyond the capture cap
+  Data(SocketDirection::kIngress, 110, "next");
+  ASSERT_EQ(rec_.data.size(), 2u);
+  EXPECT_EQ(rec_.data[0].gap, 0u);
+  EXPECT_EQ(rec_.data[1].gap, 6u);
+  EXPECT_EQ(rec_.data[1].seq, 110u);
+}
+
+TEST_F(SocketTrackerTest, DuplicatesAndOverlapsAreTrimmed) {
+  Data(SocketDirection::kIngress, 100, "abcdef");
+  Data(SocketDirection::kIngress, 100, "abc");     // entirely old
+  Data(SocketDirection::kIngress, 103, "defghi");  // half old
+  ASSERT_EQ(rec_.data.size(), 2u);
+  EXPECT_EQ(rec_.data[1].data, "ghi");
+  EXPECT_EQ(rec_.data[1].seq, 106u);
+}
+
+TEST_F(SocketTrackerTest, SequenceWrapAround) {
+  // (0 itself means "unknown" in the SocketDataEvent contract.)
+  Data(SocketDirection::kIngress, 0xfffffffd, "ab");
+  Data(SocketDirection::kIngress, 1, "ef");
+  Data(SocketDirection::kIngress, 0xffffffff, "cd");
+  ASSERT_EQ(rec_.data.size(), 3u);
+  EXPECT_EQ(rec_.data[1].data, "cd");
+  EXPECT_EQ(rec_.data[2].data, "ef");
+}
+
+TEST_F(SocketTrackerTest, NewGenerationClosesOldConnection) {
+  Data(SocketDirection::kIngress, 100, "a", 0, 1);
+  Data(SocketDirection::kIngress, 500, "b", 0, 2);
+  ASSERT_EQ(rec_.closed.size(), 1u);
+  EXPECT_EQ(rec_.closed[0], rec_.data[0].conn.flow_id);
+  EXPECT_NE(rec_.data[0].conn.flow_id, rec_.data[1].conn.flow_id);
+  EXPECT_EQ(tracker_.connections(), 1u);
+}
+
+TEST_F(SocketTrackerTest, CloseEventAndIdleReaping) {
+  Data(SocketDirection::kIngress, 100, "a", 0, 1, 1000, false, 5);
+  Data(SocketDirection::kIngress, 100, "b", 0, 1, 1000, false, 6);
+  SocketControlEvent close;
+  close.kind = SocketControlEvent::Kind::kClose;
+  close.pid = 42;
+  close.fd = 5;
+  close.conn_generation = 1;
+  tracker_.OnEbpfSocketControl(close, ep_);
+  EXPECT_EQ(rec_.closed.size(), 1u);
+  EXPECT_EQ(tracker_.connections(), 1u);
+  tracker_.OnIdle(1000 + 5'000);
+  EXPECT_EQ(tracker_.connections(), 1u);
+  tracker_.OnIdle(1000 + 20'000);
+  EXPECT_EQ(tracker_.connections(), 0u);
+  EXPECT_EQ(rec_.closed.size(), 2u);
+  EXPECT_EQ(rec_.ticks, 2);
+}
+
+TEST_F(SocketTrackerTest, TlsPlaintextReplacesCiphertextFlow) {
+  Data(SocketDirection::kIngress, 100, "\x16\x03\x01");  // ClientHello bytes
+  Data(SocketDirection::kIngress, 0, "GET / HTTP/1.1\r\n\r\n", 0, 1, 2000, true);
+  Data(SocketDirection::kIngress, 300, "\x17\x03\x03");  // late ciphertext: dropped
+  ASSERT_EQ(rec_.data.size(), 2u);
+  EXPECT_FALSE(rec_.data[0].conn.is_tls_plaintext);
+  EXPECT_TRUE(rec_.data[1].conn.is_tls_plaintext);
+  EXPECT_EQ(rec_.data[1].dir, flow::StreamDirection::kRequest);
+  EXPECT_NE(rec_.data[0].conn.flow_id, rec_.data[1].conn.flow_id);
+  EXPECT_EQ(rec_.closed.size(), 1u);
+}
+
+TEST_F(SocketTrackerTest, PendingIsBounded) {
+  SocketTracker small(rec_, nullptr, nullptr, nullptr,
+                      SocketTracker::Options{.max_pending_chunks = 4, .max_pending_bytes = 100});
+  SocketDataEvent ev;
+  ev.pid = 1;
+  ev.fd = 3;
+  ev.conn_generation = 1;
+  std::string payload(10, 'p');
+  ev.data = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+  ev.total_bytes = 10;
+  ev.tcp_seq = 1;
+  small.OnEbpfSocketData(ev, ep_);
+  for (uint32_t i = 0; i < 50; ++i) {
+    ev.tcp_seq = 1000 + i * 20;  // every chunk leaves a hole
+    small.OnEbpfSocketData(ev, ep_);
+    EXPECT_LE(small.pending_bytes(), 100u);
+  }
+}
+
+TEST_F(SocketTrackerTest, TableIsBounded) {
+  SocketTracker small(rec_, nullptr, nullptr, nullptr, SocketTracker::Options{.max_connections = 32});
+  SocketDataEvent ev;
+  ev.pid = 1;
+  ev.conn_generation = 1;
+  ev.tcp_seq = 1;
+  for (int fd = 0; fd < 1000; ++fd) {
+    ev.fd = fd;
+    ev.timestamp_ns = static_cast<uint64_t>(fd);
+    small.OnEbpfSocketData(ev, ep_);
+    EXPECT_LE(small.connections(), 32u);
+  }
+}
+
+}  // namespace
+}  // namespace sonde::agent::capture
