@@ -1,0 +1,16 @@
+// Pairs Kafka responses with requests by correlation id; Produce with acks=0 has no response.
+#pragma once
+
+#include <deque>
+#include <vector>
+
+#include "agent/protocols/common/parser.h"
+#include "agent/protocols/kafka/types.h"
+#include "sonde/agent/v1/records.pb.h"
+
+namespace sonde::agent::protocols::kafka {
+
+void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+            const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
+
+}  // namespace sonde::agent::protocols::kafka
