@@ -281,6 +281,8 @@ void FlowTracker::ProcessTcp(Flow& f, int dir, const DecodedPacket& p) {
   if (syn && !ack) {
     c.syn_count++;
     if (f.saw_syn) c.syn_retrans++;
+    // A SYN after the SYN-ACK (reordered capture): the handshake timing is meaningless.
+    if (f.saw_synack) f.rtt_server_done = f.rtt_client_done = true;
     f.saw_syn = true;
     f.syn_ns = now;
   } else if (syn && ack) {
