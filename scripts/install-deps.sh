@@ -17,6 +17,7 @@ PACKAGES=(
   tcpdump tshark nftables nginx redis-server redis-tools mariadb-server mariadb-client
   postgresql postgresql-client mosquitto mosquitto-clients dnsmasq dnsutils nghttp2-client
   nghttp2-server python3-h2 openssl wrk
+  libyaml-cpp-dev
 )
 
 missing=()

@@ -1,0 +1,56 @@
+// AutoTagging + SmartEncoding for ingest: turns the two sides of each record into tag id
+// columns (region_id_0 ... process_name_id_1) using the resource model and the dictionaries.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/base/status.h"
+#include "common/metrics/registry.h"
+#include "common/net/ip_address.h"
+#include "server/enrich/resource_model.h"
+#include "server/enrich/tag_dictionary.h"
+
+namespace sonde::server::enrich {
+
+// What the enricher needs from one record (fields of L7RequestLog / L4FlowLog / metrics).
+struct RecordSides {
+  uint32_t time_s = 0;
+  net::IpAddress ip[2];         // [0] client, [1] server
+  uint32_t process_id[2] = {};  // 0 when unknown or not local to the agent
+};
+
+// Tag ids per side and dimension; 0 = no tag.
+struct RecordTagIds {
+  std::array<std::array<uint32_t, kTagDimensionCount>, 2> ids{};
+  uint32_t Get(TagDimension d, int side) const { return ids[side][static_cast<size_t>(d)]; }
+  // Calls fn(column name, value) for all 24 id columns, e.g. ("pod_id_1", 42).
+  void ForEachColumn(const std::function<void(const std::string& column, uint32_t id)>& fn) const;
+};
+
+class Enricher {
+ public:
+  // model, dictionary and registry must outlive the enricher; registry may be null.
+  Enricher(const ResourceModel* model, TagDictionary* dictionary, metrics::Registry* registry);
+
+  // Tags a batch of records reported by the agent on `agent_host`. One dictionary round per
+  // dimension for the whole batch, so new values cost one settle delay per batch, not per row.
+  StatusOr<std::vector<RecordTagIds>> TagBatch(std::string_view agent_host,
+                                               std::span<const RecordSides> records);
+
+  // Writes the labels and annotations of every pod in the model to the metadata tables (once
+  // per pod, never per row), keyed by the pod's encoded (cluster, namespace, pod) ids.
+  Status PublishPodMetadata(TagStore* store, uint64_t version);
+
+ private:
+  const ResourceModel* model_;
+  TagDictionary* dictionary_;
+  metrics::Counter* untagged_ = nullptr;
+};
+
+}  // namespace sonde::server::enrich
