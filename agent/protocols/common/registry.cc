@@ -2,6 +2,12 @@
 // this order (more specific signatures before looser ones).
 #include "agent/protocols/common/registry.h"
 
+#include "agent/protocols/http1/parser.h"
+#include "agent/protocols/kafka/parser.h"
+#include "agent/protocols/mysql/parser.h"
+#include "agent/protocols/postgres/parser.h"
+#include "agent/protocols/redis/parser.h"
+
 namespace sonde::agent::protocols {
 namespace {
 
@@ -9,6 +15,12 @@ using common::v1::L7Protocol;
 
 constexpr ProtocolSpec kProtocols[] = {
     // protocol, name, inference, parser factory, transport, port hints
+    {L7Protocol::L7_PROTOCOL_HTTP1, "HTTP1", &http1::Infer, &MakeFrameParser<http1::Traits>,
+     Transport::kTcp, {80, 8080, 8000, 8081, 8888}},
+    {L7Protocol::L7_PROTOCOL_MYSQL, "MySQL", &mysql::Infer, &MakeFrameParser<mysql::Traits>, Transport::kTcp, {3306}},
+    {L7Protocol::L7_PROTOCOL_POSTGRESQL, "PostgreSQL", &postgres::Infer, &MakeFrameParser<postgres::Traits>, Transport::kTcp, {5432}},
+    {L7Protocol::L7_PROTOCOL_KAFKA, "Kafka", &kafka::Infer, &MakeFrameParser<kafka::Traits>, Transport::kTcp, {9092}},
+    {L7Protocol::L7_PROTOCOL_REDIS, "Redis", &redis::Infer, &MakeFrameParser<redis::Traits>, Transport::kTcp, {6379}},
     {L7Protocol::L7_PROTOCOL_GRPC, "gRPC", nullptr, nullptr, Transport::kTcp, {}},
 };
 

@@ -289,3 +289,26 @@ ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* fr
 }
 
 }  // namespace sonde::agent::protocols::kafka
+
+namespace sonde::agent::protocols::kafka {
+
+InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::ConnectionInfo&) {
+  // Responses carry nothing but a correlation id: only requests can be recognised.
+  if (dir != flow::StreamDirection::kRequest) return InferResult::kNo;
+  if (data.size() < 14) return InferResult::kMaybe;
+  State state;
+  Frame frame;
+  std::string_view buf = data;
+  const ParseState s = Traits::ParseFrame(MessageType::kRequest, &buf, &frame, &state);
+  if (s == ParseState::kInvalid) return InferResult::kNo;
+  // The client id is printable text.
+  Reader h(data.substr(12));
+  std::string_view client = h.String(false);
+  for (char c : client) {
+    if (c < 0x20 || c > 0x7e) return InferResult::kNo;
+  }
+  if (ApiName(frame.api_key).empty() && s == ParseState::kSuccess) return InferResult::kNo;
+  return s == ParseState::kSuccess ? InferResult::kYes : InferResult::kMaybe;
+}
+
+}  // namespace sonde::agent::protocols::kafka

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "agent/protocols/common/parser.h"
+#include "agent/protocols/common/registry.h"
 #include "agent/protocols/kafka/types.h"
 #include "sonde/agent/v1/records.pb.h"
 #include "sonde/common/v1/common.pb.h"
@@ -33,5 +34,9 @@ int16_t FirstFlexibleVersion(int16_t api_key);
 // The error code of a response body (after the correlation id), or 0 when there is none we
 // know how to find. `body` may be truncated.
 int16_t ResponseErrorCode(int16_t api_key, int16_t api_version, std::string_view body);
+
+// Content inference for the registry: kYes only on a prefix that is clearly this protocol.
+InferResult Infer(flow::StreamDirection dir, std::string_view data,
+                  const flow::ConnectionInfo& conn);
 
 }  // namespace sonde::agent::protocols::kafka

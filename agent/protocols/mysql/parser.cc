@@ -77,3 +77,46 @@ ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* fr
 }
 
 }  // namespace sonde::agent::protocols::mysql
+
+namespace sonde::agent::protocols::mysql {
+
+InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::ConnectionInfo&) {
+  if (data.size() < 5) return InferResult::kMaybe;
+  const uint32_t len = Le24(data, 0);
+  const uint8_t seq = static_cast<uint8_t>(data[3]);
+  const uint8_t first = static_cast<uint8_t>(data[4]);
+  if (len == 0 || len > (1u << 24) - 1) return InferResult::kNo;
+  const bool complete_alone = data.size() == 4 + static_cast<size_t>(len);
+  if (dir == flow::StreamDirection::kResponse) {
+    // The server greeting: protocol 10, a NUL-terminated version starting with a digit.
+    if (seq != 0 || first != 0x0a) return InferResult::kNo;
+    if (data.size() < 6) return InferResult::kMaybe;
+    if (data[5] < '0' || data[5] > '9') return InferResult::kNo;
+    const size_t nul = data.find('\0', 5);
+    if (nul == std::string_view::npos) return data.size() < 64 ? InferResult::kMaybe : InferResult::kNo;
+    return nul - 5 < 64 ? InferResult::kYes : InferResult::kNo;
+  }
+  if (seq == 0) {
+    // A command that fills the first write exactly (clients write one packet at a time).
+    if (first == 0 || first > kMaxCommand) return InferResult::kNo;
+    if (data.size() < 4 + static_cast<size_t>(len)) return InferResult::kMaybe;
+    if (!complete_alone) return InferResult::kNo;
+    if (first == static_cast<uint8_t>(Command::kQuery) || first == static_cast<uint8_t>(Command::kStmtPrepare)) {
+      for (size_t i = 5; i < data.size(); ++i) {
+        const unsigned char c = static_cast<unsigned char>(data[i]);
+        if (c < 0x09 || (c > 0x0d && c < 0x20)) return InferResult::kNo;  // SQL is text
+      }
+    }
+    return InferResult::kYes;
+  }
+  if (seq == 1 && len >= 32) {  // handshake response (capture started after the greeting)
+    if (data.size() < 4 + 32) return InferResult::kMaybe;
+    for (size_t i = 4 + 9; i < 4 + 28; ++i) {
+      if (data[i] != 0) return InferResult::kNo;
+    }
+    return (static_cast<uint8_t>(data[5]) & 0x02) ? InferResult::kYes : InferResult::kNo;  // PROTOCOL_41
+  }
+  return InferResult::kNo;
+}
+
+}  // namespace sonde::agent::protocols::mysql

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "agent/protocols/common/parser.h"
+#include "agent/protocols/common/registry.h"
 #include "agent/protocols/mysql/types.h"
 #include "sonde/agent/v1/records.pb.h"
 #include "sonde/common/v1/common.pb.h"
@@ -28,5 +29,9 @@ struct Traits {
 
 // The name the protocol documentation gives a command byte ("COM_QUERY"), or "COM_UNKNOWN".
 std::string_view CommandName(uint8_t command);
+
+// Content inference for the registry: kYes only on a prefix that is clearly this protocol.
+InferResult Infer(flow::StreamDirection dir, std::string_view data,
+                  const flow::ConnectionInfo& conn);
 
 }  // namespace sonde::agent::protocols::mysql

@@ -125,5 +125,26 @@ TEST(MysqlGolden, MariaDbLoopbackCapture) {
             "");
 }
 
+// Inference picks this protocol from the first bytes of every recorded connection, in the
+// direction that speaks first, and rejects the other protocols' openings.
+TEST(MysqlInfer, FirstChunkOfEveryRecordedConnection) {
+  std::vector<testing::Connection> conns;
+  std::string err;
+  ASSERT_TRUE(testing::ReadPcapConnections(
+      testing::SourcePath("agent/protocols/mysql/testdata/mysql.pcap"), 0, &conns, &err)) << err;
+  ASSERT_FALSE(conns.empty());
+  for (const auto& c : conns) {
+    ASSERT_FALSE(c.chunks.empty());
+    const auto& first = c.chunks.front();
+    EXPECT_EQ(first.to_server, false);
+    const auto dir = first.to_server ? flow::StreamDirection::kRequest : flow::StreamDirection::kResponse;
+    EXPECT_EQ(Infer(dir, first.data, flow::ConnectionInfo{}), InferResult::kYes);
+  }
+  EXPECT_EQ(Infer(flow::StreamDirection::kRequest, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", flow::ConnectionInfo{}),
+            InferResult::kNo);
+  EXPECT_EQ(Infer(flow::StreamDirection::kResponse, "HTTP/1.1 200 OK\r\n\r\n", flow::ConnectionInfo{}),
+            InferResult::kNo);
+}
+
 }  // namespace
 }  // namespace sonde::agent::protocols::mysql

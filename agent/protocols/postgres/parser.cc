@@ -101,3 +101,35 @@ ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* fr
 }
 
 }  // namespace sonde::agent::protocols::postgres
+
+namespace sonde::agent::protocols::postgres {
+
+InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::ConnectionInfo&) {
+  if (data.size() < 5) return InferResult::kMaybe;
+  if (dir == flow::StreamDirection::kRequest) {
+    if (data[0] == '\0') {  // startup, SSLRequest, GSSENCRequest, CancelRequest
+      if (data.size() < 8) return InferResult::kMaybe;
+      const uint32_t len = Be32(data, 0), code = Be32(data, 4);
+      if (len < 8 || len > 10000) return InferResult::kNo;
+      return code == kProtocol30 || code == kSslCode || code == kGssCode || code == kCancelCode
+                 ? InferResult::kYes
+                 : InferResult::kNo;
+    }
+    if (data[0] != 'Q' && data[0] != 'P') return InferResult::kNo;
+    // A query or parse message whose text ends at its NUL exactly where the length says.
+    const uint32_t len = Be32(data, 1);
+    if (len < 5 || len > (1u << 24)) return InferResult::kNo;
+    if (data.size() < 1 + static_cast<size_t>(len)) return InferResult::kMaybe;
+    if (data[len] != '\0') return InferResult::kNo;
+    return InferResult::kYes;
+  }
+  // Server side: an authentication request ('R', length 8..) opens every session.
+  if (data[0] != 'R') return InferResult::kNo;
+  const uint32_t len = Be32(data, 1);
+  if (len < 8 || len > 1024) return InferResult::kNo;
+  if (data.size() < 9) return InferResult::kMaybe;
+  const uint32_t code = Be32(data, 5);
+  return code <= 12 ? InferResult::kYes : InferResult::kNo;
+}
+
+}  // namespace sonde::agent::protocols::postgres

@@ -299,3 +299,32 @@ ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* fr
 }
 
 }  // namespace sonde::agent::protocols::redis
+
+namespace sonde::agent::protocols::redis {
+
+InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::ConnectionInfo&) {
+  if (data.empty()) return InferResult::kMaybe;
+  const bool request = dir == flow::StreamDirection::kRequest;
+  // Only the RESP array form of a command is specific enough; inline commands look like text.
+  if (request && data[0] != '*') return InferResult::kNo;
+  if (!request && std::string_view("*$%>:-+_").find(data[0]) == std::string_view::npos) {
+    return InferResult::kNo;
+  }
+  State state;
+  Frame frame;
+  std::string_view buf = data;
+  switch (Traits::ParseFrame(request ? MessageType::kRequest : MessageType::kResponse, &buf,
+                             &frame, &state)) {
+    case ParseState::kSuccess:
+      // Simple strings ("+OK") are shared with other line protocols: not proof on their own.
+      return request || std::string_view("*$%>").find(data[0]) != std::string_view::npos
+                 ? InferResult::kYes
+                 : InferResult::kMaybe;
+    case ParseState::kNeedsMoreData:
+      return InferResult::kMaybe;
+    default:
+      return InferResult::kNo;
+  }
+}
+
+}  // namespace sonde::agent::protocols::redis

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "agent/protocols/common/parser.h"
+#include "agent/protocols/common/registry.h"
 #include "agent/protocols/redis/types.h"
 #include "sonde/agent/v1/records.pb.h"
 #include "sonde/common/v1/common.pb.h"
@@ -33,5 +34,9 @@ struct Traits {
   static void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
                      const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
 };
+
+// Content inference for the registry: kYes only on a prefix that is clearly this protocol.
+InferResult Infer(flow::StreamDirection dir, std::string_view data,
+                  const flow::ConnectionInfo& conn);
 
 }  // namespace sonde::agent::protocols::redis
