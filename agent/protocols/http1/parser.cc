@@ -1,0 +1,447 @@
+// HTTP/1.x framing, body skipping, FIFO stitching and inference.
+#include "agent/protocols/http1/parser.h"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+
+#include "agent/protocols/common/record_util.h"
+
+namespace sonde::agent::protocols::http1 {
+namespace {
+
+constexpr std::array<std::string_view, 20> kMethods = {
+    "GET",  "POST",     "PUT",       "DELETE", "HEAD", "OPTIONS", "PATCH",
+    "CONNECT", "TRACE", "PROPFIND",  "PROPPATCH", "MKCOL", "COPY", "MOVE",
+    "LOCK", "UNLOCK",   "REPORT",    "SEARCH", "PURGE", "MERGE"};
+constexpr size_t kMaxHeadBytes = 32 * 1024;
+constexpr size_t kMaxLineBytes = 8 * 1024;
+constexpr size_t kMaxFieldBytes = 2048;
+constexpr size_t kMaxPendingMethods = 256;
+constexpr std::string_view kRespPrefix = "HTTP/1.";
+
+size_t DirIndex(MessageType t) { return t == MessageType::kResponse ? 1 : 0; }
+
+std::string_view TrimWs(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+bool IEquals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+bool IContains(std::string_view hay, std::string_view needle) {
+  if (needle.size() > hay.size()) return false;
+  for (size_t i = 0; i + needle.size() <= hay.size(); ++i) {
+    if (IEquals(hay.substr(i, needle.size()), needle)) return true;
+  }
+  return false;
+}
+
+// End of the head (index after the blank line), or npos.
+size_t FindHeadEnd(std::string_view buf) {
+  size_t limit = std::min(buf.size(), kMaxHeadBytes);
+  for (size_t i = buf.find('\n'); i != std::string_view::npos && i < limit;
+       i = buf.find('\n', i + 1)) {
+    if (i + 1 < buf.size() && buf[i + 1] == '\n') return i + 2;
+    if (i + 2 < buf.size() && buf[i + 1] == '\r' && buf[i + 2] == '\n') return i + 3;
+  }
+  return std::string_view::npos;
+}
+
+bool IsResponseStart(std::string_view s, bool* maybe) {
+  if (s.size() < kRespPrefix.size() + 1) {
+    if (maybe != nullptr && kRespPrefix.starts_with(s.substr(0, kRespPrefix.size()))) *maybe = true;
+    return false;
+  }
+  return s.starts_with(kRespPrefix) && (s[7] == '0' || s[7] == '1');
+}
+
+bool ParseUint(std::string_view s, uint64_t* v, int base = 10) {
+  s = TrimWs(s);
+  if (s.empty() || s.size() > 18) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *v, base);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+enum class ChunkResult { kNeedMore, kDone, kInvalid };
+
+// Skips chunked-body bytes from `data`, advancing *ds; *used receives the bytes consumed.
+ChunkResult SkipChunked(DirectionState* ds, std::string_view data, size_t* used) {
+  size_t pos = 0;
+  // Each iteration consumes bytes or returns, so this is bounded by data.size().
+  while (pos < data.size()) {
+    std::string_view rest = data.substr(pos);
+    if (ds->chunk_data) {
+      if (ds->remaining > 0) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(ds->remaining, rest.size()));
+        pos += n;
+        ds->remaining -= n;
+        continue;
+      }
+      if (rest[0] == '\n') {
+        pos += 1;
+      } else if (rest[0] == '\r') {
+        if (rest.size() < 2) break;
+        if (rest[1] != '\n') return ChunkResult::kInvalid;
+        pos += 2;
+      } else {
+        return ChunkResult::kInvalid;
+      }
+      ds->chunk_data = false;
+      continue;
+    }
+    size_t nl = rest.find('\n');
+    if (nl == std::string_view::npos) {
+      if (rest.size() > kMaxLineBytes) return ChunkResult::kInvalid;
+      break;
+    }
+    std::string_view line = TrimWs(rest.substr(0, nl));
+    pos += nl + 1;
+    if (ds->trailers) {
+      if (line.empty()) {
+        ds->trailers = false;
+        ds->mode = BodyMode::kNone;
+        *used = pos;
+        return ChunkResult::kDone;
+      }
+      continue;
+    }
+    size_t semi = line.find(';');
+    uint64_t size = 0;
+    if (!ParseUint(line.substr(0, semi), &size, 16) || size > (1ULL << 40)) {
+      return ChunkResult::kInvalid;
+    }
+    if (size == 0) {
+      ds->trailers = true;
+    } else {
+      ds->remaining = size;
+      ds->chunk_data = true;
+    }
+  }
+  *used = pos;
+  return ChunkResult::kNeedMore;
+}
+
+ParseState ContinueBody(DirectionState* ds, std::string_view* buf) {
+  switch (ds->mode) {
+    case BodyMode::kOpaque:
+    case BodyMode::kUntilClose:
+      buf->remove_prefix(buf->size());
+      return ParseState::kIgnored;
+    case BodyMode::kLength: {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(ds->remaining, buf->size()));
+      ds->remaining -= n;
+      if (ds->remaining == 0) ds->mode = BodyMode::kNone;
+      buf->remove_prefix(n);
+      return ParseState::kIgnored;
+    }
+    case BodyMode::kChunked: {
+      size_t used = 0;
+      ChunkResult r = SkipChunked(ds, *buf, &used);
+      if (r == ChunkResult::kInvalid) {
+        *ds = DirectionState{};
+        return ParseState::kInvalid;
+      }
+      if (used == 0) return ParseState::kNeedsMoreData;
+      buf->remove_prefix(used);
+      return ParseState::kIgnored;
+    }
+    case BodyMode::kNone:
+      break;
+  }
+  return ParseState::kNeedsMoreData;  // not reached
+}
+
+struct Head {
+  uint64_t content_length = 0;
+  bool has_length = false;
+  bool chunked = false;
+  bool upgrade = false;
+  bool close = false;
+};
+
+// Parses the header lines after the start line. False on malformed input.
+bool ParseHeaders(std::string_view lines, Frame* f, Head* h) {
+  size_t pos = 0;
+  int count = 0;
+  while (pos < lines.size()) {
+    size_t nl = lines.find('\n', pos);
+    std::string_view line = lines.substr(pos, nl == std::string_view::npos ? lines.size() - pos
+                                                                           : nl - pos);
+    pos = nl == std::string_view::npos ? lines.size() : nl + 1;
+    line = TrimWs(line);
+    if (line.empty()) continue;
+    if (++count > 256) return false;
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) return false;
+    std::string_view name = line.substr(0, colon);
+    if (name.find(' ') != std::string_view::npos) return false;
+    std::string_view value = TrimWs(line.substr(colon + 1));
+    const std::string lname = ToLower(name);
+    if (lname == "content-length") {
+      if (!ParseUint(value, &h->content_length)) return false;
+      h->has_length = true;
+    } else if (lname == "transfer-encoding") {
+      h->chunked = IContains(value, "chunked");
+    } else if (lname == "host") {
+      f->host = std::string(value.substr(0, kMaxFieldBytes));
+    } else if (lname == "user-agent") {
+      f->user_agent = std::string(value.substr(0, kMaxFieldBytes));
+    } else if (lname == "connection") {
+      if (IContains(value, "upgrade")) h->upgrade = true;
+      if (IContains(value, "close")) h->close = true;
+    } else {
+      ApplyTraceHeader(lname, value, &f->trace);
+    }
+  }
+  return true;
+}
+
+ParseState ParseHead(bool is_request, std::string_view* buf, Frame* f, State* state) {
+  std::string_view b = *buf;
+  bool maybe = false;
+  if (is_request ? !StartsWithMethod(b, &maybe) : !IsResponseStart(b, &maybe)) {
+    return maybe ? ParseState::kNeedsMoreData : ParseState::kInvalid;
+  }
+  size_t end = FindHeadEnd(b);
+  if (end == std::string_view::npos) {
+    size_t first_nl = b.find('\n');
+    if (first_nl == std::string_view::npos && b.size() > kMaxLineBytes) return ParseState::kInvalid;
+    if (first_nl != std::string_view::npos && is_request &&
+        b.substr(0, first_nl).find(" HTTP/1.") == std::string_view::npos) {
+      return ParseState::kInvalid;
+    }
+    return b.size() >= kMaxHeadBytes ? ParseState::kInvalid : ParseState::kNeedsMoreData;
+  }
+  std::string_view head = b.substr(0, end);
+  size_t nl = head.find('\n');
+  std::string_view start_line = TrimWs(head.substr(0, nl));
+  Head h;
+  f->is_request = is_request;
+  if (is_request) {
+    size_t sp1 = start_line.find(' ');
+    size_t sp2 = start_line.rfind(' ');
+    if (sp1 == std::string_view::npos || sp2 <= sp1) return ParseState::kInvalid;
+    std::string_view proto = start_line.substr(sp2 + 1);
+    if (!proto.starts_with("HTTP/1.") || proto.size() != 8) return ParseState::kInvalid;
+    f->method = std::string(start_line.substr(0, sp1));
+    f->target = std::string(TrimWs(start_line.substr(sp1 + 1, sp2 - sp1 - 1)).substr(0, kMaxFieldBytes));
+    f->version = std::string(proto.substr(5));
+  } else {
+    if (start_line.size() < 12 || start_line[8] != ' ') return ParseState::kInvalid;
+    uint64_t code = 0;
+    if (!ParseUint(start_line.substr(9, 3), &code) || code < 100 || code > 999) {
+      return ParseState::kInvalid;
+    }
+    f->version = std::string(start_line.substr(5, 3));
+    f->status = static_cast<int>(code);
+    if (start_line.size() > 13) f->reason = std::string(start_line.substr(13, 256));
+  }
+  if (!ParseHeaders(head.substr(nl + 1), f, &h)) return ParseState::kInvalid;
+  f->header_bytes = static_cast<int64_t>(end);
+
+  DirectionState& ds = state->dir[is_request ? 0 : 1];
+  ds = DirectionState{};
+  if (is_request) {
+    if (state->methods.size() >= kMaxPendingMethods) state->methods.pop_front();
+    state->methods.push_back(f->method);
+    if (h.chunked) {
+      ds.mode = BodyMode::kChunked;
+    } else if (h.has_length && h.content_length > 0) {
+      ds.mode = BodyMode::kLength;
+      ds.remaining = h.content_length;
+    }
+  } else {
+    if (f->status < 200) {
+      if (f->status == 101) {
+        state->dir[0].mode = BodyMode::kOpaque;
+        ds.mode = BodyMode::kOpaque;
+        state->methods.clear();
+      }
+      buf->remove_prefix(end);
+      return ParseState::kIgnored;  // 100 Continue and friends: the final response follows
+    }
+    std::string method;
+    if (!state->methods.empty()) {
+      method = std::move(state->methods.front());
+      state->methods.pop_front();
+    }
+    if (method == "CONNECT" && f->status < 300) {
+      state->dir[0].mode = BodyMode::kOpaque;
+      ds.mode = BodyMode::kOpaque;
+    } else if (method == "HEAD" || f->status == 204 || f->status == 304) {
+      // no body
+    } else if (h.chunked) {
+      ds.mode = BodyMode::kChunked;
+    } else if (h.has_length) {
+      if (h.content_length > 0) {
+        ds.mode = BodyMode::kLength;
+        ds.remaining = h.content_length;
+      }
+    } else {
+      ds.mode = BodyMode::kUntilClose;
+    }
+  }
+  // Take whatever body is already here, so small messages are complete in one frame.
+  size_t used = end;
+  std::string_view body = b.substr(end);
+  switch (ds.mode) {
+    case BodyMode::kNone:
+      f->body_bytes = 0;
+      break;
+    case BodyMode::kLength: {
+      f->body_bytes = static_cast<int64_t>(ds.remaining);
+      size_t n = static_cast<size_t>(std::min<uint64_t>(ds.remaining, body.size()));
+      used += n;
+      ds.remaining -= n;
+      if (ds.remaining == 0) ds.mode = BodyMode::kNone;
+      break;
+    }
+    case BodyMode::kChunked: {
+      size_t n = 0;
+      ChunkResult r = SkipChunked(&ds, body, &n);
+      if (r == ChunkResult::kInvalid) {
+        ds = DirectionState{};  // resume at the next head
+      } else {
+        used += n;
+        if (r == ChunkResult::kDone) f->body_bytes = static_cast<int64_t>(n);
+      }
+      break;
+    }
+    case BodyMode::kUntilClose:
+    case BodyMode::kOpaque:
+      used = b.size();
+      break;
+  }
+  buf->remove_prefix(used);
+  return ParseState::kSuccess;
+}
+
+void BuildRecord(const Frame& req, const Frame* resp, v1::L7RequestLog* rec) {
+  FillFromFrames(&req, resp, rec);
+  rec->set_version(req.version);
+  rec->set_request_type(req.method);
+  rec->set_request_domain(req.host);
+  rec->set_request_resource(req.target);
+  rec->set_endpoint(EndpointPattern(req.target));
+  rec->set_user_agent(req.user_agent);
+  rec->set_x_request_id(req.trace.x_request_id());
+  rec->set_trace_id(req.trace.trace_id());
+  rec->set_span_id(req.trace.span_id());
+  rec->set_parent_span_id(req.trace.parent_span_id());
+  if (req.body_bytes >= 0) rec->set_request_length(req.header_bytes + req.body_bytes);
+  if (resp != nullptr) {
+    rec->set_response_code(resp->status);
+    rec->set_response_status(StatusFromHttpCode(resp->status));
+    if (resp->status >= 400) rec->set_response_exception(resp->reason);
+    if (resp->body_bytes >= 0) rec->set_response_length(resp->header_bytes + resp->body_bytes);
+    if (rec->x_request_id().empty()) rec->set_x_request_id(resp->trace.x_request_id());
+    if (rec->trace_id().empty()) {
+      rec->set_trace_id(resp->trace.trace_id());
+      rec->set_span_id(resp->trace.span_id());
+    }
+  }
+}
+
+}  // namespace
+
+bool StartsWithMethod(std::string_view s, bool* maybe) {
+  for (std::string_view m : kMethods) {
+    if (s.size() > m.size()) {
+      if (s.starts_with(m) && s[m.size()] == ' ') return true;
+    } else if (maybe != nullptr && !s.empty() && m.starts_with(s)) {
+      *maybe = true;
+    } else if (maybe != nullptr && s.size() == m.size() && s == m) {
+      *maybe = true;
+    }
+  }
+  return false;
+}
+
+size_t Traits::FindFrameBoundary(MessageType type, std::string_view buf, size_t start,
+                                 State* state) {
+  const size_t d = DirIndex(type);
+  DirectionState& ds = state->dir[d];
+  if (ds.mode == BodyMode::kOpaque || ds.mode == BodyMode::kUntilClose) return start;
+  ds = DirectionState{};  // whatever body we were in is lost
+  const bool is_request = type != MessageType::kResponse;
+  // After a gap the next head can start anywhere (e.g. right after a lost body's tail).
+  for (size_t i = start; i < buf.size(); ++i) {
+    const char c = buf[i];
+    if (is_request) {
+      if (c < 'A' || c > 'Z' || (i > start && buf[i - 1] >= 'A' && buf[i - 1] <= 'Z')) continue;
+      bool maybe = false;
+      std::string_view s = buf.substr(i);
+      if (StartsWithMethod(s, &maybe)) {
+        size_t nl = s.find('\n');
+        if (nl == std::string_view::npos ||
+            s.substr(0, nl).find(" HTTP/1.") != std::string_view::npos) {
+          return i;
+        }
+      } else if (maybe) {
+        return i;  // a head may start here; wait for more bytes
+      }
+    } else {
+      if (c != 'H') continue;
+      bool maybe = false;
+      if (IsResponseStart(buf.substr(i), &maybe) || maybe) return i;
+    }
+  }
+  return std::string_view::npos;
+}
+
+ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* frame,
+                              State* state) {
+  bool is_request = type != MessageType::kResponse;
+  if (type == MessageType::kUnknown) is_request = !buf->starts_with("HTTP/");
+  DirectionState& ds = state->dir[is_request ? 0 : 1];
+  if (ds.mode != BodyMode::kNone) return ContinueBody(&ds, buf);
+  return ParseHead(is_request, buf, frame, state);
+}
+
+void Traits::Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State*,
+                    const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+  while (!responses->empty()) {
+    if (requests->empty() || responses->front().timestamp_ns < requests->front().timestamp_ns) {
+      // A response to a request we never saw (capture started mid-exchange, or a gap).
+      CountUnpairedResponses(ctx);
+      responses->pop_front();
+      continue;
+    }
+    v1::L7RequestLog rec;
+    BuildRecord(requests->front(), &responses->front(), &rec);
+    out->push_back(std::move(rec));
+    requests->pop_front();
+    responses->pop_front();
+  }
+  while (!requests->empty() && IsTimedOut(requests->front().timestamp_ns, ctx)) {
+    v1::L7RequestLog rec;
+    BuildRecord(requests->front(), nullptr, &rec);
+    MarkTimeout(&rec);
+    out->push_back(std::move(rec));
+    requests->pop_front();
+  }
+}
+
+InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::ConnectionInfo&) {
+  bool maybe = false;
+  if (dir == flow::StreamDirection::kRequest) {
+    if (!StartsWithMethod(data, &maybe)) return maybe ? InferResult::kMaybe : InferResult::kNo;
+    size_t nl = data.find('\n');
+    std::string_view line = data.substr(0, nl);
+    if (line.find(" HTTP/1.") != std::string_view::npos) return InferResult::kYes;
+    if (nl == std::string_view::npos && data.size() < 2048) return InferResult::kMaybe;
+    return InferResult::kNo;
+  }
+  if (IsResponseStart(data, &maybe)) return InferResult::kYes;
+  return maybe ? InferResult::kMaybe : InferResult::kNo;
+}
+
+}  // namespace sonde::agent::protocols::http1

@@ -1,0 +1,34 @@
+// HTTP/1.0 and 1.1: Traits for FrameParser (heads parsed as frames, bodies skipped in a streaming
+// fashion so large bodies never need buffering), FIFO stitching (pipelining), and inference.
+#pragma once
+
+#include <deque>
+#include <string_view>
+#include <vector>
+
+#include "agent/protocols/common/parser.h"
+#include "agent/protocols/common/registry.h"
+#include "agent/protocols/http1/types.h"
+
+namespace sonde::agent::protocols::http1 {
+
+struct Traits {
+  using Frame = http1::Frame;
+  using State = http1::State;
+  static constexpr common::v1::L7Protocol kProtocol = common::v1::L7_PROTOCOL_HTTP1;
+
+  static size_t FindFrameBoundary(MessageType type, std::string_view buf, size_t start,
+                                  State* state);
+  static ParseState ParseFrame(MessageType type, std::string_view* buf, Frame* frame,
+                               State* state);
+  static void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
+};
+
+InferResult Infer(flow::StreamDirection dir, std::string_view data,
+                  const flow::ConnectionInfo& conn);
+
+// True when `s` starts with a known request method followed by a space.
+bool StartsWithMethod(std::string_view s, bool* maybe = nullptr);
+
+}  // namespace sonde::agent::protocols::http1

@@ -1,0 +1,159 @@
+// HTTP/1 parser: unit cases plus a golden test over a real nginx capture (testdata/record.sh).
+#include "agent/protocols/http1/parser.h"
+
+#include <gtest/gtest.h>
+
+#include "agent/protocols/common/frame_parser.h"
+#include "agent/protocols/common/testing/golden.h"
+
+namespace sonde::agent::protocols::http1 {
+namespace {
+
+flow::StreamChunk Chunk(std::string_view s, uint64_t ts, uint32_t gap = 0) {
+  flow::StreamChunk c;
+  c.timestamp_ns = ts;
+  c.data = {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+  c.gap_bytes_before = gap;
+  return c;
+}
+
+class Http1Test : public ::testing::Test {
+ protected:
+  Http1Test() : counters_(ParserCounters::Create(&registry_, "HTTP1")), parser_(options_, &counters_) {}
+  void Req(std::string_view s, uint64_t ts = 1000, uint32_t gap = 0) {
+    parser_.OnData(flow::StreamDirection::kRequest, Chunk(s, ts, gap));
+  }
+  void Resp(std::string_view s, uint64_t ts = 2000, uint32_t gap = 0) {
+    parser_.OnData(flow::StreamDirection::kResponse, Chunk(s, ts, gap));
+  }
+  std::vector<v1::L7RequestLog> Stitch(bool closed = false) {
+    std::vector<v1::L7RequestLog> out;
+    parser_.Stitch({1'000'000, 30'000'000'000ULL, closed}, &out);
+    return out;
+  }
+  metrics::Registry registry_;
+  ParserOptions options_;
+  ParserCounters counters_;
+  FrameParser<Traits> parser_;
+};
+
+TEST_F(Http1Test, SimpleGetWithHeaders) {
+  Req("GET /api/v1/users/1234?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t/1\r\n"
+      "X-B3-TraceId: 463ac35c9f6413ad\r\nX-B3-SpanId: a2fb4a1d1a96d312\r\n\r\n");
+  Resp("HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nnope!");
+  auto recs = Stitch();
+  ASSERT_EQ(recs.size(), 1u);
+  const auto& r = recs[0];
+  EXPECT_EQ(r.version(), "1.1");
+  EXPECT_EQ(r.request_type(), "GET");
+  EXPECT_EQ(r.request_domain(), "example.com");
+  EXPECT_EQ(r.request_resource(), "/api/v1/users/1234?x=1");
+  EXPECT_EQ(r.endpoint(), "/api/v1/users/{id}");
+  EXPECT_EQ(r.user_agent(), "t/1");
+  EXPECT_EQ(r.trace_id(), "463ac35c9f6413ad");
+  EXPECT_EQ(r.response_code(), 404);
+  EXPECT_EQ(r.response_status(), common::v1::RESPONSE_STATUS_CLIENT_ERROR);
+  EXPECT_EQ(r.response_exception(), "Not Found");
+  EXPECT_EQ(r.response_length(), 45 + 5);
+  EXPECT_EQ(r.response_duration(), 1u);
+}
+
+TEST_F(Http1Test, BodiesSplitAcrossChunksChunkedAndPipelined) {
+  Req("POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\n01234");
+  Req("56789GET /b HTTP/1.1\r\n\r\n");
+  Resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n");
+  Resp("4;ext=1\r\ndefg\r\n0\r\n\r\nHTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n");
+  auto recs = Stitch();
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs[0].request_type(), "POST");
+  EXPECT_EQ(recs[0].request_length(), 40 + 10);
+  EXPECT_EQ(recs[0].response_code(), 200);
+  EXPECT_EQ(recs[1].request_resource(), "/b");
+  EXPECT_EQ(recs[1].response_code(), 500);
+  EXPECT_EQ(recs[1].response_status(), common::v1::RESPONSE_STATUS_SERVER_ERROR);
+  EXPECT_EQ(counters_.invalid_frames->Value(), 0u);
+}
+
+TEST_F(Http1Test, ContinueHeadAndNoBodyStatuses) {
+  Req("PUT /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+  Resp("HTTP/1.1 100 Continue\r\n\r\n");
+  Req("abc");
+  Resp("HTTP/1.1 204 No Content\r\n\r\n");
+  Req("HEAD /h HTTP/1.1\r\n\r\n");
+  Resp("HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n");  // HEAD: no body follows
+  Req("GET /after HTTP/1.1\r\n\r\n");
+  Resp("HTTP/1.1 304 Not Modified\r\n\r\n");
+  auto recs = Stitch();
+  ASSERT_EQ(recs.size(), 3u);
+  EXPECT_EQ(recs[0].response_code(), 204);
+  EXPECT_EQ(recs[1].request_type(), "HEAD");
+  EXPECT_EQ(recs[2].response_code(), 304);
+}
+
+TEST_F(Http1Test, UpgradeMakesConnectionOpaque) {
+  Req("GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+  Resp("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello");
+  Req("\x81\x85garbage-frames");
+  auto recs = Stitch(/*closed=*/true);
+  ASSERT_EQ(recs.size(), 1u);  // the upgrade request: 101 is informational, so it stays open
+  EXPECT_EQ(recs[0].response_status(), common::v1::RESPONSE_STATUS_TIMEOUT);
+  EXPECT_EQ(counters_.invalid_frames->Value(), 0u);
+}
+
+TEST_F(Http1Test, GapInBodyResyncsOnNextHead) {
+  Req("GET /1 HTTP/1.1\r\n\r\n");
+  Resp("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nxxxx");
+  Resp("yyyyHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 3000, 5000);
+  Req("GET /2 HTTP/1.1\r\n\r\n", 2500);
+  auto recs = Stitch();
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs[1].request_resource(), "/2");
+  EXPECT_EQ(counters_.gaps->Value(), 1u);
+}
+
+TEST_F(Http1Test, CloseDelimitedResponseAndHttp10) {
+  Req("GET /old HTTP/1.0\r\n\r\n");
+  Resp("HTTP/1.0 200 OK\r\n\r\nbody without length");
+  Resp("more body HTTP/1.1 200 OK\r\n");  // still the body
+  auto recs = Stitch();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].version(), "1.0");
+  EXPECT_EQ(recs[0].response_code(), 200);
+}
+
+TEST(Http1InferTest, Signatures) {
+  flow::ConnectionInfo c;
+  EXPECT_EQ(Infer(flow::StreamDirection::kRequest, "GET / HTTP/1.1\r\n", c), InferResult::kYes);
+  EXPECT_EQ(Infer(flow::StreamDirection::kRequest, "GE", c), InferResult::kMaybe);
+  EXPECT_EQ(Infer(flow::StreamDirection::kRequest, "PRI * HTTP/2.0\r\n", c), InferResult::kNo);
+  EXPECT_EQ(Infer(flow::StreamDirection::kRequest, "GET x\r\n", c), InferResult::kNo);
+  EXPECT_EQ(Infer(flow::StreamDirection::kResponse, "HTTP/1.1 200 OK", c), InferResult::kYes);
+  EXPECT_EQ(Infer(flow::StreamDirection::kResponse, "HTTP/2 200", c), InferResult::kNo);
+}
+
+TEST(Http1GoldenTest, NginxLoopbackCapture) {
+  auto recs = testing::RecordsFromPcap(
+      testing::SourcePath("agent/protocols/http1/testdata/http1_nginx.pcap"));
+  // What testdata/record.sh sent: 3 keep-alive GETs, gzip GET, POST 100-continue, 503, HEAD,
+  // HTTP/1.0 GET, 2 pipelined GETs.
+  ASSERT_EQ(recs.size(), 10u);
+  int ok = 0, client_err = 0, server_err = 0;
+  for (const auto& r : recs) {
+    EXPECT_EQ(r.l7_protocol(), common::v1::L7_PROTOCOL_HTTP1);
+    EXPECT_EQ(r.server_port(), 18080u);
+    ok += r.response_status() == common::v1::RESPONSE_STATUS_OK;
+    client_err += r.response_status() == common::v1::RESPONSE_STATUS_CLIENT_ERROR;
+    server_err += r.response_status() == common::v1::RESPONSE_STATUS_SERVER_ERROR;
+  }
+  EXPECT_EQ(ok, 8);
+  EXPECT_EQ(client_err, 1);
+  EXPECT_EQ(server_err, 1);
+  EXPECT_EQ(recs[0].trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(recs[0].x_request_id(), "req-1");
+  std::string diff = testing::CompareWithGolden(
+      "agent/protocols/http1/testdata/http1_nginx.golden", testing::RecordsToText(recs));
+  EXPECT_TRUE(diff.empty()) << diff;
+}
+
+}  // namespace
+}  // namespace sonde::agent::protocols::http1

@@ -1,0 +1,42 @@
+// HTTP/1.x frames (one request or response head, with what we learned of its body) and the
+// per-connection state that tracks bodies and request methods across calls.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+
+#include "agent/protocols/common/frame_meta.h"
+#include "sonde/agent/v1/records.pb.h"
+
+namespace sonde::agent::protocols::http1 {
+
+struct Frame : FrameMeta {
+  bool is_request = true;
+  std::string method;    // requests
+  std::string target;    // requests: request-target as sent
+  std::string version;   // "1.0" / "1.1"
+  int status = 0;        // responses
+  std::string reason;    // responses
+  std::string host;
+  std::string user_agent;
+  int64_t header_bytes = 0;
+  int64_t body_bytes = -1;  // -1: unknown (chunked streamed or close-delimited)
+  v1::L7RequestLog trace;   // x_request_id / trace_id / span_id / parent_span_id from headers
+};
+
+enum class BodyMode : uint8_t { kNone, kLength, kChunked, kUntilClose, kOpaque };
+
+struct DirectionState {
+  BodyMode mode = BodyMode::kNone;
+  uint64_t remaining = 0;      // kLength: body bytes still to skip; kChunked: bytes of this chunk
+  bool chunk_data = false;     // kChunked: inside chunk data (then its CRLF)
+  bool trailers = false;       // kChunked: after the last chunk, reading trailers
+};
+
+struct State {
+  DirectionState dir[2];            // 0 requests, 1 responses
+  std::deque<std::string> methods;  // methods of requests whose final response is pending
+};
+
+}  // namespace sonde::agent::protocols::http1
