@@ -506,7 +506,7 @@ static __always_inline int ssl_exit(struct pt_regs *ctx, bool ex)
 		return 0;
 	struct ssl_args a = *p;
 	bpf_map_delete_elem(&active_ssl, &id);
-	long rc = PT_REGS_RC(ctx);
+	int rc = (int)PT_REGS_RC(ctx); /* int return: the upper half of rax is junk */
 	__u64 bytes = 0;
 	if (ex) {
 		if (rc != 1 || !a.readbytes)
