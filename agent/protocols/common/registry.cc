@@ -4,6 +4,7 @@
 
 #include "agent/protocols/http1/parser.h"
 #include "agent/protocols/kafka/parser.h"
+#include "agent/protocols/mqtt/parser.h"
 #include "agent/protocols/mysql/parser.h"
 #include "agent/protocols/postgres/parser.h"
 #include "agent/protocols/redis/parser.h"
@@ -20,6 +21,7 @@ constexpr ProtocolSpec kProtocols[] = {
     {L7Protocol::L7_PROTOCOL_MYSQL, "MySQL", &mysql::Infer, &MakeFrameParser<mysql::Traits>, Transport::kTcp, {3306}},
     {L7Protocol::L7_PROTOCOL_POSTGRESQL, "PostgreSQL", &postgres::Infer, &MakeFrameParser<postgres::Traits>, Transport::kTcp, {5432}},
     {L7Protocol::L7_PROTOCOL_KAFKA, "Kafka", &kafka::Infer, &MakeFrameParser<kafka::Traits>, Transport::kTcp, {9092}},
+    {L7Protocol::L7_PROTOCOL_MQTT, "MQTT", &mqtt::Infer, &MakeFrameParser<mqtt::Traits>, Transport::kTcp, {1883}},
     {L7Protocol::L7_PROTOCOL_REDIS, "Redis", &redis::Infer, &MakeFrameParser<redis::Traits>, Transport::kTcp, {6379}},
     {L7Protocol::L7_PROTOCOL_GRPC, "gRPC", nullptr, nullptr, Transport::kTcp, {}},
 };
