@@ -2,6 +2,7 @@
 // this order (more specific signatures before looser ones).
 #include "agent/protocols/common/registry.h"
 
+#include "agent/protocols/dubbo/parser.h"
 #include "agent/protocols/http1/parser.h"
 #include "agent/protocols/kafka/parser.h"
 #include "agent/protocols/mqtt/parser.h"
@@ -18,6 +19,7 @@ constexpr ProtocolSpec kProtocols[] = {
     // protocol, name, inference, parser factory, transport, port hints
     {L7Protocol::L7_PROTOCOL_HTTP1, "HTTP1", &http1::Infer, &MakeFrameParser<http1::Traits>,
      Transport::kTcp, {80, 8080, 8000, 8081, 8888}},
+    {L7Protocol::L7_PROTOCOL_DUBBO, "Dubbo", &dubbo::Infer, &MakeFrameParser<dubbo::Traits>, Transport::kTcp, {20880}},
     {L7Protocol::L7_PROTOCOL_MYSQL, "MySQL", &mysql::Infer, &MakeFrameParser<mysql::Traits>, Transport::kTcp, {3306}},
     {L7Protocol::L7_PROTOCOL_POSTGRESQL, "PostgreSQL", &postgres::Infer, &MakeFrameParser<postgres::Traits>, Transport::kTcp, {5432}},
     {L7Protocol::L7_PROTOCOL_KAFKA, "Kafka", &kafka::Infer, &MakeFrameParser<kafka::Traits>, Transport::kTcp, {9092}},

@@ -1,0 +1,136 @@
+// Dubbo framing. Only the leading Hessian2 strings of a request body are decoded (version,
+// service, service version, method); arguments and attachments are skipped with the body.
+#include "agent/protocols/dubbo/parser.h"
+
+#include <algorithm>
+
+namespace sonde::agent::protocols::dubbo {
+namespace {
+
+constexpr uint8_t kFlagRequest = 0x80;
+constexpr uint8_t kFlagTwoWay = 0x40;
+constexpr uint8_t kFlagEvent = 0x20;
+
+uint64_t Be(std::string_view b, size_t p, size_t n) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; ++i) v = v << 8 | static_cast<uint8_t>(b[p + i]);
+  return v;
+}
+
+// Reads one Hessian2 string (possibly chunked) at *p; lengths count UTF-16 units, so the
+// bytes of each character are walked. Returns false when this is not a string or is cut short.
+bool ReadString(std::string_view b, size_t* p, std::string* out) {
+  out->clear();
+  for (int chunk = 0; chunk < 64; ++chunk) {
+    if (*p >= b.size()) return false;
+    const uint8_t tag = static_cast<uint8_t>(b[*p]);
+    size_t n = 0;
+    bool final = true;
+    if (tag <= 0x1f) {
+      n = tag;
+      *p += 1;
+    } else if (tag >= 0x30 && tag <= 0x33) {
+      if (*p + 2 > b.size()) return false;
+      n = static_cast<size_t>(tag - 0x30) << 8 | static_cast<uint8_t>(b[*p + 1]);
+      *p += 2;
+    } else if (tag == 'S' || tag == 'R') {
+      if (*p + 3 > b.size()) return false;
+      n = static_cast<size_t>(Be(b, *p + 1, 2));
+      final = tag == 'S';
+      *p += 3;
+    } else if (tag == 'N') {
+      *p += 1;
+      return true;
+    } else {
+      return false;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (*p >= b.size()) return false;
+      const uint8_t lead = static_cast<uint8_t>(b[*p]);
+      const size_t len = lead < 0x80 ? 1 : lead < 0xe0 ? 2 : lead < 0xf0 ? 3 : 4;
+      if (*p + len > b.size()) return false;
+      if (out->size() + len <= kMaxTextBytes) out->append(b.substr(*p, len));
+      *p += len;
+    }
+    if (final) return true;
+  }
+  return false;
+}
+
+// A Hessian2 int (compact one-byte form, or 'I' + 4 bytes); -1 if neither.
+int ReadSmallInt(std::string_view b, size_t p) {
+  if (p >= b.size()) return -1;
+  const uint8_t c = static_cast<uint8_t>(b[p]);
+  if (c >= 0x80 && c <= 0xbf) return static_cast<int>(c) - 0x90;
+  if (c == 'I' && p + 5 <= b.size()) return static_cast<int>(Be(b, p + 1, 4));
+  return -1;
+}
+
+}  // namespace
+
+size_t Traits::FindFrameBoundary(MessageType /*type*/, std::string_view buf, size_t start,
+                                 State* /*state*/) {
+  for (size_t p = start; p + 2 <= buf.size(); ++p) {
+    if (static_cast<uint8_t>(buf[p]) == 0xda && static_cast<uint8_t>(buf[p + 1]) == 0xbb) return p;
+  }
+  return std::string_view::npos;
+}
+
+ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* frame,
+                              State* /*state*/) {
+  if (buf->empty()) return ParseState::kNeedsMoreData;
+  if (static_cast<uint8_t>((*buf)[0]) != 0xda) return ParseState::kInvalid;
+  if (buf->size() < 2) return ParseState::kNeedsMoreData;
+  if (static_cast<uint8_t>((*buf)[1]) != 0xbb) return ParseState::kInvalid;
+  if (buf->size() < kHeaderBytes) return ParseState::kNeedsMoreData;
+  const uint8_t flags = static_cast<uint8_t>((*buf)[2]);
+  const uint32_t body_len = static_cast<uint32_t>(Be(*buf, 12, 4));
+  if (body_len > kMaxBodyBytes) return ParseState::kInvalid;
+  const bool is_request = flags & kFlagRequest;
+  // Requests travel client to server; a response from the client side is not Dubbo.
+  if (type == MessageType::kRequest && !is_request) return ParseState::kInvalid;
+  if (type == MessageType::kResponse && is_request) return ParseState::kInvalid;
+  const size_t total = kHeaderBytes + body_len;
+  if (buf->size() < total) return ParseState::kNeedsMoreData;
+  if (flags & kFlagEvent) {  // heartbeats
+    buf->remove_prefix(total);
+    return ParseState::kIgnored;
+  }
+  frame->is_request = is_request;
+  frame->two_way = flags & kFlagTwoWay;
+  frame->serialization = flags & 0x1f;
+  frame->status = static_cast<uint8_t>((*buf)[3]);
+  frame->request_id = Be(*buf, 4, 8);
+  std::string_view body = buf->substr(kHeaderBytes, body_len);
+  if (frame->serialization == kHessian2) {
+    size_t p = 0;
+    if (is_request) {
+      // dubbo version, service path, service version, method name (then types and arguments).
+      if (ReadString(body, &p, &frame->dubbo_version) && ReadString(body, &p, &frame->service) &&
+          ReadString(body, &p, &frame->service_version)) {
+        ReadString(body, &p, &frame->method);
+      }
+    } else if (frame->status == 20) {
+      const int kind = ReadSmallInt(body, 0);
+      frame->has_exception = kind == 0 || kind == 3;
+    } else {
+      ReadString(body, &p, &frame->error);
+    }
+  }
+  frame->frame_bytes = total;
+  buf->remove_prefix(total);
+  return ParseState::kSuccess;
+}
+
+InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::ConnectionInfo&) {
+  if (data.size() < 2) return InferResult::kMaybe;
+  if (static_cast<uint8_t>(data[0]) != 0xda || static_cast<uint8_t>(data[1]) != 0xbb) {
+    return InferResult::kNo;
+  }
+  if (data.size() < kHeaderBytes) return InferResult::kMaybe;
+  const bool is_request = static_cast<uint8_t>(data[2]) & kFlagRequest;
+  if (is_request != (dir == flow::StreamDirection::kRequest)) return InferResult::kNo;
+  return Be(data, 12, 4) <= kMaxBodyBytes ? InferResult::kYes : InferResult::kNo;
+}
+
+}  // namespace sonde::agent::protocols::dubbo

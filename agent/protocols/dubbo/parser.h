@@ -1,0 +1,35 @@
+// Dubbo Traits: header framing, Hessian2 strings of requests, response status and ids.
+// Heartbeat events are consumed without records.
+#pragma once
+
+#include <deque>
+#include <string_view>
+#include <vector>
+
+#include "agent/protocols/common/parser.h"
+#include "agent/protocols/common/registry.h"
+#include "agent/protocols/dubbo/types.h"
+#include "sonde/agent/v1/records.pb.h"
+#include "sonde/common/v1/common.pb.h"
+
+namespace sonde::agent::protocols::dubbo {
+
+struct Traits {
+  using Frame = dubbo::Frame;
+  using State = dubbo::State;
+  static constexpr ::sonde::common::v1::L7Protocol kProtocol =
+      ::sonde::common::v1::L7_PROTOCOL_DUBBO;
+
+  static size_t FindFrameBoundary(MessageType type, std::string_view buf, size_t start,
+                                  State* state);
+  static ParseState ParseFrame(MessageType type, std::string_view* buf, Frame* frame,
+                               State* state);
+  static void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
+};
+
+// Content inference for the registry: kYes only on a prefix that is clearly this protocol.
+InferResult Infer(flow::StreamDirection dir, std::string_view data,
+                  const flow::ConnectionInfo& conn);
+
+}  // namespace sonde::agent::protocols::dubbo

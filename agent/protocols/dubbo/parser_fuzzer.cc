@@ -1,0 +1,33 @@
+// Fuzzes the Dubbo parser in both directions plus stitching; the first byte picks the direction.
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "agent/protocols/dubbo/parser.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace sonde::agent::protocols;
+  if (size == 0) return 0;
+  const MessageType type = (data[0] & 1) ? MessageType::kResponse : MessageType::kRequest;
+  std::string_view buf(reinterpret_cast<const char*>(data + 1), size - 1);
+  dubbo::State state;
+  std::deque<dubbo::Frame> reqs, resps;
+  for (int i = 0; i < 10000 && !buf.empty(); ++i) {
+    dubbo::Frame f;
+    size_t before = buf.size();
+    ParseState s = dubbo::Traits::ParseFrame(type, &buf, &f, &state);
+    if (s == ParseState::kSuccess) {
+      if (buf.size() >= before) __builtin_trap();  // must make progress
+      (type == MessageType::kRequest ? reqs : resps).push_back(std::move(f));
+    } else if (s == ParseState::kInvalid) {
+      size_t next = dubbo::Traits::FindFrameBoundary(type, buf, 1, &state);
+      if (next == std::string_view::npos || next > buf.size()) break;
+      buf.remove_prefix(next);
+    } else {
+      break;
+    }
+  }
+  std::vector<sonde::agent::v1::L7RequestLog> out;
+  dubbo::Traits::Stitch(&reqs, &resps, &state, StitchContext{1, 0, true}, &out);
+  return 0;
+}
