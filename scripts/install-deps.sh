@@ -18,6 +18,7 @@ PACKAGES=(
   postgresql postgresql-client mosquitto mosquitto-clients dnsmasq dnsutils nghttp2-client
   nghttp2-server python3-h2 openssl wrk
   libyaml-cpp-dev
+  libndpi-bin
 )
 
 missing=()
