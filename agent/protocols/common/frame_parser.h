@@ -43,6 +43,8 @@ class FrameParser final : public ConnectionParser {
       if (chunk.data.size() > options_.max_buffer_bytes) return;
     }
     if (chunk.is_datagram) d.Clear();
+    // Protocols framed differently over UDP and TCP (DNS) opt in with a `bool datagram` member.
+    if constexpr (requires { state_.datagram; }) state_.datagram = chunk.is_datagram;
     d.Append(chunk);
     ParseLoop(type, chunk.is_datagram, &d);
     if (chunk.is_datagram) {

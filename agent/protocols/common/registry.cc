@@ -2,6 +2,7 @@
 // this order (more specific signatures before looser ones).
 #include "agent/protocols/common/registry.h"
 
+#include "agent/protocols/dns/parser.h"
 #include "agent/protocols/dubbo/parser.h"
 #include "agent/protocols/http1/parser.h"
 #include "agent/protocols/kafka/parser.h"
@@ -17,6 +18,8 @@ using common::v1::L7Protocol;
 
 constexpr ProtocolSpec kProtocols[] = {
     // protocol, name, inference, parser factory, transport, port hints
+    {L7Protocol::L7_PROTOCOL_DNS, "DNS", &dns::Infer, &MakeFrameParser<dns::Traits>,
+     Transport::kBoth, {53, 5353, 5300}},
     {L7Protocol::L7_PROTOCOL_HTTP1, "HTTP1", &http1::Infer, &MakeFrameParser<http1::Traits>,
      Transport::kTcp, {80, 8080, 8000, 8081, 8888}},
     {L7Protocol::L7_PROTOCOL_DUBBO, "Dubbo", &dubbo::Infer, &MakeFrameParser<dubbo::Traits>, Transport::kTcp, {20880}},

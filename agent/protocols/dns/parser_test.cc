@@ -1,0 +1,121 @@
+// DNS parser: hand-built messages plus a golden test over a real dnsmasq capture.
+#include "agent/protocols/dns/parser.h"
+
+#include <gtest/gtest.h>
+
+#include "agent/protocols/common/frame_parser.h"
+#include "agent/protocols/common/testing/golden.h"
+
+namespace sonde::agent::protocols::dns {
+namespace {
+
+std::string Query(uint16_t id, std::string_view name, uint16_t qtype) {
+  std::string m = {static_cast<char>(id >> 8), static_cast<char>(id), 1, 0, 0, 1, 0, 0, 0, 0, 0, 0};
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t dot = name.find('.', start);
+    if (dot == std::string_view::npos) dot = name.size();
+    m.push_back(static_cast<char>(dot - start));
+    m.append(name.substr(start, dot - start));
+    start = dot + 1;
+  }
+  m.push_back(0);
+  m += {static_cast<char>(qtype >> 8), static_cast<char>(qtype), 0, 1};
+  return m;
+}
+
+std::string AnswerA(std::string q, uint8_t rcode, bool with_answer) {
+  q[2] = static_cast<char>(0x81);
+  q[3] = static_cast<char>(0x80 | rcode);
+  if (with_answer) {
+    q[7] = 1;
+    q += std::string{static_cast<char>(0xc0), 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 7};
+  }
+  return q;
+}
+
+flow::StreamChunk Chunk(const std::string& s, uint64_t ts, bool datagram) {
+  flow::StreamChunk c;
+  c.timestamp_ns = ts;
+  c.data = {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+  c.is_datagram = datagram;
+  return c;
+}
+
+TEST(DnsTest, UdpPairsByIdOutOfOrder) {
+  metrics::Registry reg;
+  ParserCounters counters = ParserCounters::Create(&reg, "DNS");
+  FrameParser<Traits> p({}, &counters);
+  std::string q1 = Query(0x1111, "a.example.com", 1), q2 = Query(0x2222, "b.example.com", 28);
+  p.OnData(flow::StreamDirection::kRequest, Chunk(q1, 1000, true));
+  p.OnData(flow::StreamDirection::kRequest, Chunk(q2, 2000, true));
+  std::string a2 = q2;
+  a2[2] = static_cast<char>(0x81);
+  a2[3] = static_cast<char>(0x83);  // NXDOMAIN
+  p.OnData(flow::StreamDirection::kResponse, Chunk(a2, 5000, true));
+  p.OnData(flow::StreamDirection::kResponse, Chunk(AnswerA(q1, 0, true), 9000, true));
+  std::vector<v1::L7RequestLog> out;
+  p.Stitch({9000, 1'000'000'000, false}, &out);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].request_resource(), "b.example.com");
+  EXPECT_EQ(out[0].request_type(), "AAAA");
+  EXPECT_EQ(out[0].response_exception(), "NXDOMAIN");
+  EXPECT_EQ(out[0].response_status(), common::v1::RESPONSE_STATUS_CLIENT_ERROR);
+  EXPECT_EQ(out[0].request_id(), 0x2222u);
+  EXPECT_EQ(out[1].request_type(), "A");
+  EXPECT_EQ(out[1].response_result(), "10.0.0.7");
+  EXPECT_EQ(out[1].response_duration(), 8u);
+}
+
+TEST(DnsTest, TcpLengthPrefixSplitAcrossChunks) {
+  metrics::Registry reg;
+  ParserCounters counters = ParserCounters::Create(&reg, "DNS");
+  FrameParser<Traits> p({}, &counters);
+  std::string q = Query(7, "x.test", 15);
+  std::string framed = std::string{0, static_cast<char>(q.size())} + q;
+  p.OnData(flow::StreamDirection::kRequest, Chunk(framed.substr(0, 5), 1, false));
+  p.OnData(flow::StreamDirection::kRequest, Chunk(framed.substr(5), 2, false));
+  std::string a = AnswerA(q, 0, false);
+  p.OnData(flow::StreamDirection::kResponse,
+           Chunk(std::string{0, static_cast<char>(a.size())} + a, 3, false));
+  std::vector<v1::L7RequestLog> out;
+  p.Stitch({3, 1'000'000'000, false}, &out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].request_type(), "MX");
+  EXPECT_EQ(out[0].request_length(), static_cast<int64_t>(framed.size()));
+}
+
+TEST(DnsTest, RejectsGarbageAndHostileNames) {
+  Frame f;
+  EXPECT_FALSE(ParseMessage("GET / HTTP/1.1\r\n\r\n", &f));
+  std::string loop = Query(1, "a", 1);
+  loop[12] = static_cast<char>(0xc0);  // pointer to itself
+  loop[13] = 12;
+  EXPECT_FALSE(ParseMessage(loop, &f));
+  flow::ConnectionInfo udp;
+  udp.tuple.protocol = net::IpProtocol::kUdp;
+  EXPECT_EQ(Infer(flow::StreamDirection::kRequest, Query(3, "ok.test", 1), udp), InferResult::kYes);
+  EXPECT_EQ(Infer(flow::StreamDirection::kRequest, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x00", udp),
+            InferResult::kNo);
+}
+
+TEST(DnsGoldenTest, DnsmasqLoopbackCapture) {
+  auto recs = testing::RecordsFromPcap(
+      testing::SourcePath("agent/protocols/dns/testdata/dns_dnsmasq.pcap"));
+  // record.sh: 6 UDP queries and 2 TCP queries; two names do not exist.
+  ASSERT_EQ(recs.size(), 8u);
+  int nx = 0, tcp = 0;
+  for (const auto& r : recs) {
+    EXPECT_EQ(r.l7_protocol(), common::v1::L7_PROTOCOL_DNS);
+    nx += r.response_exception() == "NXDOMAIN";
+    tcp += r.protocol() == 6;
+  }
+  EXPECT_EQ(nx, 2);
+  EXPECT_EQ(tcp, 2);
+  std::string diff = testing::CompareWithGolden(
+      "agent/protocols/dns/testdata/dns_dnsmasq.golden", testing::RecordsToText(recs));
+  EXPECT_TRUE(diff.empty()) << diff;
+}
+
+}  // namespace
+}  // namespace sonde::agent::protocols::dns
