@@ -148,6 +148,13 @@ void DescribeBatch(const std::deque<Frame>& reqs, size_t end, State* s, v1::L7Re
 void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
             const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
   for (int guard = 0; guard < 1000000 && !requests->empty(); ++guard) {
+    // Password/SASL answers and COPY data belong to the exchange before them (startup, COPY
+    // query), which completes later at its ReadyForQuery; they must not start the next batch.
+    const char lead = requests->front().type;
+    if (lead == 'p' || lead == 'd' || lead == 'c' || lead == 'f') {
+      requests->pop_front();
+      continue;
+    }
     // The batch: requests up to the first message that gets its own ReadyForQuery.
     size_t end = 0;
     while (end < requests->size() && !EndsBatch((*requests)[end].type)) ++end;
