@@ -201,23 +201,35 @@ ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* fr
 }
 
 InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::ConnectionInfo&) {
-  // A session opens with CONNECT from the client and CONNACK from the broker.
+  // A session opens with CONNECT from the client and CONNACK from the broker. A capture that
+  // starts later is accepted from the client side when the bytes are a run of well-formed
+  // SUBSCRIBE/UNSUBSCRIBE/PUBLISH packets with printable topics that fill the data exactly.
   if (data.size() < 2) return InferResult::kMaybe;
-  const uint8_t b0 = static_cast<uint8_t>(data[0]);
   const bool request = dir == flow::StreamDirection::kRequest;
-  if (request ? b0 != 0x10 : b0 != 0x20) return InferResult::kNo;
-  State state;
-  Frame frame;
-  std::string_view buf = data;
-  switch (Traits::ParseFrame(request ? MessageType::kRequest : MessageType::kResponse, &buf, &frame, &state)) {
-    case ParseState::kSuccess:
-      // CONNACK is only 4 bytes: with a v3 length of 2 it is too weak alone.
-      return request || buf.empty() ? InferResult::kYes : InferResult::kMaybe;
-    case ParseState::kNeedsMoreData:
-      return InferResult::kMaybe;
-    default:
-      return InferResult::kNo;
+  const uint8_t b0 = static_cast<uint8_t>(data[0]);
+  const auto first = static_cast<PacketType>(b0 >> 4);
+  if (!request) {
+    if (b0 != 0x20) return InferResult::kNo;
+  } else if (first != PacketType::kConnect && first != PacketType::kSubscribe &&
+             first != PacketType::kUnsubscribe && first != PacketType::kPublish) {
+    return InferResult::kNo;
   }
+  State state;
+  std::string_view buf = data;
+  size_t frames = 0;
+  for (int i = 0; i < 64 && !buf.empty(); ++i) {
+    Frame frame;
+    const ParseState s = Traits::ParseFrame(request ? MessageType::kRequest : MessageType::kResponse,
+                                            &buf, &frame, &state);
+    if (s == ParseState::kNeedsMoreData) return frames > 0 ? InferResult::kYes : InferResult::kMaybe;
+    if (s != ParseState::kSuccess) return InferResult::kNo;
+    for (char c : frame.topic) {
+      if (static_cast<unsigned char>(c) < 0x20) return InferResult::kNo;
+    }
+    if (frame.type == PacketType::kConnect) return InferResult::kYes;  // protocol name checked
+    ++frames;
+  }
+  return frames > 0 ? InferResult::kYes : InferResult::kMaybe;
 }
 
 }  // namespace sonde::agent::protocols::mqtt
