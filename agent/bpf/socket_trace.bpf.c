@@ -23,10 +23,14 @@ char LICENSE[] SEC("license") = "GPL";
 
 const volatile __u32 self_pid = 0;
 const volatile __u32 payload_cap = SONDE_DEFAULT_PAYLOAD;
+/* User space polls the ring on a short timer; waking it per record would cost a context switch
+ * per syscall, so records only wake it once this much data is waiting. */
+const volatile __u64 wakeup_bytes = 256 * 1024;
 
 enum io_kind { IO_PLAIN = 0, IO_IOV = 1, IO_MSG = 2, IO_MMSG = 3, IO_CONNECT = 4, IO_ACCEPT = 5 };
 
 struct io_args {
+	__u64 sk;   /* struct sock * resolved on entry (the syscall holds the file, so it stays valid) */
 	__u64 ptr;  /* buffer, iovec array, msghdr or mmsghdr array */
 	__u64 cnt;  /* iovec count or mmsg vlen */
 	__s32 fd;
@@ -120,6 +124,12 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } stats SEC(".maps");
+
+static __always_inline __u64 rb_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									      : BPF_RB_NO_WAKEUP;
+}
 
 static __always_inline void count(__u32 idx)
 {
@@ -235,7 +245,7 @@ static __always_inline void emit_control(__u64 id, __s32 fd, struct conn_info *c
 	fill_header(&ev->hdr, SONDE_EVENT_CONTROL, id, fd, ci, sk);
 	ev->control = control;
 	ev->pad = 0;
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, rb_flags());
 	count(SONDE_STAT_EVENTS);
 }
 
@@ -295,7 +305,7 @@ static __always_inline void emit_data(__u64 id, struct io_args *args, __u64 tota
 {
 	__s32 fd = args->fd;
 	__u64 key = sonde_conn_key(id >> 32, fd);
-	struct sock *sk = fd_to_sock(fd);
+	struct sock *sk = args->sk ? (struct sock *)args->sk : fd_to_sock(fd);
 	if (!sk) {
 		count(SONDE_STAT_NOT_SOCKET);
 		return;
@@ -346,7 +356,7 @@ static __always_inline void emit_data(__u64 id, struct io_args *args, __u64 tota
 		count(SONDE_STAT_TRUNCATED);
 	s->ev.captured_bytes = n;
 	__u64 size = sizeof(struct sonde_data_event) + (n & (2 * SONDE_MAX_PAYLOAD - 1));
-	if (bpf_ringbuf_output(&events, &s->ev, size, 0)) {
+	if (bpf_ringbuf_output(&events, &s->ev, size, rb_flags())) {
 		count(SONDE_STAT_RINGBUF_DROPS);
 		return;
 	}
@@ -359,6 +369,15 @@ static __always_inline int enter_io(__s32 fd, __u64 ptr, __u64 cnt, __u8 kind, _
 	if ((id >> 32) == self_pid)
 		return 0;
 	struct io_args a = {.ptr = ptr, .cnt = cnt, .fd = fd, .kind = kind, .dir = dir};
+	if (kind != IO_CONNECT && kind != IO_ACCEPT) {
+		/* Most reads and writes are on files and pipes: drop them before touching a map. */
+		struct sock *sk = fd_to_sock(fd);
+		if (!sk) {
+			count(SONDE_STAT_NOT_SOCKET);
+			return 0;
+		}
+		a.sk = (__u64)sk;
+	}
 	if (bpf_map_update_elem(&active_io, &id, &a, BPF_ANY))
 		count(SONDE_STAT_ARGS_MAP_FULL);
 	return 0;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 #include "agent/capture/event_source.h"
 #include "common/net/five_tuple.h"
@@ -16,6 +17,7 @@ enum class SocketRole : uint8_t { kUnknown = 0, kClient = 1, kServer = 2 };
 struct SocketEndpoints {
   net::FiveTuple tuple;  // src = this process's end (local), dst = the peer (remote)
   SocketRole role = SocketRole::kUnknown;  // from connect() vs accept(); unknown if not seen
+  std::string_view comm;  // the process name at the time of the event (control events have no other)
 };
 
 class EbpfEventSink : public EventSink {

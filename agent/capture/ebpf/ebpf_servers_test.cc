@@ -273,6 +273,12 @@ TEST_F(EbpfServersTest, NginxAndCurl) {
 
   auto servers = Side("nginx", true, kNginxPort);
   auto clients = Side("curl", false, kNginxPort);
+  if (getenv("SONDE_DEBUG_FLOWS"))
+    for (auto& [id, f] : recorder_.flows)
+      std::printf("flow %llu %s p0=%u/%s p1=%u/%s req=%zu resp=%zu tls=%d\n", (unsigned long long)id,
+                  f.info.tuple.ToString().c_str(), f.info.process_0.pid, f.info.process_0.comm.c_str(),
+                  f.info.process_1.pid, f.info.process_1.comm.c_str(), f.request.size(), f.response.size(),
+                  f.info.is_tls_plaintext);
   EXPECT_EQ(clients.size(), 6u);
   EXPECT_EQ(servers.size(), 6u);
   for (const auto& side : {servers, clients}) {

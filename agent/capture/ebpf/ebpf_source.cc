@@ -131,6 +131,7 @@ struct EbpfSource::Impl {
     }
     const auto* h = static_cast<const sonde_event_header*>(data);
     SocketEndpoints endpoints = ToEndpoints(h->addr);
+    endpoints.comm = CommOf(*h);
     if (h->kind == SONDE_EVENT_DATA && size >= sizeof(sonde_data_event)) {
       const auto* d = static_cast<const sonde_data_event*>(data);
       size_t captured = std::min<size_t>(d->captured_bytes, size - sizeof(sonde_data_event));
@@ -289,7 +290,9 @@ StatusOr<std::unique_ptr<EbpfSource>> EbpfSource::Create(const EbpfSourceConfig&
   impl->skel->rodata->self_pid = config.self_pid;
   impl->skel->rodata->payload_cap = config.payload_bytes;
   bpf_map__set_max_entries(impl->skel->maps.scratch, static_cast<uint32_t>(impl->ncpus));
-  bpf_map__set_max_entries(impl->skel->maps.events, RoundUpPow2(config.ring_buffer_bytes));
+  const uint32_t ring_bytes = RoundUpPow2(config.ring_buffer_bytes);
+  bpf_map__set_max_entries(impl->skel->maps.events, ring_bytes);
+  impl->skel->rodata->wakeup_bytes = ring_bytes / 16;
   if (!config.trace_tls) {
     for (bpf_program* p : {impl->skel->progs.ssl_read_enter, impl->skel->progs.ssl_read_exit,
                            impl->skel->progs.ssl_write_enter, impl->skel->progs.ssl_write_exit,
@@ -339,7 +342,9 @@ Status EbpfSource::Run(EventSink& sink, const std::atomic<bool>& stop) {
   uint64_t last_idle = 0, last_stats = 0, last_tls = ClockNs(CLOCK_MONOTONIC);
   while (!stop.load(std::memory_order_relaxed)) {
     uint64_t before_events = s.stats.events, before_malformed = s.stats.malformed;
-    int n = ring_buffer__poll(s.rb, 50 /* ms */);
+    // The kernel side only wakes us when the ring is filling up; otherwise drain on a timer.
+    int n = ring_buffer__poll(s.rb, 10 /* ms */);
+    if (n >= 0) n = ring_buffer__consume(s.rb);
     if (n < 0 && n != -EINTR) {
       s.sink = nullptr;
       return InternalError(std::string("ebpf ring buffer poll: ") + strerror(-n));

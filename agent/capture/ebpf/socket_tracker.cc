@@ -53,7 +53,7 @@ SocketTracker::Conn* SocketTracker::Open(Key key, const SocketEndpoints& ep, uin
   info.tuple = c.server_side ? ep.tuple.Reversed() : ep.tuple;
   flow::ProcessRef& self = c.server_side ? info.process_1 : info.process_0;
   self.pid = pid;
-  self.comm = std::string(comm);
+  self.comm = std::string(comm.empty() ? ep.comm : comm);
   if (processes_) {
     if (const metadata::ProcessInfo* p = processes_->Lookup(pid, ts)) {
       if (!p->comm.empty()) self.comm = p->comm;

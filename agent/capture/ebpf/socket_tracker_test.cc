@@ -180,6 +180,19 @@ TEST_F(SocketTrackerTest, CloseEventAndIdleReaping) {
   EXPECT_EQ(rec_.ticks, 2);
 }
 
+TEST_F(SocketTrackerTest, ConnectionOpenedByControlEventKeepsComm) {
+  SocketControlEvent accept;
+  accept.kind = SocketControlEvent::Kind::kAccept;
+  accept.pid = 42;
+  accept.fd = 5;
+  accept.conn_generation = 1;
+  ep_.comm = "srv-from-kernel";  // the process may be gone before we could read /proc
+  tracker_.OnEbpfSocketControl(accept, ep_);
+  Data(SocketDirection::kIngress, 100, "x");
+  ASSERT_EQ(rec_.data.size(), 1u);
+  EXPECT_EQ(rec_.data[0].conn.process_1.comm, "srv-from-kernel");
+}
+
 TEST_F(SocketTrackerTest, TlsPlaintextReplacesCiphertextFlow) {
   Data(SocketDirection::kIngress, 100, "\x16\x03\x01");  // ClientHello bytes
   Data(SocketDirection::kIngress, 0, "GET / HTTP/1.1\r\n\r\n", 0, 1, 2000, true);
