@@ -1,6 +1,7 @@
 // Dubbo stitching by request id, with the response status mapped to our status classes.
 #include "agent/protocols/dubbo/stitcher.h"
 
+#include "agent/protocols/common/record_util.h"
 #include "agent/protocols/dubbo/parser.h"
 
 namespace sonde::agent::protocols::dubbo {
@@ -87,7 +88,7 @@ void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* st
       }
     }
     if (match == requests->end()) {
-      ++state->unpaired_responses;
+      ++state->unpaired_responses, CountUnpairedResponses(ctx);
     } else {
       Emit(*match, &resp, false, ctx.now_ns, out);
       requests->erase(match);

@@ -1,6 +1,7 @@
 // Kafka stitching by correlation id, with error codes read using the request's api and version.
 #include "agent/protocols/kafka/stitcher.h"
 
+#include "agent/protocols/common/record_util.h"
 #include "agent/protocols/kafka/parser.h"
 
 namespace sonde::agent::protocols::kafka {
@@ -80,7 +81,7 @@ void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* st
       }
     }
     if (match == requests->end()) {
-      ++state->unpaired_responses;
+      ++state->unpaired_responses, CountUnpairedResponses(ctx);
     } else {
       Emit(*match, &resp, false, ctx.now_ns, out);
       requests->erase(match);

@@ -1,4 +1,4 @@
-// Fuzzes the MQTT parser in both directions plus stitching; the first byte picks the direction.
+// Fuzzes the MQTT parser in both directions plus stitching and inference; the first byte picks the direction.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -10,6 +10,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const MessageType type = (data[0] & 1) ? MessageType::kResponse : MessageType::kRequest;
   std::string_view buf(reinterpret_cast<const char*>(data + 1), size - 1);
+  (void)mqtt::Infer(type == MessageType::kRequest ? sonde::agent::flow::StreamDirection::kRequest
+                                             : sonde::agent::flow::StreamDirection::kResponse,
+                   buf, sonde::agent::flow::ConnectionInfo{});
   mqtt::State state;
   std::deque<mqtt::Frame> reqs, resps;
   for (int i = 0; i < 10000 && !buf.empty(); ++i) {

@@ -2,6 +2,7 @@
 // State::pending until their answer (or a timeout) arrives.
 #include "agent/protocols/mqtt/stitcher.h"
 
+#include "agent/protocols/common/record_util.h"
 #include "agent/protocols/mqtt/parser.h"
 
 namespace sonde::agent::protocols::mqtt {
@@ -150,7 +151,7 @@ void Process(const Frame& f, State* s, const StitchContext& ctx, std::vector<v1:
         s->pending.erase(it);
         return;
       }
-      ++s->unpaired_responses;
+      ++s->unpaired_responses, CountUnpairedResponses(ctx);
       return;
     }
     default:  // PUBREL (part of a QoS 2 flow we already track), AUTH

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "agent/protocols/common/record_util.h"
 #include "agent/protocols/mysql/parser.h"
 
 namespace sonde::agent::protocols::mysql {
@@ -420,7 +421,7 @@ void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* st
         if (IsGreeting(responses->front())) {
           ParseGreeting(responses->front(), state);
         } else {
-          ++state->unpaired_responses;
+          ++state->unpaired_responses, CountUnpairedResponses(ctx);
         }
         responses->pop_front();
       }
@@ -463,7 +464,7 @@ void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* st
         continue;
       }
       if (resp.timestamp_ns < req.timestamp_ns) {  // answers something older we did not see
-        ++state->unpaired_responses;
+        ++state->unpaired_responses, CountUnpairedResponses(ctx);
         responses->pop_front();
         continue;
       }

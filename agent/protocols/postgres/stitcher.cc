@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "agent/protocols/common/record_util.h"
 #include "agent/protocols/postgres/parser.h"
 
 namespace sonde::agent::protocols::postgres {
@@ -172,7 +173,7 @@ void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* st
     }
     // Drop responses older than the batch (their requests were not captured).
     while (!responses->empty() && responses->front().timestamp_ns < first.timestamp_ns) {
-      ++state->unpaired_responses;
+      ++state->unpaired_responses, CountUnpairedResponses(ctx);
       responses->pop_front();
     }
     // The responses: up to ReadyForQuery (a fatal startup error has none).
@@ -251,7 +252,7 @@ void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* st
   if (requests->empty()) {
     while (!responses->empty()) {
       const char t = responses->front().type;
-      if (t != 'A' && t != 'N' && t != 'S') ++state->unpaired_responses;
+      if (t != 'A' && t != 'N' && t != 'S') ++state->unpaired_responses, CountUnpairedResponses(ctx);
       responses->pop_front();
     }
   }

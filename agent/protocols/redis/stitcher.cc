@@ -1,6 +1,7 @@
 // Redis stitching: FIFO pairing, subscribe confirmations counted per channel, pushes reported alone.
 #include "agent/protocols/redis/stitcher.h"
 
+#include "agent/protocols/common/record_util.h"
 #include "agent/protocols/redis/parser.h"
 
 namespace sonde::agent::protocols::redis {
@@ -93,7 +94,7 @@ void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* st
     }
     // A reply older than the oldest request answers something we never saw.
     if (requests->empty() || resp.timestamp_ns < requests->front().timestamp_ns) {
-      if (resp.kind != ReplyKind::kConfirm) ++state->unpaired_responses;
+      if (resp.kind != ReplyKind::kConfirm) ++state->unpaired_responses, CountUnpairedResponses(ctx);
       responses->pop_front();
       continue;
     }
