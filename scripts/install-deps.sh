@@ -19,6 +19,7 @@ PACKAGES=(
   nghttp2-server python3-h2 openssl wrk
   libyaml-cpp-dev
   libndpi-bin
+  python3-grpcio
 )
 
 missing=()
