@@ -2,6 +2,7 @@
 // this order (more specific signatures before looser ones).
 #include "agent/protocols/common/registry.h"
 
+#include "agent/protocols/tls/parser.h"
 #include "agent/protocols/http2/parser.h"
 #include "agent/protocols/dns/parser.h"
 #include "agent/protocols/dubbo/parser.h"
@@ -19,6 +20,8 @@ using common::v1::L7Protocol;
 
 constexpr ProtocolSpec kProtocols[] = {
     // protocol, name, inference, parser factory, transport, port hints
+    {L7Protocol::L7_PROTOCOL_TLS, "TLS", &tls::Infer, &MakeFrameParser<tls::Traits>,
+     Transport::kTcp, {443, 8443, 4433}},
     {L7Protocol::L7_PROTOCOL_HTTP2, "HTTP2", &http2::Infer, &MakeFrameParser<http2::Traits>,
      Transport::kTcp, {50051, 8443, 9090, 10000}},
     {L7Protocol::L7_PROTOCOL_DNS, "DNS", &dns::Infer, &MakeFrameParser<dns::Traits>,
