@@ -104,8 +104,9 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
-  std::string cmd = argv[1];
-  for (int i = 2; i < argc; ++i) {
+  // Options may stand before or after the command; the first bare word is the command.
+  std::string cmd;
+  for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](std::string* dst) {
       if (i + 1 >= argc) return false;
@@ -124,6 +125,8 @@ int main(int argc, char** argv) {
     } else if (a == "-h" || a == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
+    } else if (cmd.empty()) {
+      cmd = a;
     } else {
       o.args.push_back(a);
     }

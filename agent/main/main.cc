@@ -1,0 +1,191 @@
+// sonde-agent: parses flags and wires capture -> flow -> protocols -> export. Nothing else.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <httplib.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "agent/capture/pcap/pcap_file_source.h"
+#include "agent/export/jsonl_writer.h"
+#include "agent/export/server_exporter.h"
+#include "agent/flow/flow_tracker.h"
+#include "agent/main/agent_options.h"
+#include "agent/protocols/common/l7_analyzer.h"
+#include "common/log/log.h"
+#include "common/metrics/registry.h"
+
+namespace sonde::agent {
+namespace {
+
+std::atomic<bool> g_stop{false};  // set by SIGINT/SIGTERM only
+
+void OnSignal(int) { g_stop.store(true); }
+
+uint64_t WallNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string ReadFirstLine(const char* path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+std::string Hostname() {
+  char buf[256] = {0};
+  gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+// Forwards events to the flow tracker and remembers the newest timestamp, so end-of-input
+// flushing happens at capture time (deterministic replays), not at wall time.
+class ClockedSink : public capture::EventSink {
+ public:
+  explicit ClockedSink(capture::EventSink* next) : next_(next) {}
+  void OnPacket(const capture::PacketView& p) override {
+    if (p.timestamp_ns > last_ns_) last_ns_ = p.timestamp_ns;
+    next_->OnPacket(p);
+  }
+  void OnIdle(uint64_t now_ns) override {
+    if (now_ns > last_ns_) last_ns_ = now_ns;
+    next_->OnIdle(now_ns);
+  }
+  uint64_t last_ns() const { return last_ns_; }
+
+ private:
+  capture::EventSink* next_;
+  uint64_t last_ns_ = 0;
+};
+
+// One packet pipeline: source -> flow tracker -> L7 analyzer -> sink, run on the calling thread.
+Status RunPacketPipeline(capture::EventSource& source, const AgentOptions& opts,
+                         exporting::RecordSink* sink, metrics::Registry* registry,
+                         uint16_t worker_id) {
+  protocols::L7AnalyzerOptions l7;
+  l7.parser.request_timeout_ns = uint64_t{opts.l7_timeout_ms} * 1'000'000;
+  protocols::L7Analyzer analyzer(sink, registry, l7);
+  flow::FlowTrackerConfig fc;
+  fc.max_flows = opts.max_flows;
+  fc.worker_id = worker_id;
+  flow::FlowTracker tracker(fc, sink, &analyzer, registry);
+  ClockedSink clocked(&tracker);
+  Status s = source.Run(clocked, g_stop);
+  uint64_t end_ns = clocked.last_ns() ? clocked.last_ns() : WallNs();
+  tracker.FlushAll(end_ns);
+  analyzer.FlushAll(end_ns);
+  auto st = source.stats();
+  spdlog::info("{}: {} events, {} bytes, {} dropped, {} malformed", source.name(), st.events,
+               st.bytes, st.dropped, st.malformed);
+  return s;
+}
+
+class MetricsEndpoint {
+ public:
+  MetricsEndpoint(const std::string& listen, metrics::Registry* registry) {
+    auto colon = listen.rfind(':');
+    host_ = listen.substr(0, colon);
+    port_ = std::stoi(listen.substr(colon + 1));
+    server_.Get("/metrics", [registry](const httplib::Request&, httplib::Response& res) {
+      res.set_content(registry->RenderPrometheus(), "text/plain; version=0.0.4");
+    });
+    if (!server_.bind_to_port(host_.c_str(), port_)) {
+      spdlog::warn("cannot listen on {} for /metrics; self-metrics not served", listen);
+      return;
+    }
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~MetricsEndpoint() {
+    server_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  httplib::Server server_;
+  std::string host_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+int Main(int argc, char** argv) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt("sonde-agent"));
+  auto parsed = ParseAgentOptions(argc, argv);
+  if (!parsed.ok()) {
+    bool help = parsed.status().code() == StatusCode::kCancelled;
+    std::fputs(parsed.status().message().c_str(), help ? stdout : stderr);
+    std::fputc('\n', help ? stdout : stderr);
+    return help ? 0 : 2;
+  }
+  const AgentOptions& opts = *parsed;
+  SetLogLevel(opts.log_level.c_str());
+  signal(SIGINT, OnSignal);
+  signal(SIGTERM, OnSignal);
+  signal(SIGPIPE, SIG_IGN);
+
+  metrics::Registry registry;
+  std::unique_ptr<exporting::RecordSink> sink;
+  exporting::ServerExporter* exporter = nullptr;
+  if (opts.output == "jsonl") {
+    sink = std::make_unique<exporting::JsonlWriter>(stdout);
+  } else {
+    exporting::ServerExporterConfig ec;
+    auto colon = opts.server.rfind(':');
+    if (colon == std::string::npos) {
+      std::fprintf(stderr, "sonde-agent: --server must be HOST:PORT\n");
+      return 2;
+    }
+    ec.server_host = opts.server.substr(0, colon);
+    ec.server_port = static_cast<uint16_t>(std::stoi(opts.server.substr(colon + 1)));
+    ec.hostname = opts.hostname.empty() ? Hostname() : opts.hostname;
+    ec.boot_id = ReadFirstLine("/proc/sys/kernel/random/boot_id");
+    ec.token = opts.token;
+    ec.batch_max_records = opts.batch_max_records;
+    auto e = std::make_unique<exporting::ServerExporter>(ec, &registry);
+    exporter = e.get();
+    exporter->Start();
+    sink = std::move(e);
+  }
+  // Offline replays serve /metrics only when asked for explicitly (several may run at once).
+  std::unique_ptr<MetricsEndpoint> endpoint;
+  bool metrics_flag_given = false;
+  for (int i = 1; i < argc; ++i) metrics_flag_given |= std::string_view(argv[i]).starts_with("--metrics-listen");
+  if (!opts.metrics_listen.empty() && (opts.pcap.empty() || metrics_flag_given)) {
+    endpoint = std::make_unique<MetricsEndpoint>(opts.metrics_listen, &registry);
+  }
+
+  Status result;
+  if (!opts.pcap.empty()) {
+    capture::PcapFileSource source(opts.pcap);
+    result = RunPacketPipeline(source, opts, sink.get(), &registry, 0);
+  } else {
+    result = UnimplementedError("live capture is not wired yet; use --pcap");
+  }
+  sink->Flush();
+  int rc = 0;
+  if (!result.ok()) {
+    std::fprintf(stderr, "sonde-agent: %s\n", result.ToString().c_str());
+    rc = 1;
+  }
+  if (exporter && !exporter->Stop(std::chrono::milliseconds(opts.drain_timeout_ms))) {
+    std::fprintf(stderr, "sonde-agent: the server did not acknowledge every record within %u ms\n",
+                 opts.drain_timeout_ms);
+    rc = rc ? rc : 3;
+  }
+  return rc;
+}
+
+}  // namespace
+}  // namespace sonde::agent
+
+int main(int argc, char** argv) { return sonde::agent::Main(argc, argv); }
