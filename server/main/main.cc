@@ -24,6 +24,7 @@
 #include "server/ingest/ingest_server.h"
 #include "server/ingest/spool.h"
 #include "server/ingest/spool_drainer.h"
+#include "server/query/translator.h"
 #include "server/storage/clickhouse/clickhouse_client.h"
 #include "server/storage/clickhouse/clickhouse_process.h"
 #include "server/storage/clickhouse/clickhouse_storage.h"
@@ -266,6 +267,12 @@ int main(int argc, char** argv) {
   deps.registry = &registry;
   deps.clickhouse = &clickhouse;
   deps.clickhouse_mode = clickhouse_process ? "supervised" : "external";
+  // Users write Sonde SQL over the virtual wide tables; ClickHouse sees the translation.
+  const query::Catalog catalog = query::Catalog::FromSchema();
+  deps.translate = [&catalog](std::string_view db, std::string_view sql) -> StatusOr<std::string> {
+    SONDE_ASSIGN_OR_RETURN(query::Translation t, query::Translate(db, sql, catalog));
+    return std::move(t.sql);
+  };
   ingest::Spool* spool_ptr = spool->get();
   deps.status = [&]() {
     nlohmann::json out;

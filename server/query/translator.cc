@@ -90,6 +90,9 @@ constexpr FunctionSpec kFunctions[] = {
     {"count", "count", 0, 1, true},       {"sum", "sum", 1, 1, true},
     {"avg", "avg", 1, 1, true},           {"min", "min", 1, 1, true},
     {"max", "max", 1, 1, true},           {"uniq", "uniq", 1, 8, true},
+    {"uniqexact", "uniqExact", 1, 8, true}, {"countif", "countIf", 1, 1, true},
+    {"sumif", "sumIf", 2, 2, true},       {"avgif", "avgIf", 2, 2, true},
+    {"maxif", "maxIf", 2, 2, true},       {"minif", "minIf", 2, 2, true},
     {"percentile", "quantile", 2, 2, true},
     {"time", "", 2, 2, false},  // time bucketing, rendered specially
     {"abs", "abs", 1, 1, false},          {"round", "round", 1, 2, false},

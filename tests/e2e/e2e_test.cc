@@ -2,6 +2,7 @@
 // recorded capture, and the sonde CLI reading the rows back.
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -181,6 +182,10 @@ TEST(EndToEndTest, NoAcknowledgedRecordIsLostWhenClickHouseDies) {
   (void)garbage;
   agents.join();
   EXPECT_EQ(failures.load(), 0);
+  // The server's supervisor brought ClickHouse back as a new process.
+  auto after = ClickHousePids(p.data_dir());
+  ASSERT_FALSE(after.empty());
+  for (pid_t pid : pids) EXPECT_EQ(std::count(after.begin(), after.end(), pid), 0);
   const int64_t want = int64_t{kReplays} * kConnections;
   EXPECT_EQ(p.WaitForAtLeast("SELECT uniqExact(agent_id, flow_id) FROM l4_flow_log", want, 180s), want);
   EXPECT_EQ(p.WaitForAtLeast("SELECT uniqExact(agent_id, flow_id, request_id, start_time_us) FROM "
