@@ -183,8 +183,14 @@ TEST(EndToEndTest, NoAcknowledgedRecordIsLostWhenClickHouseDies) {
   agents.join();
   EXPECT_EQ(failures.load(), 0);
   // The server's supervisor brought ClickHouse back as a new process.
-  auto after = ClickHousePids(p.data_dir());
-  ASSERT_FALSE(after.empty());
+  std::vector<pid_t> after;
+  for (int i = 0; i < 600 && after.empty(); ++i) {
+    std::this_thread::sleep_for(100ms);
+    for (pid_t pid : ClickHousePids(p.data_dir())) {
+      if (std::count(pids.begin(), pids.end(), pid) == 0) after.push_back(pid);
+    }
+  }
+  ASSERT_FALSE(after.empty()) << "ClickHouse was not restarted";
   for (pid_t pid : pids) EXPECT_EQ(std::count(after.begin(), after.end(), pid), 0);
   const int64_t want = int64_t{kReplays} * kConnections;
   EXPECT_EQ(p.WaitForAtLeast("SELECT uniqExact(agent_id, flow_id) FROM l4_flow_log", want, 180s), want);
