@@ -14,12 +14,17 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/capture/afpacket/afpacket_source.h"
+#include "agent/capture/ebpf/ebpf_source.h"
+#include "agent/capture/ebpf/socket_tracker.h"
 #include "agent/capture/pcap/pcap_file_source.h"
 #include "agent/export/jsonl_writer.h"
 #include "agent/export/server_exporter.h"
 #include "agent/flow/flow_tracker.h"
 #include "agent/main/agent_options.h"
+#include "agent/metadata/process_cache.h"
 #include "agent/protocols/common/l7_analyzer.h"
+#include "agent/tracing/syscall_trace_id.h"
 #include "common/log/log.h"
 #include "common/metrics/registry.h"
 
@@ -69,13 +74,17 @@ class ClockedSink : public capture::EventSink {
   uint64_t last_ns_ = 0;
 };
 
+protocols::L7AnalyzerOptions L7Options(const AgentOptions& opts) {
+  protocols::L7AnalyzerOptions l7;
+  l7.parser.request_timeout_ns = uint64_t{opts.l7_timeout_ms} * 1'000'000;
+  return l7;
+}
+
 // One packet pipeline: source -> flow tracker -> L7 analyzer -> sink, run on the calling thread.
 Status RunPacketPipeline(capture::EventSource& source, const AgentOptions& opts,
                          exporting::RecordSink* sink, metrics::Registry* registry,
                          uint16_t worker_id) {
-  protocols::L7AnalyzerOptions l7;
-  l7.parser.request_timeout_ns = uint64_t{opts.l7_timeout_ms} * 1'000'000;
-  protocols::L7Analyzer analyzer(sink, registry, l7);
+  protocols::L7Analyzer analyzer(sink, registry, L7Options(opts));
   flow::FlowTrackerConfig fc;
   fc.max_flows = opts.max_flows;
   fc.worker_id = worker_id;
@@ -89,6 +98,58 @@ Status RunPacketPipeline(capture::EventSource& source, const AgentOptions& opts,
   spdlog::info("{}: {} events, {} bytes, {} dropped, {} malformed", source.name(), st.events,
                st.bytes, st.dropped, st.malformed);
   return s;
+}
+
+// The eBPF pipeline: socket events -> per-socket tracker -> L7 analyzer -> sink.
+Status RunEbpfPipeline(capture::EbpfSource& source, const AgentOptions& opts,
+                       exporting::RecordSink* sink, metrics::Registry* registry) {
+  protocols::L7Analyzer analyzer(sink, registry, L7Options(opts));
+  metadata::ProcessCache processes;
+  tracing::SyscallTraceIds trace_ids({}, WallNs() ^ (uint64_t{static_cast<uint32_t>(getpid())} << 32));
+  capture::SocketTracker tracker(analyzer, &processes, &trace_ids, registry);
+  Status s = source.Run(tracker, g_stop);
+  uint64_t end_ns = WallNs();
+  tracker.CloseAll(end_ns);
+  analyzer.FlushAll(end_ns);
+  return s;
+}
+
+// Live mode: eBPF (when available and wanted) and AF_PACKET side by side, each on its own thread
+// with its own flow/protocol state; both feed the one thread-safe sink.
+Status RunLive(const AgentOptions& opts, exporting::RecordSink* sink, metrics::Registry* registry) {
+  std::unique_ptr<capture::EbpfSource> ebpf;
+  if (opts.ebpf != "off") {
+    capture::EbpfSourceConfig ec;
+    ec.metrics = registry;
+    auto created = capture::EbpfSource::Create(ec);
+    if (created.ok()) {
+      ebpf = std::move(created).value();
+      spdlog::info("eBPF socket tracing active");
+    } else if (opts.ebpf == "on") {
+      return created.status();
+    } else {
+      spdlog::warn("{}; falling back to packet capture only", created.status().message());
+    }
+  }
+  Status ebpf_status;
+  std::thread ebpf_thread;
+  if (ebpf) {
+    ebpf_thread = std::thread([&] { ebpf_status = RunEbpfPipeline(*ebpf, opts, sink, registry); });
+  }
+  capture::AfPacketConfig ac;
+  ac.interfaces = opts.interfaces;
+  ac.netns = opts.netns;
+  capture::AfPacketSource packets(ac);
+  spdlog::info("capturing packets on interfaces '{}'", opts.interfaces);
+  Status packet_status;
+  std::thread packet_thread([&] {
+    packet_status = RunPacketPipeline(packets, opts, sink, registry, 1);
+    if (!packet_status.ok()) spdlog::error("packet capture stopped: {}", packet_status.ToString());
+  });
+  packet_thread.join();
+  if (ebpf_thread.joinable()) ebpf_thread.join();
+  if (!packet_status.ok() && (!ebpf || !ebpf_status.ok())) return packet_status;
+  return ebpf_status;
 }
 
 class MetricsEndpoint {
@@ -169,7 +230,7 @@ int Main(int argc, char** argv) {
     capture::PcapFileSource source(opts.pcap);
     result = RunPacketPipeline(source, opts, sink.get(), &registry, 0);
   } else {
-    result = UnimplementedError("live capture is not wired yet; use --pcap");
+    result = RunLive(opts, sink.get(), &registry);
   }
   sink->Flush();
   int rc = 0;
