@@ -47,14 +47,17 @@ struct Hole {
   uint64_t created_ns = 0;
 };
 
+// Sequence-space tracking of one direction (retransmission / reordering detection).
 struct TcpDirection {
   bool seq_init = false;
   bool fin_seen = false;
+  uint8_t hole_count = 0;
   uint32_t max_end = 0;  // highest seq + len seen (SYN and FIN count one)
   std::array<Hole, 3> holes{};
-  uint8_t hole_count = 0;
-  StreamReassembler stream;
 };
+
+constexpr uint32_t kNoFlow = 0xFFFFFFFFu;
+constexpr uint64_t kNotScheduled = ~0ull;
 
 // Signed distance a - b in sequence space.
 int32_t SeqDiff(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b); }
@@ -83,57 +86,69 @@ bool DstLooksLikeServer(uint16_t src_port, uint16_t dst_port) {
 
 }  // namespace
 
+// The per-flow part of NetworkCounters, summed per flow and second before it reaches the
+// aggregator (one aggregator update per flow and second instead of several per packet).
+struct FlowTracker::PendingMetrics {
+  uint64_t bytes_0 = 0, bytes_1 = 0;
+  uint32_t packets_0 = 0, packets_1 = 0;
+  uint32_t retrans_0 = 0, retrans_1 = 0;
+  uint32_t zero_win_0 = 0, zero_win_1 = 0;
+  uint32_t rst_0 = 0, rst_1 = 0;
+  uint32_t rtt_sum_us = 0, rtt_max_us = 0;
+  uint16_t rtt_count = 0;
+  uint8_t new_flows = 0, closed_flows = 0;
+  uint8_t syn_unanswered = 0, rst_on_syn = 0, timeouts = 0;
+};
+
+// One flow. Lives in the FlowTable slab; `index` is its slab position, also used by the timer
+// wheel and the dirty lists. The client/server tuple is derived from `key` + `client_is_a`.
 struct FlowTracker::Flow {
+  FlowKey key;
+  uint32_t index = kNoFlow;
+  uint32_t wheel_prev = kNoFlow, wheel_next = kNoFlow;
+  uint64_t wheel_tick = kNotScheduled;  // tick number of the wheel slot holding the flow
   uint64_t flow_id = 0;
-  net::FiveTuple tuple;  // src = client
   uint64_t start_ns = 0;
   uint64_t last_ns = 0;
   uint64_t last_report_ns = 0;
   uint64_t syn_ns = 0;
   uint64_t synack_ns = 0;
   uint64_t deadline_ns = 0;  // when the current state times out
-  common::v1::TunnelType tunnel_type = common::v1::TUNNEL_TYPE_NONE;
+  // Network metric deltas of second `metric_second` not yet added to the aggregator.
+  PendingMetrics pm;
+  uint32_t metric_second = 0;
   uint32_t tunnel_id = 0;
+  common::v1::TunnelType tunnel_type = common::v1::TUNNEL_TYPE_NONE;
   RoleSource role_source = common::v1::ROLE_SOURCE_UNKNOWN;
   CloseType close_type = common::v1::CLOSE_TYPE_UNKNOWN;  // decided, not yet emitted
   TcpState state = TcpState::kEstablished;
+  bool is_tcp = false;
+  bool client_is_a = true;
   bool is_ipv4 = true;
   bool reported_once = false;
   bool saw_syn = false;
   bool saw_synack = false;
   bool rtt_server_done = false;
   bool rtt_client_done = false;
+  bool metric_dirty = false;
+  bool buffering = false;
   PeriodCounters period;
-  std::unique_ptr<TcpDirection> tcp[2];  // TCP only
+  TcpDirection tcp[2];
+  // Only when a stream handler is attached: in-order byte streams per direction.
+  std::unique_ptr<std::array<StreamReassembler, 2>> streams;
+
+  net::FiveTuple Tuple() const {
+    net::FiveTuple t;
+    net::IpAddress a = net::IpAddress::V6(key.ip_a.data());
+    net::IpAddress b = net::IpAddress::V6(key.ip_b.data());
+    t.src_ip = client_is_a ? a : b;
+    t.dst_ip = client_is_a ? b : a;
+    t.src_port = client_is_a ? key.port_a : key.port_b;
+    t.dst_port = client_is_a ? key.port_b : key.port_a;
+    t.protocol = static_cast<net::IpProtocol>(key.protocol);
+    return t;
+  }
 };
-
-size_t FlowTracker::KeyHash::operator()(const Key& k) const {
-  uint64_t h = 0x9E3779B97F4A7C15ull ^
-               (static_cast<uint64_t>(k.port_a) << 24 | static_cast<uint64_t>(k.port_b) << 8 |
-                k.protocol);
-  const auto& a = k.a.bytes();
-  const auto& b = k.b.bytes();
-  for (size_t i = 0; i < 16; i += 8) {
-    uint64_t x, y;
-    std::memcpy(&x, a.data() + i, 8);
-    std::memcpy(&y, b.data() + i, 8);
-    h = (h ^ x) * 0xFF51AFD7ED558CCDull;
-    h = (h ^ y) * 0xC4CEB9FE1A85EC53ull;
-  }
-  return h ^ (h >> 31);
-}
-
-FlowTracker::Key FlowTracker::KeyOf(const net::FiveTuple& t) {
-  bool keep = t.src_ip < t.dst_ip || (t.src_ip == t.dst_ip && t.src_port <= t.dst_port);
-  Key k;
-  if (keep) {
-    k.a = t.src_ip, k.b = t.dst_ip, k.port_a = t.src_port, k.port_b = t.dst_port;
-  } else {
-    k.a = t.dst_ip, k.b = t.src_ip, k.port_a = t.dst_port, k.port_b = t.src_port;
-  }
-  k.protocol = static_cast<uint8_t>(t.protocol);
-  return k;
-}
 
 FlowTracker::FlowTracker(FlowTrackerConfig config, exporting::RecordSink* sink,
                          StreamHandler* handler, metrics::Registry* registry)
@@ -141,9 +156,11 @@ FlowTracker::FlowTracker(FlowTrackerConfig config, exporting::RecordSink* sink,
       sink_(sink),
       handler_(handler),
       decoder_(config.decoder),
-      metrics_(config.emit_network_metrics ? sink : nullptr) {
+      metrics_(config.emit_network_metrics ? sink : nullptr),
+      flows_(config.max_flows),
+      wheel_(kWheelSlots, kNoFlow) {
+  if (config_.tick_interval_ns == 0) config_.tick_interval_ns = 1;
   budget_.max_total_bytes = config_.max_total_reassembly_bytes;
-  flows_.reserve(std::min<size_t>(config_.max_flows, 1u << 16));
   if (registry != nullptr) {
     for (int i = 0; i < kDecodeResultCount; ++i) {
       packets_by_result_[i] = registry->GetCounter(
@@ -166,48 +183,150 @@ FlowTracker::FlowTracker(FlowTrackerConfig config, exporting::RecordSink* sink,
 
 FlowTracker::~FlowTracker() = default;
 
+size_t FlowTracker::table_memory_bytes() const { return flows_.memory_bytes(); }
+
 NetworkKey FlowTracker::MetricKeyOf(const Flow& f) const {
-  return NetworkKey{f.tuple.src_ip, f.tuple.dst_ip, f.tuple.dst_port,
-                    static_cast<uint8_t>(f.tuple.protocol)};
+  net::FiveTuple t = f.Tuple();
+  return NetworkKey{t.src_ip, t.dst_ip, t.dst_port, f.key.protocol};
+}
+
+ConnectionInfo FlowTracker::ConnOf(const Flow& f) const {
+  ConnectionInfo conn;
+  conn.flow_id = f.flow_id;
+  conn.tuple = f.Tuple();
+  conn.role_source = f.role_source;
+  return conn;
+}
+
+void FlowTracker::WheelInsert(Flow& f, uint64_t tick) {
+  // Never behind the wheel (that slot was already visited) nor a full turn ahead (lazy: the
+  // flow is looked at again then and moved on).
+  tick = std::clamp(tick, wheel_tick_ + 1, wheel_tick_ + kWheelSlots - 1);
+  uint32_t& head = wheel_[tick % kWheelSlots];
+  f.wheel_tick = tick;
+  f.wheel_prev = kNoFlow;
+  f.wheel_next = head;
+  if (head != kNoFlow) flows_.At(head)->wheel_prev = f.index;
+  head = f.index;
+}
+
+void FlowTracker::WheelRemove(Flow& f) {
+  if (f.wheel_tick == kNotScheduled) return;
+  if (f.wheel_prev != kNoFlow) {
+    flows_.At(f.wheel_prev)->wheel_next = f.wheel_next;
+  } else {
+    wheel_[f.wheel_tick % kWheelSlots] = f.wheel_next;
+  }
+  if (f.wheel_next != kNoFlow) flows_.At(f.wheel_next)->wheel_prev = f.wheel_prev;
+  f.wheel_prev = f.wheel_next = kNoFlow;
+  f.wheel_tick = kNotScheduled;
+}
+
+void FlowTracker::SetDeadline(Flow& f, uint64_t deadline_ns) {
+  f.deadline_ns = deadline_ns;
+  uint64_t tick = deadline_ns / config_.tick_interval_ns;
+  if (tick < f.wheel_tick) {  // earlier than where the flow waits (or not waiting): move it
+    WheelRemove(f);
+    WheelInsert(f, tick);
+  }
+}
+
+void FlowTracker::FlushFlowMetrics(Flow& f) {
+  if (!f.metric_dirty) return;
+  f.metric_dirty = false;
+  const PendingMetrics& m = f.pm;
+  NetworkCounters d;
+  d.new_flows = m.new_flows;
+  d.closed_flows = m.closed_flows;
+  d.packets_0 = m.packets_0;
+  d.packets_1 = m.packets_1;
+  d.bytes_0 = m.bytes_0;
+  d.bytes_1 = m.bytes_1;
+  d.rtt_sum_us = m.rtt_sum_us;
+  d.rtt_count = m.rtt_count;
+  d.rtt_max_us = m.rtt_max_us;
+  d.retrans_0 = m.retrans_0;
+  d.retrans_1 = m.retrans_1;
+  d.zero_win_0 = m.zero_win_0;
+  d.zero_win_1 = m.zero_win_1;
+  d.syn_unanswered = m.syn_unanswered;
+  d.rst_on_syn = m.rst_on_syn;
+  d.rst_0 = m.rst_0;
+  d.rst_1 = m.rst_1;
+  d.timeouts = m.timeouts;
+  metrics_.Add(MetricKeyOf(f), uint64_t{f.metric_second} * 1'000'000'000ull, d);
+  f.pm = PendingMetrics{};
+}
+
+FlowTracker::PendingMetrics& FlowTracker::MetricsAt(Flow& f, uint64_t now_ns) {
+  uint32_t second = static_cast<uint32_t>(now_ns / 1'000'000'000ull);
+  if (f.metric_dirty && second != f.metric_second) FlushFlowMetrics(f);
+  if (!f.metric_dirty) {
+    f.metric_dirty = true;
+    f.metric_second = second;
+    dirty_metrics_.push_back(f.index);
+    // Time that stands still never ticks: keep the list bounded anyway.
+    if (dirty_metrics_.size() > 2 * flows_.size() + 4096) [[unlikely]] {
+      for (uint32_t index : dirty_metrics_) {
+        if (index != f.index) FlushFlowMetrics(*flows_.At(index));
+      }
+      dirty_metrics_.assign(1, f.index);
+    }
+  }
+  return f.pm;
+}
+
+void FlowTracker::PublishCounters() {
+  auto* ok = packets_by_result_[static_cast<int>(DecodeResult::kOk)];
+  if (ok != nullptr) ok->Inc(decode_counts_[static_cast<int>(DecodeResult::kOk)] - published_ok_);
+  published_ok_ = decode_counts_[static_cast<int>(DecodeResult::kOk)];
+  if (flows_active_) flows_active_->Set(static_cast<int64_t>(flows_.size()));
 }
 
 void FlowTracker::OnPacket(const capture::PacketView& packet) {
   DecodedPacket p;
   DecodeResult r = decoder_.Decode(packet, &p);
   ++decode_counts_[static_cast<int>(r)];
-  if (packets_by_result_[static_cast<int>(r)]) packets_by_result_[static_cast<int>(r)]->Inc();
   uint64_t now = packet.timestamp_ns;
   if (now > last_time_ns_) last_time_ns_ = now;
-  if (next_tick_ns_ == 0) next_tick_ns_ = now + config_.tick_interval_ns;
+  if (!wheel_started_) {
+    wheel_started_ = true;
+    wheel_tick_ = now / config_.tick_interval_ns;
+    next_tick_ns_ = now + config_.tick_interval_ns;
+  }
   if (last_time_ns_ >= next_tick_ns_) Tick(last_time_ns_);
-  if (r != DecodeResult::kOk) return;
+  if (r != DecodeResult::kOk) [[unlikely]] {
+    // Failures are rare and tests read them at once; successes are published each tick.
+    if (packets_by_result_[static_cast<int>(r)]) packets_by_result_[static_cast<int>(r)]->Inc();
+    return;
+  }
 
-  Key key = KeyOf(p.tuple);
-  auto it = flows_.find(key);
-  Flow* f = it == flows_.end() ? nullptr : it->second.get();
+  bool src_is_a = true;
+  FlowKey key = FlowKey::Of(p.tuple, &src_is_a);
+  uint64_t hash = key.Hash();
+  Flow* f = flows_.Find(key, hash);
   // A new SYN on a connection that already ended starts a new flow (port reuse).
-  if (f != nullptr && p.tuple.protocol == net::IpProtocol::kTcp &&
-      (p.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn && f->state == TcpState::kClosing) {
-    CloseFlow(it, f->close_type, now);
+  if (f != nullptr && f->state == TcpState::kClosing && f->is_tcp &&
+      (p.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn) [[unlikely]] {
+    CloseFlow(*f, f->close_type, now);
     f = nullptr;
   }
   if (f == nullptr) {
-    f = CreateFlow(key, p);
+    f = CreateFlow(key, hash, src_is_a, p);
     if (f == nullptr) return;
   }
-  int dir = (p.tuple.src_ip == f->tuple.src_ip && p.tuple.src_port == f->tuple.src_port) ? 0 : 1;
-  f->last_ns = std::max(f->last_ns, now);
+  int dir = src_is_a == f->client_is_a ? 0 : 1;
+  if (now > f->last_ns) f->last_ns = now;
   PeriodCounters& c = f->period;
   if (c.first_ns == 0) c.first_ns = now;
-  c.last_ns = std::max(c.last_ns, now);
+  if (now > c.last_ns) c.last_ns = now;
   c.packets[dir]++;
   c.bytes[dir] += p.l3_bytes;
   c.payload_bytes[dir] += p.payload_wire_bytes;
   if (config_.emit_network_metrics) {
-    NetworkCounters d;
-    (dir == 0 ? d.packets_0 : d.packets_1) = 1;
-    (dir == 0 ? d.bytes_0 : d.bytes_1) = p.l3_bytes;
-    metrics_.Add(MetricKeyOf(*f), now, d);
+    PendingMetrics& m = MetricsAt(*f, now);
+    (dir == 0 ? m.packets_0 : m.packets_1)++;
+    (dir == 0 ? m.bytes_0 : m.bytes_1) += p.l3_bytes;
   }
   switch (p.tuple.protocol) {
     case net::IpProtocol::kTcp:
@@ -217,19 +336,22 @@ void FlowTracker::OnPacket(const capture::PacketView& packet) {
       ProcessUdp(*f, dir, p);
       break;
     default:
-      f->deadline_ns = now + config_.other_timeout_ns;
+      SetDeadline(*f, now + config_.other_timeout_ns);
       break;
   }
 }
 
-FlowTracker::Flow* FlowTracker::CreateFlow(const Key& key, const DecodedPacket& p) {
-  if (flows_.size() >= config_.max_flows) {
+FlowTracker::Flow* FlowTracker::CreateFlow(const FlowKey& key, uint64_t hash, bool src_is_a,
+                                           const DecodedPacket& p) {
+  uint32_t index = kNoFlow;
+  Flow* fp = flows_.Insert(key, hash, &index);
+  if (fp == nullptr) {
     ++dropped_flows_;
     if (flows_dropped_) flows_dropped_->Inc();
     return nullptr;
   }
-  auto flow = std::make_unique<Flow>();
-  Flow& f = *flow;
+  Flow& f = *fp;
+  f.index = index;
   f.flow_id = (static_cast<uint64_t>(config_.worker_id) << 48) | ++next_flow_seq_;
   f.start_ns = f.last_ns = f.last_report_ns = p.timestamp_ns;
   f.tunnel_type = p.tunnel_type;
@@ -237,8 +359,8 @@ FlowTracker::Flow* FlowTracker::CreateFlow(const Key& key, const DecodedPacket& 
   f.is_ipv4 = p.is_ipv4;
   bool client_is_src = true;
   if (p.tuple.protocol == net::IpProtocol::kTcp) {
-    f.tcp[0] = std::make_unique<TcpDirection>();
-    f.tcp[1] = std::make_unique<TcpDirection>();
+    f.is_tcp = true;
+    if (handler_ != nullptr) f.streams = std::make_unique<std::array<StreamReassembler, 2>>();
     uint8_t syn_ack = p.tcp_flags & (kTcpSyn | kTcpAck);
     if (syn_ack == kTcpSyn) {
       f.role_source = common::v1::ROLE_SOURCE_HANDSHAKE;
@@ -255,27 +377,21 @@ FlowTracker::Flow* FlowTracker::CreateFlow(const Key& key, const DecodedPacket& 
     f.role_source = common::v1::ROLE_SOURCE_PORT_HEURISTIC;
     client_is_src = DstLooksLikeServer(p.tuple.src_port, p.tuple.dst_port);
   }
-  f.tuple = client_is_src ? p.tuple : p.tuple.Reversed();
-  Flow* raw = flow.get();
-  flows_.emplace(key, std::move(flow));
+  f.client_is_a = client_is_src == src_is_a;
+  // Scheduled for its first report; the protocol step below sets the real deadline earlier.
+  WheelInsert(f, (f.last_report_ns + config_.report_interval_ns) / config_.tick_interval_ns);
   if (flows_created_) flows_created_->Inc();
-  if (flows_active_) flows_active_->Set(static_cast<int64_t>(flows_.size()));
-  if (config_.emit_network_metrics) {
-    NetworkCounters d;
-    d.new_flows = 1;
-    metrics_.Add(MetricKeyOf(*raw), p.timestamp_ns, d);
-  }
-  return raw;
+  if (config_.emit_network_metrics) MetricsAt(f, p.timestamp_ns).new_flows = 1;
+  return &f;
 }
 
 void FlowTracker::ProcessTcp(Flow& f, int dir, const DecodedPacket& p) {
   uint64_t now = p.timestamp_ns;
   PeriodCounters& c = f.period;
-  TcpDirection& d = *f.tcp[dir];
+  TcpDirection& d = f.tcp[dir];
   uint8_t flags = p.tcp_flags;
   bool syn = flags & kTcpSyn, ack = flags & kTcpAck, rst = flags & kTcpRst, fin = flags & kTcpFin;
-  NetworkCounters md;
-  bool metric_delta = false;
+  PendingMetrics& md = f.pm;  // stamped with this packet's second by OnPacket
 
   // Handshake and RTT split: server side = SYN -> SYN-ACK, client side = SYN-ACK -> ACK.
   if (syn && !ack) {
@@ -302,10 +418,9 @@ void FlowTracker::ProcessTcp(Flow& f, int dir, const DecodedPacket& p) {
       if (f.rtt_server_done) {
         c.has_rtt = true;
         uint32_t rtt = c.rtt_client_us + c.rtt_server_us;
-        md.rtt_sum_us = rtt;
-        md.rtt_count = 1;
-        md.rtt_max_us = rtt;
-        metric_delta = true;
+        md.rtt_sum_us += rtt;
+        md.rtt_count++;
+        md.rtt_max_us = std::max(md.rtt_max_us, rtt);
       }
     }
     f.state = TcpState::kEstablished;
@@ -317,7 +432,6 @@ void FlowTracker::ProcessTcp(Flow& f, int dir, const DecodedPacket& p) {
   if (!rst && p.tcp_window == 0) {
     c.zero_win[dir]++;
     (dir == 0 ? md.zero_win_0 : md.zero_win_1)++;
-    metric_delta = true;
   }
 
   // Retransmission / reordering, on segments that occupy sequence space (SYN excluded: its
@@ -328,7 +442,7 @@ void FlowTracker::ProcessTcp(Flow& f, int dir, const DecodedPacket& p) {
       d.seq_init = true;
       d.max_end = p.tcp_seq + 1 + seg_len;
     }
-    if (!d.stream.initialized()) d.stream.InitAt(p.tcp_seq + 1);
+    if (f.streams && !(*f.streams)[dir].initialized()) (*f.streams)[dir].InitAt(p.tcp_seq + 1);
   } else if (seg_len > 0 && !rst) {
     uint32_t seq = p.tcp_seq;
     uint32_t end = seq + seg_len;
@@ -356,7 +470,6 @@ void FlowTracker::ProcessTcp(Flow& f, int dir, const DecodedPacket& p) {
             } else {
               c.retrans[dir]++;
               (dir == 0 ? md.retrans_0 : md.retrans_1)++;
-              metric_delta = true;
             }
             // Shrink or drop the hole.
             if (SeqDiff(seq, h.begin) <= 0 && SeqDiff(end, h.end) >= 0) {
@@ -372,7 +485,6 @@ void FlowTracker::ProcessTcp(Flow& f, int dir, const DecodedPacket& p) {
         if (!filled_hole) {
           c.retrans[dir]++;
           (dir == 0 ? md.retrans_0 : md.retrans_1)++;
-          metric_delta = true;
         }
         if (SeqDiff(end, d.max_end) > 0) d.max_end = end;
       }
@@ -380,12 +492,10 @@ void FlowTracker::ProcessTcp(Flow& f, int dir, const DecodedPacket& p) {
   }
 
   // Stream hand-off.
-  if (handler_ != nullptr && p.payload_wire_bytes > 0 && !rst) {
+  if (f.streams && p.payload_wire_bytes > 0 && !rst) {
+    StreamReassembler& stream = (*f.streams)[dir];
     uint32_t data_seq = p.tcp_seq + (syn ? 1 : 0);
-    ConnectionInfo conn;
-    conn.flow_id = f.flow_id;
-    conn.tuple = f.tuple;
-    conn.role_source = f.role_source;
+    ConnectionInfo conn = ConnOf(f);
     auto deliver = [&](const ReassembledChunk& rc) {
       StreamChunk chunk;
       chunk.timestamp_ns = rc.timestamp_ns;
@@ -396,19 +506,22 @@ void FlowTracker::ProcessTcp(Flow& f, int dir, const DecodedPacket& p) {
       handler_->OnData(conn, dir == 0 ? StreamDirection::kRequest : StreamDirection::kResponse,
                        chunk);
     };
-    auto outcome = d.stream.AddSegment(now, data_seq, p.payload, p.payload_wire_bytes,
-                                       config_.max_reassembly_bytes, &budget_, deliver);
+    auto outcome = stream.AddSegment(now, data_seq, p.payload, p.payload_wire_bytes,
+                                     config_.max_reassembly_bytes, &budget_, deliver);
     if (outcome == StreamReassembler::SegmentOutcome::kForcedGap && drop_reassembly_overflow_) {
       drop_reassembly_overflow_->Inc();
     }
-    d.stream.FlushHoles(now, config_.reassembly_hole_timeout_ns, &budget_, deliver);
+    stream.FlushHoles(now, config_.reassembly_hole_timeout_ns, &budget_, deliver);
+    if (stream.buffered_bytes() > 0 && !f.buffering) {
+      f.buffering = true;
+      buffering_.push_back(f.index);
+    }
   }
 
   // Teardown.
   if (rst) {
     c.rst[dir]++;
     (dir == 0 ? md.rst_0 : md.rst_1)++;
-    metric_delta = true;
     if (f.close_type == common::v1::CLOSE_TYPE_UNKNOWN ||
         f.close_type == common::v1::CLOSE_TYPE_FIN) {
       if (f.state == TcpState::kSynSent && dir == 1) {
@@ -418,52 +531,45 @@ void FlowTracker::ProcessTcp(Flow& f, int dir, const DecodedPacket& p) {
       }
     }
     f.state = TcpState::kClosing;
-    f.deadline_ns = now + config_.tcp_closing_linger_ns;
+    SetDeadline(f, now + config_.tcp_closing_linger_ns);
   } else if (fin) {
     if (!d.fin_seen) c.fin[dir]++;
     d.fin_seen = true;
-    if (f.tcp[0]->fin_seen && f.tcp[1]->fin_seen) {
+    if (f.tcp[0].fin_seen && f.tcp[1].fin_seen) {
       if (f.state != TcpState::kClosing) {
         f.state = TcpState::kClosing;
         f.close_type = common::v1::CLOSE_TYPE_FIN;
-        f.deadline_ns = now + config_.tcp_closing_linger_ns;
+        SetDeadline(f, now + config_.tcp_closing_linger_ns);
       }
     } else if (f.state != TcpState::kClosing) {
       f.state = TcpState::kHalfClosed;
-      f.deadline_ns = now + config_.tcp_half_closed_timeout_ns;
+      SetDeadline(f, now + config_.tcp_half_closed_timeout_ns);
     }
   } else if (f.state == TcpState::kSynSent) {
-    f.deadline_ns = now + config_.tcp_syn_timeout_ns;
+    SetDeadline(f, now + config_.tcp_syn_timeout_ns);
   } else if (f.state == TcpState::kHalfClosed) {
-    f.deadline_ns = now + config_.tcp_half_closed_timeout_ns;
+    SetDeadline(f, now + config_.tcp_half_closed_timeout_ns);
   } else if (f.state != TcpState::kClosing) {
-    f.deadline_ns = now + config_.tcp_established_timeout_ns;
+    SetDeadline(f, now + config_.tcp_established_timeout_ns);
   }
-  if (metric_delta && config_.emit_network_metrics) metrics_.Add(MetricKeyOf(f), now, md);
 }
 
 void FlowTracker::ProcessUdp(Flow& f, int dir, const DecodedPacket& p) {
-  f.deadline_ns = p.timestamp_ns + config_.udp_timeout_ns;
+  SetDeadline(f, p.timestamp_ns + config_.udp_timeout_ns);
   if (handler_ == nullptr || p.payload.empty()) return;
-  ConnectionInfo conn;
-  conn.flow_id = f.flow_id;
-  conn.tuple = f.tuple;
-  conn.role_source = f.role_source;
   StreamChunk chunk;
   chunk.timestamp_ns = p.timestamp_ns;
   chunk.data = p.payload;
   chunk.is_datagram = true;
-  handler_->OnData(conn, dir == 0 ? StreamDirection::kRequest : StreamDirection::kResponse, chunk);
+  handler_->OnData(ConnOf(f), dir == 0 ? StreamDirection::kRequest : StreamDirection::kResponse,
+                   chunk);
 }
 
 void FlowTracker::FlushStreams(Flow& f, uint64_t now_ns, uint64_t hole_timeout_ns) {
-  if (handler_ == nullptr || !f.tcp[0]) return;
-  ConnectionInfo conn;
-  conn.flow_id = f.flow_id;
-  conn.tuple = f.tuple;
-  conn.role_source = f.role_source;
+  if (handler_ == nullptr || !f.streams) return;
+  ConnectionInfo conn = ConnOf(f);
   for (int dir = 0; dir < 2; ++dir) {
-    f.tcp[dir]->stream.FlushHoles(now_ns, hole_timeout_ns, &budget_, [&](const ReassembledChunk& rc) {
+    (*f.streams)[dir].FlushHoles(now_ns, hole_timeout_ns, &budget_, [&](const ReassembledChunk& rc) {
       StreamChunk chunk;
       chunk.timestamp_ns = rc.timestamp_ns;
       chunk.tcp_seq = rc.tcp_seq;
@@ -472,6 +578,9 @@ void FlowTracker::FlushStreams(Flow& f, uint64_t now_ns, uint64_t hole_timeout_n
       handler_->OnData(conn, dir == 0 ? StreamDirection::kRequest : StreamDirection::kResponse,
                        chunk);
     });
+  }
+  if ((*f.streams)[0].buffered_bytes() == 0 && (*f.streams)[1].buffered_bytes() == 0) {
+    f.buffering = false;
   }
 }
 
@@ -487,17 +596,18 @@ void FlowTracker::Report(Flow& f, CloseType type, uint64_t now_ns) {
     r.set_signal_source(common::v1::SIGNAL_SOURCE_PACKET);
     r.set_flow_id(f.flow_id);
     bool v4 = f.is_ipv4;
+    net::FiveTuple tuple = f.Tuple();
     r.set_is_ipv4(v4 ? 1 : 0);
     if (v4) {
-      r.set_ip4_0(f.tuple.src_ip.v4());
-      r.set_ip4_1(f.tuple.dst_ip.v4());
+      r.set_ip4_0(tuple.src_ip.v4());
+      r.set_ip4_1(tuple.dst_ip.v4());
     } else {
-      r.set_ip6_0(std::string(f.tuple.src_ip.bytes().begin(), f.tuple.src_ip.bytes().end()));
-      r.set_ip6_1(std::string(f.tuple.dst_ip.bytes().begin(), f.tuple.dst_ip.bytes().end()));
+      r.set_ip6_0(std::string(tuple.src_ip.bytes().begin(), tuple.src_ip.bytes().end()));
+      r.set_ip6_1(std::string(tuple.dst_ip.bytes().begin(), tuple.dst_ip.bytes().end()));
     }
-    r.set_client_port(f.tuple.src_port);
-    r.set_server_port(f.tuple.dst_port);
-    r.set_protocol(static_cast<uint32_t>(f.tuple.protocol));
+    r.set_client_port(tuple.src_port);
+    r.set_server_port(tuple.dst_port);
+    r.set_protocol(static_cast<uint32_t>(tuple.protocol));
     r.set_role_source(f.role_source);
     r.set_tunnel_type(f.tunnel_type);
     r.set_tunnel_id(f.tunnel_id);
@@ -537,86 +647,121 @@ void FlowTracker::Report(Flow& f, CloseType type, uint64_t now_ns) {
   c = PeriodCounters{};
 }
 
-void FlowTracker::CloseFlow(Table::iterator it, CloseType type, uint64_t now_ns) {
-  Flow& f = *it->second;
+void FlowTracker::CloseFlow(Flow& f, CloseType type, uint64_t now_ns) {
+  WheelRemove(f);
   FlushStreams(f, now_ns, 0);
-  if (handler_ != nullptr) {
-    ConnectionInfo conn;
-    conn.flow_id = f.flow_id;
-    conn.tuple = f.tuple;
-    conn.role_source = f.role_source;
-    handler_->OnClose(conn, f.last_ns);
-  }
+  if (handler_ != nullptr) handler_->OnClose(ConnOf(f), f.last_ns);
   Report(f, type, now_ns);
   if (config_.emit_network_metrics) {
-    NetworkCounters d;
+    // A timeout happens at its deadline; any other close at the flow's last packet.
+    bool timed_out = type == common::v1::CLOSE_TYPE_TIMEOUT ||
+                     type == common::v1::CLOSE_TYPE_HALF_CLOSED_TIMEOUT ||
+                     type == common::v1::CLOSE_TYPE_SYN_UNANSWERED;
+    uint64_t at = timed_out ? std::max(f.last_ns, std::min(now_ns, f.deadline_ns)) : f.last_ns;
+    PendingMetrics& d = MetricsAt(f, at);
     d.closed_flows = 1;
     if (type == common::v1::CLOSE_TYPE_SYN_UNANSWERED) d.syn_unanswered = 1;
     if (type == common::v1::CLOSE_TYPE_RST_ON_SYN) d.rst_on_syn = 1;
     if (type == common::v1::CLOSE_TYPE_TIMEOUT || type == common::v1::CLOSE_TYPE_HALF_CLOSED_TIMEOUT) {
       d.timeouts = 1;
     }
-    // A timeout happens at its deadline; any other close at the flow's last packet.
-    bool timed_out = type == common::v1::CLOSE_TYPE_TIMEOUT ||
-                     type == common::v1::CLOSE_TYPE_HALF_CLOSED_TIMEOUT ||
-                     type == common::v1::CLOSE_TYPE_SYN_UNANSWERED;
-    uint64_t at = timed_out ? std::max(f.last_ns, std::min(now_ns, f.deadline_ns)) : f.last_ns;
-    metrics_.Add(MetricKeyOf(f), at, d);
+    FlushFlowMetrics(f);
   }
-  flows_.erase(it);
-  if (flows_active_) flows_active_->Set(static_cast<int64_t>(flows_.size()));
+  flows_.Erase(f.index);
 }
 
 void FlowTracker::Tick(uint64_t now_ns) {
   next_tick_ns_ = now_ns + config_.tick_interval_ns;
-  for (auto it = flows_.begin(); it != flows_.end();) {
-    Flow& f = *it->second;
-    if (f.deadline_ns != 0 && now_ns >= f.deadline_ns) {
-      CloseType type = f.close_type;
-      if (f.tcp[0]) {
-        if (f.state == TcpState::kSynSent) {
-          type = common::v1::CLOSE_TYPE_SYN_UNANSWERED;
-        } else if (f.state == TcpState::kHalfClosed) {
-          type = common::v1::CLOSE_TYPE_HALF_CLOSED_TIMEOUT;
-        } else if (f.state != TcpState::kClosing) {
-          type = common::v1::CLOSE_TYPE_TIMEOUT;
+  uint64_t cur = now_ns / config_.tick_interval_ns;
+  if (cur > wheel_tick_) {
+    uint64_t from = wheel_tick_ + 1;
+    uint64_t slots = std::min<uint64_t>(cur - from + 1, kWheelSlots);
+    wheel_tick_ = cur;
+    for (uint64_t k = 0; k < slots; ++k) {
+      uint32_t& head = wheel_[(from + k) % kWheelSlots];
+      uint32_t next = head;
+      head = kNoFlow;  // detached: flows moved on below land in live lists
+      while (next != kNoFlow) {
+        Flow& f = *flows_.At(next);
+        next = f.wheel_next;
+        f.wheel_prev = f.wheel_next = kNoFlow;
+        f.wheel_tick = kNotScheduled;
+        if (f.deadline_ns != 0 && now_ns >= f.deadline_ns) {
+          CloseType type = common::v1::CLOSE_TYPE_TIMEOUT;
+          if (f.is_tcp) {
+            if (f.state == TcpState::kSynSent) {
+              type = common::v1::CLOSE_TYPE_SYN_UNANSWERED;
+            } else if (f.state == TcpState::kHalfClosed) {
+              type = common::v1::CLOSE_TYPE_HALF_CLOSED_TIMEOUT;
+            } else if (f.state == TcpState::kClosing) {
+              type = f.close_type;
+            }
+          }
+          CloseFlow(f, type, now_ns);
+          continue;
         }
-      } else {
-        type = common::v1::CLOSE_TYPE_TIMEOUT;
+        if (now_ns >= f.last_report_ns + config_.report_interval_ns) {
+          if (f.period.packets[0] + f.period.packets[1] > 0) {
+            Report(f, common::v1::CLOSE_TYPE_PERIODIC, now_ns);
+          } else {
+            f.last_report_ns = now_ns;  // idle: next periodic row one interval from now
+          }
+        }
+        uint64_t due = std::min<uint64_t>(f.deadline_ns != 0 ? f.deadline_ns : ~0ull,
+                                f.last_report_ns + config_.report_interval_ns);
+        WheelInsert(f, due / config_.tick_interval_ns);
       }
-      auto next = std::next(it);
-      CloseFlow(it, type, now_ns);
-      it = next;
-      continue;
     }
-    if (now_ns >= f.last_report_ns + config_.report_interval_ns && f.period.packets[0] + f.period.packets[1] > 0) {
-      Report(f, common::v1::CLOSE_TYPE_PERIODIC, now_ns);
-    }
-    if (handler_ != nullptr && f.tcp[0]) FlushStreams(f, now_ns, config_.reassembly_hole_timeout_ns);
-    ++it;
   }
-  if (config_.emit_network_metrics) metrics_.Advance(now_ns);
+  if (handler_ != nullptr && !buffering_.empty()) {
+    std::vector<uint32_t> still;
+    for (uint32_t index : buffering_) {
+      Flow& f = *flows_.At(index);
+      if (!f.buffering) continue;
+      FlushStreams(f, now_ns, config_.reassembly_hole_timeout_ns);
+      if (f.buffering) still.push_back(index);
+    }
+    std::sort(still.begin(), still.end());
+    still.erase(std::unique(still.begin(), still.end()), still.end());
+    buffering_.swap(still);
+  }
+  if (config_.emit_network_metrics) {
+    for (uint32_t index : dirty_metrics_) FlushFlowMetrics(*flows_.At(index));
+    dirty_metrics_.clear();
+    metrics_.Advance(now_ns);
+  }
+  PublishCounters();
   if (handler_ != nullptr) handler_->OnTick(now_ns);
 }
 
 void FlowTracker::OnIdle(uint64_t now_ns) {
   if (now_ns > last_time_ns_) last_time_ns_ = now_ns;
+  if (!wheel_started_) {
+    wheel_started_ = true;
+    wheel_tick_ = last_time_ns_ / config_.tick_interval_ns;
+  }
   if (next_tick_ns_ == 0 || last_time_ns_ >= next_tick_ns_) Tick(last_time_ns_);
 }
 
 void FlowTracker::FlushAll(uint64_t now_ns) {
   if (now_ns < last_time_ns_) now_ns = last_time_ns_;
-  while (!flows_.empty()) {
-    auto it = flows_.begin();
-    Flow& f = *it->second;
+  std::vector<std::pair<uint64_t, uint32_t>> order;  // by flow id: deterministic output
+  order.reserve(flows_.size());
+  flows_.ForEach([&](Flow& f) { order.emplace_back(f.flow_id, f.index); });
+  std::sort(order.begin(), order.end());
+  for (const auto& [id, index] : order) {
+    Flow& f = *flows_.At(index);
     CloseType type = f.close_type;
     if (f.state != TcpState::kClosing || type == common::v1::CLOSE_TYPE_UNKNOWN) {
       type = common::v1::CLOSE_TYPE_AGENT_EXIT;
     }
-    if (!f.tcp[0]) type = common::v1::CLOSE_TYPE_AGENT_EXIT;
-    CloseFlow(it, type, now_ns);
+    if (!f.is_tcp) type = common::v1::CLOSE_TYPE_AGENT_EXIT;
+    CloseFlow(f, type, now_ns);
   }
+  dirty_metrics_.clear();
+  buffering_.clear();
   if (config_.emit_network_metrics) metrics_.FlushAll();
+  PublishCounters();
   if (handler_ != nullptr) handler_->OnTick(now_ns);
   if (sink_ != nullptr) sink_->Flush();
 }

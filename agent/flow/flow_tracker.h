@@ -5,10 +5,11 @@
 
 #include <cstdint>
 #include <memory>
-#include <unordered_map>
+#include <vector>
 
 #include "agent/capture/event_source.h"
 #include "agent/export/record_sink.h"
+#include "agent/flow/flow_table.h"
 #include "agent/flow/network_metrics_aggregator.h"
 #include "agent/flow/packet_decoder.h"
 #include "agent/flow/stream_handler.h"
@@ -54,30 +55,35 @@ class FlowTracker : public capture::EventSink {
   size_t active_flows() const { return flows_.size(); }
   uint64_t dropped_flows() const { return dropped_flows_; }
   uint64_t decode_count(DecodeResult r) const { return decode_counts_[static_cast<int>(r)]; }
+  // Bytes held by the flow table itself (index + flow slab), for memory accounting.
+  size_t table_memory_bytes() const;
 
   struct Flow;  // defined in the .cc
 
  private:
-  struct Key {
-    net::IpAddress a, b;  // canonical order
-    uint16_t port_a = 0, port_b = 0;
-    uint8_t protocol = 0;
-    friend bool operator==(const Key&, const Key&) = default;
-  };
-  struct KeyHash {
-    size_t operator()(const Key& k) const;
-  };
-  using Table = std::unordered_map<Key, std::unique_ptr<Flow>, KeyHash>;
+  // Timeouts and periodic reports: a lazy timer wheel with one slot per tick interval. A flow
+  // sits in the slot of the earliest moment it may need attention (deadline or report); when
+  // its slot comes up it is closed, reported, or moved to the slot of its new due time. Packets
+  // only move a flow when its deadline gets earlier, so most packets never touch the wheel.
+  static constexpr uint32_t kWheelSlots = 1024;
 
-  static Key KeyOf(const net::FiveTuple& t);
-  Flow* CreateFlow(const Key& key, const DecodedPacket& p);
+  Flow* CreateFlow(const FlowKey& key, uint64_t hash, bool src_is_a, const DecodedPacket& p);
   void ProcessTcp(Flow& f, int dir, const DecodedPacket& p);
   void ProcessUdp(Flow& f, int dir, const DecodedPacket& p);
   void Tick(uint64_t now_ns);
-  void CloseFlow(Table::iterator it, common::v1::CloseType type, uint64_t now_ns);
+  void CloseFlow(Flow& f, common::v1::CloseType type, uint64_t now_ns);
   void Report(Flow& f, common::v1::CloseType type, uint64_t now_ns);
   void FlushStreams(Flow& f, uint64_t now_ns, uint64_t hole_timeout_ns);
+  void FlushFlowMetrics(Flow& f);
+  // The flow's pending metric deltas for the second of `now_ns` (flushing an older second).
+  struct PendingMetrics;
+  PendingMetrics& MetricsAt(Flow& f, uint64_t now_ns);
   NetworkKey MetricKeyOf(const Flow& f) const;
+  ConnectionInfo ConnOf(const Flow& f) const;
+  void SetDeadline(Flow& f, uint64_t deadline_ns);
+  void WheelInsert(Flow& f, uint64_t tick);
+  void WheelRemove(Flow& f);
+  void PublishCounters();
 
   FlowTrackerConfig config_;
   exporting::RecordSink* sink_;
@@ -85,12 +91,18 @@ class FlowTracker : public capture::EventSink {
   PacketDecoder decoder_;
   NetworkMetricsAggregator metrics_;
   ReassemblyBudget budget_;
-  Table flows_;
+  FlowTable<Flow> flows_;
+  std::vector<uint32_t> wheel_;           // kWheelSlots list heads (flow indices)
+  uint64_t wheel_tick_ = 0;               // last tick number the wheel was advanced to
+  bool wheel_started_ = false;
+  std::vector<uint32_t> dirty_metrics_;   // flows with packet counts not yet in metrics_
+  std::vector<uint32_t> buffering_;       // flows whose reassemblers hold out-of-order bytes
   uint64_t next_flow_seq_ = 0;
   uint64_t next_tick_ns_ = 0;
   uint64_t last_time_ns_ = 0;
   uint64_t dropped_flows_ = 0;
   uint64_t decode_counts_[kDecodeResultCount] = {};
+  uint64_t published_ok_ = 0;             // decode_counts_[kOk] already added to the registry
 
   // Self-metrics (owned by the registry).
   metrics::Counter* packets_by_result_[kDecodeResultCount] = {};

@@ -1,6 +1,7 @@
 // Interval bucketing of network counters.
 #include "agent/flow/network_metrics_aggregator.h"
 
+#include <cstring>
 #include <string>
 
 namespace sonde::agent::flow {
@@ -26,39 +27,63 @@ void NetworkCounters::Add(const NetworkCounters& o) {
   timeouts += o.timeouts;
 }
 
-size_t NetworkKeyHash::operator()(const NetworkKey& k) const {
-  uint64_t h = 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(k.server_port) << 8 | k.protocol);
-  const auto& a = k.client_ip.bytes();
-  const auto& b = k.server_ip.bytes();
-  for (size_t i = 0; i < 16; i += 8) {
-    uint64_t x, y;
-    __builtin_memcpy(&x, a.data() + i, 8);
-    __builtin_memcpy(&y, b.data() + i, 8);
-    h = (h ^ x) * 0xFF51AFD7ED558CCDull;
-    h = (h ^ y) * 0xC4CEB9FE1A85EC53ull;
-  }
-  return h ^ (h >> 29);
+uint64_t NetworkKeyHash::operator()(const NetworkKey& k) const {
+  __extension__ using U128 = unsigned __int128;
+  auto mix = [](uint64_t a, uint64_t b) {
+    U128 r = static_cast<U128>(a) * b;
+    return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
+  };
+  uint64_t w[4];
+  std::memcpy(w, k.client_ip.bytes().data(), 16);
+  std::memcpy(w + 2, k.server_ip.bytes().data(), 16);
+  uint64_t h = mix(w[0] ^ 0x243F6A8885A308D3ull, w[1] ^ 0x13198A2E03707344ull);
+  h = mix(h ^ w[2], w[3] ^ 0xA4093822299F31D0ull);
+  return mix(h ^ (static_cast<uint64_t>(k.server_port) << 8 | k.protocol), 0x082EFA98EC4E6C89ull);
 }
 
-void NetworkMetricsAggregator::AddTo(Level& level, const NetworkKey& key, uint32_t t_s,
-                                     const NetworkCounters& delta) {
-  uint32_t start = t_s - t_s % level.granularity_s;
-  // Late events (time went backwards across sources) land in the oldest open interval.
-  if (start < level.flushed_until_s) start = level.flushed_until_s;
-  level.buckets[start][key].Add(delta);
+NetworkCounters& NetworkMetricsAggregator::Bucket::Find(const NetworkKey& key, uint64_t hash) {
+  uint32_t tag = static_cast<uint32_t>(hash);
+  if ((rows.size() + 1) * 2 > slots.size()) {
+    size_t n = slots.empty() ? 64 : slots.size() * 2;
+    slots.assign(n, Slot{});
+    NetworkKeyHash hasher;
+    for (uint32_t r = 0; r < rows.size(); ++r) {
+      uint32_t t = static_cast<uint32_t>(hasher(rows[r].first));
+      size_t i = t & (n - 1);
+      while (slots[i].row != 0) i = (i + 1) & (n - 1);
+      slots[i] = Slot{t, r + 1};
+    }
+  }
+  size_t mask = slots.size() - 1;
+  size_t i = tag & mask;
+  for (; slots[i].row != 0; i = (i + 1) & mask) {
+    if (slots[i].tag == tag && rows[slots[i].row - 1].first == key) return rows[slots[i].row - 1].second;
+  }
+  rows.emplace_back(key, NetworkCounters{});
+  slots[i] = Slot{tag, static_cast<uint32_t>(rows.size())};
+  return rows.back().second;
 }
 
 void NetworkMetricsAggregator::Add(const NetworkKey& key, uint64_t timestamp_ns,
                                    const NetworkCounters& delta) {
   uint32_t t_s = static_cast<uint32_t>(timestamp_ns / 1'000'000'000ull);
-  for (Level& level : levels_) AddTo(level, key, t_s, delta);
+  uint64_t hash = NetworkKeyHash()(key);
+  for (Level& level : levels_) {
+    uint32_t start = t_s - t_s % level.granularity_s;
+    // Late events (time went backwards across sources) land in the oldest open interval.
+    if (start < level.flushed_until_s) start = level.flushed_until_s;
+    if (level.last == nullptr || level.last_start_s != start) {
+      level.last = &level.buckets[start];
+      level.last_start_s = start;
+    }
+    level.last->Find(key, hash).Add(delta);
+  }
 }
 
-void NetworkMetricsAggregator::EmitBucket(
-    uint32_t start_s, uint32_t granularity_s,
-    const std::unordered_map<NetworkKey, NetworkCounters, NetworkKeyHash>& rows) {
+void NetworkMetricsAggregator::EmitBucket(uint32_t start_s, uint32_t granularity_s,
+                                          const Bucket& bucket) {
   if (sink_ == nullptr) return;
-  for (const auto& [key, c] : rows) {
+  for (const auto& [key, c] : bucket.rows) {
     v1::NetworkMetric m;
     m.set_time(start_s);
     m.set_granularity_s(granularity_s);
@@ -106,6 +131,7 @@ void NetworkMetricsAggregator::Advance(uint64_t now_ns, uint64_t lateness_ns) {
       if (end_s > horizon_s) break;
       EmitBucket(it->first, level.granularity_s, it->second);
       level.flushed_until_s = end_s;
+      if (level.last == &it->second) level.last = nullptr;
       level.buckets.erase(it);
     }
   }
@@ -113,11 +139,12 @@ void NetworkMetricsAggregator::Advance(uint64_t now_ns, uint64_t lateness_ns) {
 
 void NetworkMetricsAggregator::FlushAll() {
   for (Level& level : levels_) {
-    for (const auto& [start, rows] : level.buckets) {
-      EmitBucket(start, level.granularity_s, rows);
+    for (const auto& [start, bucket] : level.buckets) {
+      EmitBucket(start, level.granularity_s, bucket);
       level.flushed_until_s = start + level.granularity_s;
     }
     level.buckets.clear();
+    level.last = nullptr;
   }
 }
 

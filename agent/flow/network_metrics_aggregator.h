@@ -4,7 +4,8 @@
 
 #include <cstdint>
 #include <map>
-#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "agent/export/record_sink.h"
 #include "common/net/five_tuple.h"
@@ -37,7 +38,7 @@ struct NetworkKey {
 };
 
 struct NetworkKeyHash {
-  size_t operator()(const NetworkKey& k) const;
+  uint64_t operator()(const NetworkKey& k) const;
 };
 
 class NetworkMetricsAggregator {
@@ -54,14 +55,25 @@ class NetworkMetricsAggregator {
   uint64_t rows_emitted() const { return rows_emitted_; }
 
  private:
+  // One interval's rows in insertion order, with an open-addressing index over them (the
+  // aggregator is fed once per flow and second, so lookups are on the hot path).
+  struct Bucket {
+    struct Slot {
+      uint32_t tag = 0;
+      uint32_t row = 0;  // row index + 1; 0 = empty
+    };
+    std::vector<std::pair<NetworkKey, NetworkCounters>> rows;
+    std::vector<Slot> slots;
+    NetworkCounters& Find(const NetworkKey& key, uint64_t hash);
+  };
   struct Level {
     uint32_t granularity_s;
     uint32_t flushed_until_s = 0;  // intervals starting before this were emitted
-    std::map<uint32_t, std::unordered_map<NetworkKey, NetworkCounters, NetworkKeyHash>> buckets;
+    std::map<uint32_t, Bucket> buckets;
+    uint32_t last_start_s = 0;     // cache of the bucket used last
+    Bucket* last = nullptr;
   };
-  void AddTo(Level& level, const NetworkKey& key, uint32_t t_s, const NetworkCounters& delta);
-  void EmitBucket(uint32_t start_s, uint32_t granularity_s,
-                  const std::unordered_map<NetworkKey, NetworkCounters, NetworkKeyHash>& rows);
+  void EmitBucket(uint32_t start_s, uint32_t granularity_s, const Bucket& bucket);
 
   exporting::RecordSink* sink_;
   Level levels_[2] = {{1}, {60}};

@@ -4,7 +4,7 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
+#include <type_traits>
 #include <map>
 #include <memory>
 #include <span>
@@ -24,9 +24,26 @@ struct ReassemblyBudget {
   uint64_t used_bytes = 0;
 };
 
+// A non-owning reference to a callable taking a ReassembledChunk: unlike std::function it never
+// allocates, so building one per packet is free. The callable must outlive the call it is
+// passed to (a lambda written in the argument list does).
+class DeliverRef {
+ public:
+  template <typename F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, DeliverRef>)
+  DeliverRef(F&& f)  // NOLINT(google-explicit-constructor): used like std::function
+      : object_(const_cast<void*>(static_cast<const void*>(&f))),
+        call_([](void* o, const ReassembledChunk& c) { (*static_cast<std::remove_reference_t<F>*>(o))(c); }) {}
+  void operator()(const ReassembledChunk& c) const { call_(object_, c); }
+
+ private:
+  void* object_;
+  void (*call_)(void*, const ReassembledChunk&);
+};
+
 class StreamReassembler {
  public:
-  using Deliver = std::function<void(const ReassembledChunk&)>;
+  using Deliver = DeliverRef;
   enum class SegmentOutcome : uint8_t { kDelivered, kBuffered, kOld, kForcedGap };
 
   // The first byte of the stream is `seq` (the SYN's seq + 1).

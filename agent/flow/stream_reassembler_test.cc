@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,7 +27,7 @@ class StreamReassemblerTest : public ::testing::Test {
   StreamReassembler r_;
   ReassemblyBudget budget_;
   Collected out_;
-  StreamReassembler::Deliver deliver_ = [this](const ReassembledChunk& c) {
+  std::function<void(const ReassembledChunk&)> deliver_ = [this](const ReassembledChunk& c) {
     out_.data.append(reinterpret_cast<const char*>(c.data.data()), c.data.size());
     out_.gaps.push_back(c.gap_bytes_before);
     out_.seqs.push_back(c.tcp_seq);

@@ -95,9 +95,10 @@ int RunMemory(uint64_t n) {
       tracker.OnPacket(v);
     }
     long after = RssKb();
-    std::printf("memory: %zu concurrent flows, RSS +%.1f MiB (%.0f bytes/flow), dropped %lu\n",
+    std::printf("memory: %zu concurrent flows, RSS +%.1f MiB (%.0f bytes/flow; table %.0f bytes/flow), dropped %lu\n",
                 tracker.active_flows(), (after - before) / 1024.0,
                 (after - before) * 1024.0 / static_cast<double>(tracker.active_flows()),
+                static_cast<double>(tracker.table_memory_bytes()) / static_cast<double>(tracker.active_flows()),
                 static_cast<unsigned long>(tracker.dropped_flows()));
   }
   return 0;
@@ -141,6 +142,8 @@ int main(int argc, char** argv) {
   CountingHandler handler;
   flow::FlowTrackerConfig cfg;
   flow::FlowTracker tracker(cfg, &sink, streams ? &handler : nullptr, nullptr);
+  uint64_t wire_bytes = 0;
+  for (const Packet& pk : packets) wire_bytes += pk.length;
   double cpu0 = CpuSeconds();
   for (const Packet& pk : packets) {
     PacketView v;
@@ -152,8 +155,9 @@ int main(int argc, char** argv) {
   }
   tracker.FlushAll(0);
   double cpu = CpuSeconds() - cpu0;
-  std::printf("sonde FlowTracker%s: %zu packets in %.3f s CPU = %.0f packets/s per core; %lu flow logs, %lu metric rows%s\n",
+  std::printf("sonde FlowTracker%s: %zu packets in %.3f s CPU = %.0f packets/s = %.2f Gbit/s per core; %lu flow logs, %lu metric rows%s\n",
               streams ? " (+stream reassembly)" : "", packets.size(), cpu, packets.size() / cpu,
+              wire_bytes * 8.0 / cpu / 1e9,
               static_cast<unsigned long>(sink.flow_logs), static_cast<unsigned long>(sink.metrics),
               streams ? (", " + std::to_string(handler.bytes) + " stream bytes").c_str() : "");
   return 0;

@@ -1,0 +1,185 @@
+// FlowTable: the bidirectional flow table. Open addressing (linear probing, backward-shift
+// erase) over 8-byte slots {hash tag, value index}; values live in a chunked slab that never
+// moves them, so pointers and indices stay valid until Erase. No allocation per lookup, and one
+// per 4096 new values at most (slab chunks) plus table doubling.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "common/net/five_tuple.h"
+
+namespace sonde::agent::flow {
+
+// Direction-independent flow key: the lower (ip, port) endpoint is `a`. 40 bytes, no implicit
+// padding, so it compares and hashes as raw memory.
+struct FlowKey {
+  std::array<uint8_t, 16> ip_a{};
+  std::array<uint8_t, 16> ip_b{};
+  uint16_t port_a = 0;
+  uint16_t port_b = 0;
+  uint8_t protocol = 0;
+  uint8_t reserved[3] = {0, 0, 0};
+
+  // Builds the key of `t`; `*src_is_a` tells whether t.src is endpoint a.
+  static FlowKey Of(const net::FiveTuple& t, bool* src_is_a) {
+    FlowKey k;
+    const auto& s = t.src_ip.bytes();
+    const auto& d = t.dst_ip.bytes();
+    int c = std::memcmp(s.data(), d.data(), 16);
+    bool keep = c < 0 || (c == 0 && t.src_port <= t.dst_port);
+    if (keep) {
+      k.ip_a = s, k.ip_b = d, k.port_a = t.src_port, k.port_b = t.dst_port;
+    } else {
+      k.ip_a = d, k.ip_b = s, k.port_a = t.dst_port, k.port_b = t.src_port;
+    }
+    k.protocol = static_cast<uint8_t>(t.protocol);
+    if (src_is_a != nullptr) *src_is_a = keep;
+    return k;
+  }
+
+  uint64_t Hash() const {
+    uint64_t w[5];
+    std::memcpy(w, this, sizeof(w));
+    uint64_t h = Mix(w[0] ^ 0x243F6A8885A308D3ull, w[1] ^ 0x13198A2E03707344ull);
+    h = Mix(h ^ w[2], w[3] ^ 0xA4093822299F31D0ull);
+    return Mix(h ^ w[4], 0x082EFA98EC4E6C89ull);
+  }
+
+  friend bool operator==(const FlowKey& x, const FlowKey& y) {
+    return std::memcmp(&x, &y, sizeof(FlowKey)) == 0;
+  }
+
+ private:
+  static uint64_t Mix(uint64_t a, uint64_t b) {
+    __extension__ using U128 = unsigned __int128;
+    U128 r = static_cast<U128>(a) * b;
+    return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
+  }
+};
+static_assert(sizeof(FlowKey) == 40);
+
+// `T` must be default-constructible and have a public `FlowKey key` member. The slot tag is the
+// hash's low 32 bits, which also give the home slot (tables stay below 2^32 slots).
+template <typename T>
+class FlowTable {
+ public:
+  static constexpr uint32_t kNone = 0xFFFFFFFFu;
+
+  explicit FlowTable(size_t max_entries) : max_entries_(max_entries) { Rehash(kMinSlots); }
+
+  size_t size() const { return size_; }
+  size_t max_entries() const { return max_entries_; }
+  // Bytes held by the index and the slab (excluding what values allocate themselves).
+  size_t memory_bytes() const {
+    return slots_.capacity() * sizeof(Slot) + chunks_.size() * kChunk * sizeof(T) +
+           free_.capacity() * sizeof(uint32_t);
+  }
+
+  T* Find(const FlowKey& key, uint64_t hash) {
+    uint32_t tag = static_cast<uint32_t>(hash);
+    for (size_t i = hash & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.index == kNone) return nullptr;
+      if (s.tag == tag) {
+        T* v = At(s.index);
+        if (v->key == key) return v;
+      }
+    }
+  }
+
+  // Inserts a default value for `key` (which must be absent); nullptr when the table is full.
+  T* Insert(const FlowKey& key, uint64_t hash, uint32_t* index_out = nullptr) {
+    if (size_ >= max_entries_) return nullptr;
+    if ((size_ + 1) * 2 > slots_.size()) Rehash(slots_.size() * 2);
+    uint32_t index;
+    if (!free_.empty()) {
+      index = free_.back();
+      free_.pop_back();
+    } else {
+      if (next_fresh_ == chunks_.size() * kChunk) chunks_.push_back(std::make_unique<T[]>(kChunk));
+      index = next_fresh_++;
+    }
+    T* v = At(index);
+    v->key = key;
+    Place(Slot{static_cast<uint32_t>(hash), index});
+    ++size_;
+    if (index_out != nullptr) *index_out = index;
+    return v;
+  }
+
+  // Removes the live value at `index` and resets it to a default value.
+  void Erase(uint32_t index) {
+    T* v = At(index);
+    size_t i = v->key.Hash() & mask_;
+    while (slots_[i].index != index) i = (i + 1) & mask_;
+    // Backward-shift deletion keeps every probe sequence unbroken without tombstones.
+    for (size_t j = (i + 1) & mask_;; j = (j + 1) & mask_) {
+      if (slots_[j].index == kNone) break;
+      size_t home = slots_[j].tag & mask_;
+      // Move j into the hole at i when its home does not lie in (i, j].
+      if (((j - home) & mask_) >= ((j - i) & mask_)) {
+        slots_[i] = slots_[j];
+        i = j;
+      }
+    }
+    slots_[i] = Slot{};
+    *v = T{};
+    free_.push_back(index);
+    --size_;
+  }
+
+  T* At(uint32_t index) { return &chunks_[index / kChunk][index % kChunk]; }
+  const T* At(uint32_t index) const { return &chunks_[index / kChunk][index % kChunk]; }
+
+  // Calls f(T&) for every live value; f must not insert or erase.
+  template <typename F>
+  void ForEach(F&& f) {
+    for (const Slot& s : slots_) {
+      if (s.index != kNone) f(*At(s.index));
+    }
+  }
+  // Any live value, or nullptr when empty.
+  T* Any() {
+    for (const Slot& s : slots_) {
+      if (s.index != kNone) return At(s.index);
+    }
+    return nullptr;
+  }
+
+ private:
+  static constexpr size_t kChunk = 4096;
+  static constexpr size_t kMinSlots = 1024;
+  struct Slot {
+    uint32_t tag = 0;
+    uint32_t index = kNone;
+  };
+
+  void Place(Slot s) {
+    size_t i = s.tag & mask_;
+    while (slots_[i].index != kNone) i = (i + 1) & mask_;
+    slots_[i] = s;
+  }
+  void Rehash(size_t n) {
+    std::vector<Slot> old;
+    old.swap(slots_);
+    slots_.assign(n, Slot{});
+    mask_ = n - 1;
+    for (const Slot& s : old) {
+      if (s.index != kNone) Place(s);
+    }
+  }
+
+  size_t max_entries_;
+  size_t size_ = 0;
+  size_t mask_ = 0;
+  uint32_t next_fresh_ = 0;
+  std::vector<Slot> slots_;
+  std::vector<std::unique_ptr<T[]>> chunks_;
+  std::vector<uint32_t> free_;
+};
+
+}  // namespace sonde::agent::flow
