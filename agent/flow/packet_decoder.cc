@@ -148,8 +148,18 @@ DecodeResult PacketDecoder::DecodeIpv4(Bytes d, int depth, DecodedPacket* out) {
   bool more_fragments = (frag & 0x2000) != 0;
   uint32_t frag_offset = (frag & 0x1FFF) * 8u;
   if (more_fragments || frag_offset != 0) {
+    if (d.size() < total_len) return DecodeResult::kFragmentDropped;  // truncated capture
+    uint32_t len = total_len - static_cast<uint32_t>(ihl);
+    if (more_fragments && len % 8 != 0) return DecodeResult::kFragmentDropped;
+    FragKey key;
+    std::memcpy(key.src.data(), d.data() + 12, 4);
+    std::memcpy(key.dst.data(), d.data() + 16, 4);
+    key.id = Be16(d.data() + 4);
+    key.proto = proto;
     Bytes whole;
-    DecodeResult r = Reassemble(d, ihl, total_len, out, &whole);
+    uint8_t unused = 0;
+    DecodeResult r = AddFragment(key, frag_offset, more_fragments, d.subspan(ihl, len), proto,
+                                 &whole, &unused);
     if (r != DecodeResult::kOk) return r;
     out->l3_bytes = static_cast<uint32_t>(whole.size() + ihl);
     return DecodeL4(proto, whole, static_cast<uint32_t>(whole.size()), depth, out);
@@ -185,12 +195,35 @@ DecodeResult PacketDecoder::DecodeIpv6(Bytes d, int depth, DecodedPacket* out) {
         if (rest.size() < 2) return DecodeResult::kTruncated;
         ext_len = (static_cast<size_t>(rest[1]) + 2) * 4;
         break;
-      case 44: {  // fragment: only atomic fragments are decoded (no IPv6 reassembly)
+      case 44: {  // fragment
         if (rest.size() < 8) return DecodeResult::kTruncated;
         uint16_t off = Be16(rest.data() + 2);
-        if ((off & 0xFFF9) != 0) return DecodeResult::kFragmentDropped;
-        ext_len = 8;
-        break;
+        uint32_t frag_offset = off & 0xFFF8u;
+        bool more = (off & 1) != 0;
+        if (frag_offset == 0 && !more) {  // atomic fragment: the datagram is whole
+          ext_len = 8;
+          break;
+        }
+        if (wire_left < 8 || rest.size() < wire_left) return DecodeResult::kFragmentDropped;
+        uint32_t len = wire_left - 8;
+        if ((more && len % 8 != 0) || len == 0) return DecodeResult::kFragmentDropped;
+        FragKey key;
+        key.ipv6 = true;
+        std::memcpy(key.src.data(), d.data() + 8, 16);
+        std::memcpy(key.dst.data(), d.data() + 24, 16);
+        key.id = Be32(rest.data() + 4);
+        Bytes whole;
+        uint8_t first_next = 0;
+        DecodeResult r = AddFragment(key, frag_offset, more, rest.subspan(8, len), rest[0], &whole,
+                                     &first_next);
+        if (r != DecodeResult::kOk) return r;
+        // The unfragmentable part (header + extensions so far) plus the reassembled rest.
+        size_t unfragmentable = static_cast<size_t>(rest.data() - d.data());
+        out->l3_bytes = static_cast<uint32_t>(unfragmentable + whole.size());
+        next = first_next;
+        rest = whole;
+        wire_left = static_cast<uint32_t>(whole.size());
+        continue;
       }
       case 59:  // no next header
         return DecodeResult::kUnsupportedL4;
@@ -347,20 +380,16 @@ DecodeResult PacketDecoder::DecodeGre(Bytes d, int depth, DecodedPacket* out) {
   return DecodeEthertype(type, inner, depth + 1, out);
 }
 
-DecodeResult PacketDecoder::Reassemble(Bytes ip, size_t ihl, uint32_t total_len,
-                                       DecodedPacket* out, Bytes* whole) {
+DecodeResult PacketDecoder::AddFragment(const FragKey& key, uint32_t offset, bool more, Bytes data,
+                                       uint8_t next_header, Bytes* whole,
+                                       uint8_t* first_next_header) {
   // A fragment inside a datagram we just reassembled would overwrite the buffer in use.
-  if (!reassembled_.empty() && ip.data() >= reassembled_.data() &&
-      ip.data() < reassembled_.data() + reassembled_.size()) {
+  if (!reassembled_.empty() && data.data() >= reassembled_.data() &&
+      data.data() < reassembled_.data() + reassembled_.size()) {
     return DecodeResult::kFragmentDropped;
   }
-  uint16_t frag = Be16(ip.data() + 6);
-  uint32_t offset = (frag & 0x1FFF) * 8u;
-  bool more = (frag & 0x2000) != 0;
-  uint32_t len = total_len - static_cast<uint32_t>(ihl);
-  if (ip.size() < total_len) return DecodeResult::kFragmentDropped;  // truncated capture
-  if (offset + len > 65535 || (more && len % 8 != 0)) return DecodeResult::kFragmentDropped;
-  FragKey key{Be32(ip.data() + 12), Be32(ip.data() + 16), Be16(ip.data() + 4), ip[9]};
+  uint32_t len = static_cast<uint32_t>(data.size());
+  if (offset + len > 65535) return DecodeResult::kFragmentDropped;
   auto it = fragments_.find(key);
   if (it == fragments_.end()) {
     if (fragments_.size() >= config_.max_fragment_datagrams) return DecodeResult::kFragmentDropped;
@@ -368,12 +397,33 @@ DecodeResult PacketDecoder::Reassemble(Bytes ip, size_t ihl, uint32_t total_len,
     it->second.first_seen_ns = now_ns_;
   }
   FragDatagram& dg = it->second;
-  if (offset == 0) dg.header.assign(ip.begin(), ip.begin() + static_cast<ptrdiff_t>(ihl));
-  if (dg.data.size() < offset + len) dg.data.resize(offset + len);
-  std::memcpy(dg.data.data() + offset, ip.data() + ihl, len);
+  bool overlaps = false;
+  for (const auto& [b, e] : dg.ranges) overlaps |= offset < e && b < offset + len;
+  // RFC 8200 / 5722: an IPv6 datagram with overlapping fragments is discarded whole. Fragments
+  // past a known end, or too many of them, are an attack or garbage: drop the datagram too.
+  if ((key.ipv6 && overlaps) || (dg.total_len != 0 && offset + len > dg.total_len) ||
+      (!more && dg.total_len != 0 && offset + len != dg.total_len) ||
+      dg.ranges.size() >= config_.max_fragments_per_datagram) {
+    DropDatagram(it);
+    return DecodeResult::kFragmentDropped;
+  }
+  size_t grow = dg.data.size() < offset + len ? offset + len - dg.data.size() : 0;
+  if (fragment_bytes_ + grow > config_.max_fragment_bytes) {
+    DropDatagram(it);
+    return DecodeResult::kFragmentDropped;
+  }
+  if (grow != 0) {
+    dg.data.resize(offset + len);
+    fragment_bytes_ += grow;
+  }
+  std::memcpy(dg.data.data() + offset, data.data(), len);
   dg.ranges.emplace_back(offset, offset + len);
+  if (offset == 0) {
+    dg.have_first = true;
+    dg.next_header = next_header;
+  }
   if (!more) dg.total_len = offset + len;
-  if (dg.total_len == 0) return DecodeResult::kFragmentPending;
+  if (dg.total_len == 0 || !dg.have_first) return DecodeResult::kFragmentPending;
   std::sort(dg.ranges.begin(), dg.ranges.end());
   uint32_t covered = 0;
   for (const auto& [b, e] : dg.ranges) {
@@ -382,16 +432,23 @@ DecodeResult PacketDecoder::Reassemble(Bytes ip, size_t ihl, uint32_t total_len,
   }
   if (covered < dg.total_len) return DecodeResult::kFragmentPending;
   reassembled_.assign(dg.data.begin(), dg.data.begin() + dg.total_len);
-  fragments_.erase(it);
+  *first_next_header = dg.next_header;
+  DropDatagram(it);
   *whole = Bytes(reassembled_.data(), reassembled_.size());
-  (void)out;
   return DecodeResult::kOk;
+}
+
+void PacketDecoder::DropDatagram(std::map<FragKey, FragDatagram>::iterator it) {
+  fragment_bytes_ -= it->second.data.size();
+  fragments_.erase(it);
 }
 
 void PacketDecoder::ExpireFragments(uint64_t now_ns) {
   for (auto it = fragments_.begin(); it != fragments_.end();) {
     if (now_ns > it->second.first_seen_ns + config_.fragment_timeout_ns) {
-      it = fragments_.erase(it);
+      auto next = std::next(it);
+      DropDatagram(it);
+      it = next;
     } else {
       ++it;
     }

@@ -1,9 +1,9 @@
-// PacketDecoder: link layer -> (tunnels) -> IPv4/IPv6 -> TCP/UDP/ICMP, with IPv4 fragment
-// reassembly. Bytes are untrusted: every outcome is a DecodeResult, nothing asserts on input.
+// PacketDecoder: link layer -> (tunnels) -> IPv4/IPv6 -> TCP/UDP/ICMP, with IPv4 and IPv6
+// fragment reassembly (bounded in datagrams, fragments per datagram, bytes and time). Bytes are untrusted: every outcome is a DecodeResult, nothing asserts on input.
 #pragma once
 
 #include <cstdint>
-#include <deque>
+#include <array>
 #include <map>
 #include <span>
 #include <string_view>
@@ -21,7 +21,7 @@ enum class DecodeResult : uint8_t {
   kMalformed,          // header fields contradict each other (bad IHL, length, version)
   kUnsupportedLink,    // unknown link type or ethertype (ARP, LLDP, ...)
   kUnsupportedL4,      // IP protocol we do not track (SCTP, ESP, ...)
-  kFragmentPending,    // an IPv4 fragment was buffered; the datagram is not complete yet
+  kFragmentPending,    // an IPv4/IPv6 fragment was buffered; the datagram is not complete yet
   kFragmentDropped,    // fragment rejected (reassembly table full, overlap, too large)
   kTunnelTooDeep,      // more nested encapsulations than we follow
 };
@@ -56,7 +56,9 @@ struct DecodedPacket {
 };
 
 struct PacketDecoderConfig {
-  size_t max_fragment_datagrams = 1024;    // concurrent IPv4 datagrams being reassembled
+  size_t max_fragment_datagrams = 1024;    // concurrent IPv4 + IPv6 datagrams being reassembled
+  size_t max_fragments_per_datagram = 128;
+  size_t max_fragment_bytes = 16u << 20;   // payload bytes held for reassembly, all datagrams
   uint64_t fragment_timeout_ns = 30'000'000'000ull;
   int max_tunnel_depth = 3;
   uint16_t vxlan_port = 4789;
@@ -73,20 +75,23 @@ class PacketDecoder {
   DecodeResult Decode(const capture::PacketView& packet, DecodedPacket* out);
 
   size_t pending_fragment_datagrams() const { return fragments_.size(); }
+  size_t pending_fragment_bytes() const { return fragment_bytes_; }
 
  private:
   struct FragKey {
-    uint32_t src = 0, dst = 0;
-    uint16_t id = 0;
-    uint8_t proto = 0;
+    std::array<uint8_t, 16> src{}, dst{};
+    uint32_t id = 0;
+    uint8_t proto = 0;   // IPv4 protocol; 0 for IPv6 (RFC 8200 keys on addresses + id)
+    bool ipv6 = false;
     friend auto operator<=>(const FragKey&, const FragKey&) = default;
   };
   struct FragDatagram {
     uint64_t first_seen_ns = 0;
-    std::vector<uint8_t> header;            // IP header of the first fragment
     std::vector<uint8_t> data;              // reassembled payload (grows as needed)
     std::vector<std::pair<uint32_t, uint32_t>> ranges;  // [begin, end) received
     uint32_t total_len = 0;                 // known once the last fragment arrived (0 = unknown)
+    uint8_t next_header = 0;                // IPv6: from the offset-0 fragment
+    bool have_first = false;
   };
 
   DecodeResult DecodeLink(capture::LinkType link, std::span<const uint8_t> d, int depth,
@@ -99,14 +104,19 @@ class PacketDecoder {
   DecodeResult DecodeL4(uint8_t proto, std::span<const uint8_t> d, uint32_t l4_wire_len, int depth,
                         DecodedPacket* out);
   DecodeResult DecodeGre(std::span<const uint8_t> d, int depth, DecodedPacket* out);
-  DecodeResult Reassemble(std::span<const uint8_t> ip, size_t ihl, uint32_t total_len,
-                          DecodedPacket* out, std::span<const uint8_t>* whole);
+  // Adds one fragment's payload at `offset`; kOk with `*whole` (and `*next_header` for IPv6)
+  // when the datagram is complete.
+  DecodeResult AddFragment(const FragKey& key, uint32_t offset, bool more,
+                           std::span<const uint8_t> data, uint8_t next_header,
+                           std::span<const uint8_t>* whole, uint8_t* first_next_header);
+  void DropDatagram(std::map<FragKey, FragDatagram>::iterator it);
   void ExpireFragments(uint64_t now_ns);
   void MarkTunnel(DecodedPacket* out, common::v1::TunnelType type, uint32_t id);
 
   PacketDecoderConfig config_;
   std::map<FragKey, FragDatagram> fragments_;
   std::vector<uint8_t> reassembled_;  // last completed datagram; payload spans point here
+  size_t fragment_bytes_ = 0;
   uint64_t now_ns_ = 0;
   uint64_t last_expire_ns_ = 0;
 };

@@ -168,6 +168,135 @@ TEST(PacketDecoderTest, FragmentsExpire) {
   EXPECT_EQ(dec.pending_fragment_datagrams(), 0u);
 }
 
+// IPv6 fragment header: next header, reserved, offset (8-byte units) << 3 | M, identification.
+Bytes Frag6(uint8_t next, uint32_t offset_bytes, bool more, uint32_t id) {
+  uint16_t off = static_cast<uint16_t>(offset_bytes | (more ? 1 : 0));
+  return {next, 0, static_cast<uint8_t>(off >> 8), static_cast<uint8_t>(off),
+          static_cast<uint8_t>(id >> 24), static_cast<uint8_t>(id >> 16),
+          static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id)};
+}
+
+Bytes Ipv6Fragment(const Bytes& l4, uint32_t begin, uint32_t end, bool more, uint32_t id,
+                   uint8_t next = 17) {
+  Bytes part(l4.begin() + begin, l4.begin() + end);
+  return Ethernet(0x86DD, Ipv6("2001:db8::1", "2001:db8::2", 44,
+                               Concat(Frag6(next, begin, more, id), part)));
+}
+
+TEST(PacketDecoderTest, Ipv6FragmentsReassembleInAnyOrder) {
+  PacketDecoder dec;
+  DecodedPacket p;
+  std::string body(100, 'q');
+  Bytes udp = Udp(5353, 53, body);  // 108 bytes: 48 + 48 + 12
+  Bytes f1 = Ipv6Fragment(udp, 0, 48, true, 0xABCDEF01);
+  Bytes f2 = Ipv6Fragment(udp, 48, 96, true, 0xABCDEF01);
+  Bytes f3 = Ipv6Fragment(udp, 96, 108, false, 0xABCDEF01);
+  EXPECT_EQ(DecodeBytes(dec, f3, LinkType::kEthernet, &p), DecodeResult::kFragmentPending);
+  EXPECT_EQ(DecodeBytes(dec, f1, LinkType::kEthernet, &p), DecodeResult::kFragmentPending);
+  EXPECT_EQ(dec.pending_fragment_datagrams(), 1u);
+  EXPECT_EQ(dec.pending_fragment_bytes(), 108u);
+  ASSERT_EQ(DecodeBytes(dec, f2, LinkType::kEthernet, &p), DecodeResult::kOk);
+  EXPECT_EQ(dec.pending_fragment_datagrams(), 0u);
+  EXPECT_EQ(dec.pending_fragment_bytes(), 0u);
+  EXPECT_FALSE(p.is_ipv4);
+  EXPECT_EQ(p.tuple.protocol, net::IpProtocol::kUdp);
+  EXPECT_EQ(p.tuple.src_port, 5353);
+  EXPECT_EQ(p.tuple.dst_port, 53);
+  EXPECT_EQ(std::string(p.payload.begin(), p.payload.end()), body);
+  EXPECT_EQ(p.payload_wire_bytes, 100u);
+  EXPECT_EQ(p.l3_bytes, 40u + 108u);  // the reassembled datagram, fragment header dropped
+}
+
+TEST(PacketDecoderTest, Ipv6FragmentAfterExtensionHeaderAndTcpInside) {
+  PacketDecoder dec;
+  DecodedPacket p;
+  Bytes tcp = Tcp({.sport = 443, .dport = 50000, .seq = 9, .payload = "0123456789abcdef0123"});
+  Bytes hbh = {44, 0, 1, 4, 0, 0, 0, 0};  // hop-by-hop, then the fragment header
+  auto frag = [&](uint32_t b, uint32_t e, bool more) {
+    Bytes part(tcp.begin() + b, tcp.begin() + e);
+    return Ethernet(0x86DD, Ipv6("2001:db8::1", "2001:db8::2", 0,
+                                 Concat(hbh, Concat(Frag6(6, b, more, 7), part))));
+  };
+  EXPECT_EQ(DecodeBytes(dec, frag(0, 16, true), LinkType::kEthernet, &p),
+            DecodeResult::kFragmentPending);
+  ASSERT_EQ(DecodeBytes(dec, frag(16, tcp.size(), false), LinkType::kEthernet, &p),
+            DecodeResult::kOk);
+  EXPECT_EQ(p.tuple.protocol, net::IpProtocol::kTcp);
+  EXPECT_EQ(p.tcp_seq, 9u);
+  EXPECT_EQ(std::string(p.payload.begin(), p.payload.end()), "0123456789abcdef0123");
+  EXPECT_EQ(p.l3_bytes, 40u + 8u + tcp.size());
+}
+
+TEST(PacketDecoderTest, Ipv6OverlappingFragmentsDropTheDatagram) {
+  PacketDecoder dec;
+  DecodedPacket p;
+  Bytes udp = Udp(1, 2, std::string(40, 'o'));  // 48 bytes
+  EXPECT_EQ(DecodeBytes(dec, Ipv6Fragment(udp, 0, 24, true, 5), LinkType::kEthernet, &p),
+            DecodeResult::kFragmentPending);
+  EXPECT_EQ(DecodeBytes(dec, Ipv6Fragment(udp, 16, 48, false, 5), LinkType::kEthernet, &p),
+            DecodeResult::kFragmentDropped);
+  EXPECT_EQ(dec.pending_fragment_datagrams(), 0u);
+  EXPECT_EQ(dec.pending_fragment_bytes(), 0u);
+  // A different id is a different datagram; atomic fragments decode directly.
+  Bytes atomic = Ethernet(0x86DD, Ipv6("2001:db8::1", "2001:db8::2", 44,
+                                       Concat(Frag6(17, 0, false, 6), udp)));
+  ASSERT_EQ(DecodeBytes(dec, atomic, LinkType::kEthernet, &p), DecodeResult::kOk);
+  EXPECT_EQ(p.payload_wire_bytes, 40u);
+}
+
+TEST(PacketDecoderTest, FragmentReassemblyIsBounded) {
+  PacketDecoderConfig cfg;
+  cfg.max_fragment_datagrams = 2;
+  cfg.max_fragments_per_datagram = 3;
+  cfg.max_fragment_bytes = 200;
+  PacketDecoder dec(cfg);
+  DecodedPacket p;
+  Bytes big = Udp(1, 2, std::string(392, 'b'));  // 400 bytes
+  // Datagram table bound.
+  EXPECT_EQ(DecodeBytes(dec, Ipv6Fragment(big, 0, 8, true, 1), LinkType::kEthernet, &p),
+            DecodeResult::kFragmentPending);
+  EXPECT_EQ(DecodeBytes(dec, Ipv6Fragment(big, 0, 8, true, 2), LinkType::kEthernet, &p),
+            DecodeResult::kFragmentPending);
+  EXPECT_EQ(DecodeBytes(dec, Ipv6Fragment(big, 0, 8, true, 3), LinkType::kEthernet, &p),
+            DecodeResult::kFragmentDropped);
+  // Fragments per datagram bound (id 1 already holds one).
+  EXPECT_EQ(DecodeBytes(dec, Ipv6Fragment(big, 8, 16, true, 1), LinkType::kEthernet, &p),
+            DecodeResult::kFragmentPending);
+  EXPECT_EQ(DecodeBytes(dec, Ipv6Fragment(big, 16, 24, true, 1), LinkType::kEthernet, &p),
+            DecodeResult::kFragmentPending);
+  EXPECT_EQ(DecodeBytes(dec, Ipv6Fragment(big, 24, 32, true, 1), LinkType::kEthernet, &p),
+            DecodeResult::kFragmentDropped);
+  EXPECT_EQ(dec.pending_fragment_datagrams(), 1u);
+  // Byte budget: a fragment reaching past 200 buffered bytes drops its datagram.
+  EXPECT_EQ(DecodeBytes(dec, Ipv6Fragment(big, 300, 400, false, 2), LinkType::kEthernet, &p),
+            DecodeResult::kFragmentDropped);
+  EXPECT_EQ(dec.pending_fragment_datagrams(), 0u);
+  EXPECT_EQ(dec.pending_fragment_bytes(), 0u);
+  // A truncated fragment (snap length) cannot be reassembled.
+  Bytes cut = Ipv6Fragment(big, 0, 64, true, 9);
+  cut.resize(cut.size() - 10);
+  EXPECT_EQ(DecodeBytes(dec, cut, LinkType::kEthernet, &p), DecodeResult::kFragmentDropped);
+}
+
+TEST(PacketDecoderTest, Ipv6FragmentsExpire) {
+  PacketDecoderConfig cfg;
+  cfg.fragment_timeout_ns = 1'000'000'000;
+  PacketDecoder dec(cfg);
+  DecodedPacket p;
+  Bytes udp = Udp(1, 2, std::string(40, 'e'));
+  EXPECT_EQ(DecodeBytes(dec, Ipv6Fragment(udp, 0, 24, true, 5), LinkType::kEthernet, &p,
+                        1'000'000'000),
+            DecodeResult::kFragmentPending);
+  Bytes other = EthTcp4("10.0.0.1", "10.0.0.2", {});
+  EXPECT_EQ(DecodeBytes(dec, other, LinkType::kEthernet, &p, 5'000'000'000), DecodeResult::kOk);
+  EXPECT_EQ(dec.pending_fragment_datagrams(), 0u);
+  EXPECT_EQ(dec.pending_fragment_bytes(), 0u);
+  // The late second half alone is pending again, not a datagram.
+  EXPECT_EQ(DecodeBytes(dec, Ipv6Fragment(udp, 24, 48, false, 5), LinkType::kEthernet, &p,
+                        5'000'000'000),
+            DecodeResult::kFragmentPending);
+}
+
 Bytes InnerFrame() {
   return EthTcp4("172.16.0.1", "172.16.0.2", {.sport = 33000, .dport = 8080, .payload = "GET"});
 }
