@@ -22,6 +22,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <map>
 #include <set>
 
 #include "common/log/log.h"
@@ -54,6 +56,50 @@ std::string ErrnoText(const char* what) { return std::string(what) + ": " + std:
 
 }  // namespace
 
+StatusOr<std::vector<uint8_t>> CompileCookedFilter(const std::string& filter) {
+  bpf_program prog{};
+  pcap_t* dead = pcap_open_dead(DLT_LINUX_SLL, 65535);
+  if (dead == nullptr) return InternalError("afpacket: pcap_open_dead failed");
+  if (pcap_compile(dead, &prog, filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
+    std::string err = pcap_geterr(dead);
+    pcap_close(dead);
+    return InvalidArgumentError("afpacket: cannot compile filter '" + filter + "': " + err);
+  }
+  pcap_close(dead);
+  // The cooked socket hands the filter the packet from its network header on, without the
+  // 16-byte SLL header libpcap compiled for: shift offsets, and read the two SLL fields a
+  // filter may test (packet type at 0, protocol at 14) from the kernel's ancillary data.
+  constexpr uint32_t kSllHeaderBytes = 16;
+  std::vector<sock_filter> insns(prog.bf_len);
+  Status status = Status::Ok();
+  for (uint32_t i = 0; i < prog.bf_len; ++i) {
+    const bpf_insn& in = prog.bf_insns[i];
+    sock_filter out{in.code, in.jt, in.jf, in.k};
+    uint16_t cls = BPF_CLASS(in.code);
+    uint16_t mode = BPF_MODE(in.code);
+    bool packet_load = (cls == BPF_LD && (mode == BPF_ABS || mode == BPF_IND)) ||
+                       (cls == BPF_LDX && mode == BPF_MSH);
+    if (packet_load) {
+      if (in.k >= kSllHeaderBytes) {
+        out.k = in.k - kSllHeaderBytes;
+      } else if (mode == BPF_ABS && BPF_SIZE(in.code) == BPF_H && in.k == 14) {
+        out.k = static_cast<uint32_t>(SKF_AD_OFF + SKF_AD_PROTOCOL);
+      } else if (mode == BPF_ABS && BPF_SIZE(in.code) == BPF_H && in.k == 0) {
+        out.k = static_cast<uint32_t>(SKF_AD_OFF + SKF_AD_PKTTYPE);
+      } else {
+        status = InvalidArgumentError("afpacket: filter '" + filter +
+                                      "' reads link-layer fields that cooked capture does not have");
+        break;
+      }
+    }
+    insns[i] = out;
+  }
+  pcap_freecode(&prog);
+  if (!status.ok()) return status;
+  const auto* bytes = reinterpret_cast<const uint8_t*>(insns.data());
+  return std::vector<uint8_t>(bytes, bytes + insns.size() * sizeof(sock_filter));
+}
+
 bool InterfaceMatches(const std::string& patterns, const std::string& name) {
   for (const auto& g : SplitGlobs(patterns)) {
     if (g == "any" || fnmatch(g.c_str(), name.c_str(), 0) == 0) return true;
@@ -64,6 +110,7 @@ bool InterfaceMatches(const std::string& patterns, const std::string& name) {
 struct AfPacketSource::Ring {
   std::string ifname;
   int ifindex = 0;
+  uint64_t netns_inode = 0;
   int fd = -1;
   uint8_t* map = nullptr;
   size_t map_size = 0;
@@ -98,7 +145,9 @@ Status AfPacketSource::OpenRing(const std::string& ifname, int ifindex, std::uni
   auto ring = std::make_unique<Ring>();
   ring->ifname = ifname;
   ring->ifindex = ifindex;
-  ring->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+  ring->netns_inode = current_inode_;
+  // Cooked: every device type delivers packets from the network header, so one filter fits all.
+  ring->fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ALL));
   if (ring->fd < 0) return PermissionDeniedError(ErrnoText("AF_PACKET socket"));
   int version = TPACKET_V3;
   if (setsockopt(ring->fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) != 0) {
@@ -151,17 +200,49 @@ Status AfPacketSource::OpenRing(const std::string& ifname, int ifindex, std::uni
 }
 
 void AfPacketSource::Rescan() {
+  if (all_netns_) ScanNamespaces();
+  for (const Namespace& ns : namespaces_) {
+    if (ns.fd >= 0) {
+      // 'any' needs one visit per namespace; interface globs need one per rescan.
+      bool have = false;
+      for (const auto& r : rings_) have = have || r->netns_inode == ns.inode;
+      if (any_ && have) continue;
+      if (setns(ns.fd, CLONE_NEWNET) != 0) {
+        SONDE_LOG_EVERY(warn, "afpacket: cannot enter netns {}: {}", ns.path, std::strerror(errno));
+        continue;
+      }
+    }
+    RescanIn(ns);
+  }
+  if (all_netns_ && home_ns_fd_ >= 0 && setns(home_ns_fd_, CLONE_NEWNET) != 0) {
+    SONDE_LOG_EVERY(warn, "afpacket: cannot return to the home netns: {}", std::strerror(errno));
+  }
+  open_sockets_.store(rings_.size(), std::memory_order_relaxed);
+  namespace_count_.store(namespaces_.size(), std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(inodes_mu_);
+  inodes_.clear();
+  for (const Namespace& ns : namespaces_) inodes_.push_back(ns.inode);
+}
+
+std::vector<uint64_t> AfPacketSource::netns_inodes() const {
+  std::lock_guard<std::mutex> lock(inodes_mu_);
+  return inodes_;
+}
+
+void AfPacketSource::RescanIn(const Namespace& ns) {
+  current_inode_ = ns.inode;
   if (any_) {
-    if (rings_.empty()) {
+    bool have = false;
+    for (const auto& r : rings_) have = have || r->netns_inode == ns.inode;
+    if (!have) {
       std::unique_ptr<Ring> ring;
       Status s = OpenRing("any", 0, &ring);
       if (s.ok()) {
         rings_.push_back(std::move(ring));
       } else {
-        SONDE_LOG_EVERY(warn, "afpacket: cannot open 'any': {}", s.ToString());
+        SONDE_LOG_EVERY(warn, "afpacket: cannot open 'any' in netns {}: {}", ns.inode, s.ToString());
       }
     }
-    open_sockets_.store(rings_.size(), std::memory_order_relaxed);
     return;
   }
   std::set<int> present;
@@ -171,12 +252,14 @@ void AfPacketSource::Rescan() {
       if (!InterfaceMatches(config_.interfaces, name)) continue;
       present.insert(static_cast<int>(i->if_index));
       bool have = false;
-      for (const auto& r : rings_) have = have || r->ifindex == static_cast<int>(i->if_index);
+      for (const auto& r : rings_) {
+        have = have || (r->netns_inode == ns.inode && r->ifindex == static_cast<int>(i->if_index));
+      }
       if (have) continue;
       std::unique_ptr<Ring> ring;
       Status s = OpenRing(name, static_cast<int>(i->if_index), &ring);
       if (s.ok()) {
-        spdlog::info("afpacket: capturing on {} (ifindex {})", name, i->if_index);
+        spdlog::info("afpacket: capturing on {} (ifindex {}, netns {})", name, i->if_index, ns.inode);
         rings_.push_back(std::move(ring));
       } else {
         SONDE_LOG_EVERY(warn, "afpacket: cannot capture on {}: {}", name, s.ToString());
@@ -184,11 +267,55 @@ void AfPacketSource::Rescan() {
     }
     if_freenameindex(list);
   }
-  // Interfaces that disappeared (or whose socket broke) are closed.
+  // Interfaces of this namespace that disappeared (or whose socket broke) are closed.
   std::erase_if(rings_, [&](const std::unique_ptr<Ring>& r) {
-    return r->broken || present.count(r->ifindex) == 0;
+    return r->netns_inode == ns.inode && (r->broken || present.count(r->ifindex) == 0);
   });
-  open_sockets_.store(rings_.size(), std::memory_order_relaxed);
+}
+
+void AfPacketSource::ScanNamespaces() {
+  // Every namespace someone can still reach: named ones and those of running processes.
+  std::map<uint64_t, std::string> found;
+  auto consider = [&](const std::string& path) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) == 0) found.emplace(static_cast<uint64_t>(st.st_ino), path);
+  };
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/run/netns", ec)) {
+    consider(e.path().string());
+  }
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    consider(e.path().string() + "/ns/net");
+  }
+  // Namespaces gone: release their sockets (which would otherwise keep them alive).
+  std::erase_if(namespaces_, [&](Namespace& ns) {
+    if (found.count(ns.inode) != 0) return false;
+    std::erase_if(rings_, [&](const std::unique_ptr<Ring>& r) { return r->netns_inode == ns.inode; });
+    if (ns.fd >= 0) close(ns.fd);
+    spdlog::info("afpacket: netns {} gone, capture stopped there", ns.inode);
+    return true;
+  });
+  for (const auto& [inode, path] : found) {
+    bool known = false;
+    for (const Namespace& ns : namespaces_) known = known || ns.inode == inode;
+    if (known) continue;
+    if (namespaces_.size() >= config_.max_namespaces) {
+      SONDE_LOG_EVERY(warn, "afpacket: more than {} network namespaces; not capturing in {}",
+                      config_.max_namespaces, path);
+      break;
+    }
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;  // the process exited meanwhile
+    struct stat st {};
+    if (fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_ino) != inode) {
+      close(fd);  // pid reused by a process in another namespace: next scan sorts it out
+      continue;
+    }
+    spdlog::info("afpacket: following netns {} ({})", inode, path);
+    namespaces_.push_back(Namespace{inode, fd, path});
+  }
 }
 
 void AfPacketSource::ReadKernelStats(Ring& ring) {
@@ -213,14 +340,19 @@ void AfPacketSource::Drain(Ring& ring, EventSink& sink) {
       v.timestamp_ns = static_cast<uint64_t>(hdr->tp_sec) * 1'000'000'000ull + hdr->tp_nsec;
       v.wire_length = hdr->tp_len;
       v.ifindex = static_cast<uint32_t>(sll->sll_ifindex);
-      v.netns_inode = netns_inode_;
+      v.netns_inode = ring.netns_inode;
+      // Cooked sockets: the packet starts at the network header; its type is sll_protocol.
+      uint16_t proto = ntohs(sll->sll_protocol);
       bool known = true;
-      if (hdr->tp_mac == hdr->tp_net) {
-        v.link_type = LinkType::kRaw;  // device without a link-layer header (tun, wireguard, ...)
-      } else if (sll->sll_hatype == ARPHRD_ETHER || sll->sll_hatype == ARPHRD_LOOPBACK) {
-        v.link_type = LinkType::kEthernet;
+      if (proto == ETH_P_IP || proto == ETH_P_IPV6) {
+        v.link_type = LinkType::kRaw;
+      } else if (hdr->tp_mac != hdr->tp_net) {
+        known = false;  // a link header we did not ask for
       } else {
-        known = false;
+        // ARP, LLDP, ...: nothing for flow tracking; give the block slot back quietly.
+        if (hdr->tp_next_offset == 0) break;
+        offset += hdr->tp_next_offset;
+        continue;
       }
       uint64_t end = static_cast<uint64_t>(offset) + hdr->tp_mac + hdr->tp_snaplen;
       if (!known || end > ring.block_size) {
@@ -245,22 +377,18 @@ Status AfPacketSource::Run(EventSink& sink, const std::atomic<bool>& stop) {
     return InvalidArgumentError("afpacket: block_size must be a multiple of the page and frame size");
   }
   if (!config_.bpf_filter.empty()) {
-    bpf_program prog{};
-    pcap_t* dead = pcap_open_dead(DLT_EN10MB, 65535);
-    if (dead == nullptr) return InternalError("afpacket: pcap_open_dead failed");
-    if (pcap_compile(dead, &prog, config_.bpf_filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
-      std::string err = pcap_geterr(dead);
-      pcap_close(dead);
-      return InvalidArgumentError("afpacket: cannot compile filter '" + config_.bpf_filter + "': " + err);
-    }
-    pcap_close(dead);
-    const auto* bytes = reinterpret_cast<const uint8_t*>(prog.bf_insns);
-    filter_.assign(bytes, bytes + prog.bf_len * sizeof(bpf_insn));
-    pcap_freecode(&prog);
+    auto compiled = CompileCookedFilter(config_.bpf_filter);
+    if (!compiled.ok()) return compiled.status();
+    filter_ = std::move(compiled).value();
   }
   // Enter the target network namespace on this thread; sockets stay bound to it afterwards.
   int home_ns = -1;
-  if (!config_.netns.empty()) {
+  all_netns_ = config_.netns == "all";
+  namespaces_.clear();
+  if (all_netns_) {
+    home_ns_fd_ = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (home_ns_fd_ < 0) return PermissionDeniedError(ErrnoText("open own netns"));
+  } else if (!config_.netns.empty()) {
     std::string path = config_.netns.find('/') == std::string::npos ? "/run/netns/" + config_.netns
                                                                     : config_.netns;
     int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -274,8 +402,12 @@ Status AfPacketSource::Run(EventSink& sink, const std::atomic<bool>& stop) {
     }
     close(fd);
   }
-  struct stat st {};
-  if (stat("/proc/thread-self/ns/net", &st) == 0) netns_inode_ = st.st_ino;
+  if (!all_netns_) {
+    struct stat st {};
+    Namespace ns;
+    if (stat("/proc/thread-self/ns/net", &st) == 0) ns.inode = st.st_ino;
+    namespaces_.push_back(ns);
+  }
 
   Rescan();
   Status result = Status::Ok();
@@ -308,7 +440,20 @@ Status AfPacketSource::Run(EventSink& sink, const std::atomic<bool>& stop) {
     ReadKernelStats(*r);
   }
   rings_.clear();
+  for (const Namespace& ns : namespaces_) {
+    if (ns.fd >= 0) close(ns.fd);
+  }
+  namespaces_.clear();
+  if (home_ns_fd_ >= 0) {
+    close(home_ns_fd_);
+    home_ns_fd_ = -1;
+  }
   open_sockets_.store(0, std::memory_order_relaxed);
+  namespace_count_.store(0, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(inodes_mu_);
+    inodes_.clear();
+  }
   if (home_ns >= 0) {
     if (setns(home_ns, CLONE_NEWNET) != 0) spdlog::warn("afpacket: cannot return to the original netns");
     close(home_ns);

@@ -7,14 +7,27 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <linux/filter.h>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "agent/flow/flow_tracker.h"
+#include "agent/flow/packet_decoder.h"
 #include "agent/flow/testing/collecting_sink.h"
 
 namespace sonde::agent::capture {
@@ -232,6 +245,210 @@ TEST(AfPacketSourceTest, MissingNetnsIsAnError) {
   flow::FlowTracker tracker({}, &sink, nullptr, nullptr);
   std::atomic<bool> stop{true};
   EXPECT_EQ(src.Run(tracker, stop).code(), StatusCode::kNotFound);
+}
+
+TEST(AfPacketSourceTest, CookedFilterHasNoLinkHeaderLoads) {
+  for (const char* f : {"tcp port 80", "ip6 and udp", "host 198.18.0.1 or icmp", "ip proto 4",
+                        "inbound and tcp"}) {
+    auto compiled = CompileCookedFilter(f);
+    ASSERT_TRUE(compiled.ok()) << f << ": " << compiled.status().ToString();
+    const auto& bytes = compiled.value();
+    ASSERT_EQ(bytes.size() % sizeof(sock_filter), 0u);
+    const auto* insns = reinterpret_cast<const sock_filter*>(bytes.data());
+    bool reads_protocol = false;
+    for (size_t i = 0; i < bytes.size() / sizeof(sock_filter); ++i) {
+      const sock_filter& in = insns[i];
+      if (BPF_CLASS(in.code) == BPF_LD && BPF_MODE(in.code) == BPF_ABS) {
+        // Either ancillary data or an offset inside the network packet (IPv4/IPv6 headers).
+        EXPECT_TRUE(in.k >= static_cast<uint32_t>(SKF_AD_OFF) || in.k < 60) << f << " k=" << in.k;
+        reads_protocol |= in.k == static_cast<uint32_t>(SKF_AD_OFF + SKF_AD_PROTOCOL);
+      }
+    }
+    EXPECT_TRUE(reads_protocol) << f;  // the ethertype test became an ancillary load
+  }
+  EXPECT_EQ(CompileCookedFilter("ether host 02:00:00:00:00:01").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(CompileCookedFilter("tcp port").status().code(), StatusCode::kInvalidArgument);
+  // libpcap itself has no VLAN matching for cooked captures (tags are stripped there anyway).
+  EXPECT_EQ(CompileCookedFilter("vlan").status().code(), StatusCode::kInvalidArgument);
+}
+
+// Decodes every captured packet and remembers (netns inode, protocol, destination port).
+class PacketLog : public EventSink {
+ public:
+  void OnPacket(const PacketView& v) override {
+    flow::DecodedPacket p;
+    if (decoder_.Decode(v, &p) != flow::DecodeResult::kOk) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    seen_.push_back({v.netns_inode, p.tuple.dst_port});
+  }
+  size_t Count(uint16_t dst_port, uint64_t netns = 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t n = 0;
+    for (const auto& [ns, port] : seen_) n += port == dst_port && (netns == 0 || ns == netns);
+    return n;
+  }
+
+ private:
+  flow::PacketDecoder decoder_;
+  std::mutex mu_;
+  std::vector<std::pair<uint64_t, uint16_t>> seen_;
+};
+
+uint64_t NetnsInode(const std::string& name) {
+  struct stat st {};
+  return stat(("/run/netns/" + name).c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+// A source running on its own thread until Stop().
+struct Running {
+  PacketLog log;
+  std::unique_ptr<AfPacketSource> source;
+  std::atomic<bool> stop{false};
+  std::thread thread;
+  Status status;
+  explicit Running(AfPacketConfig c) : source(std::make_unique<AfPacketSource>(std::move(c))) {
+    thread = std::thread([this] { status = source->Run(log, stop); });
+  }
+  void Stop() {
+    stop = true;
+    if (thread.joinable()) thread.join();
+  }
+  ~Running() { Stop(); }
+};
+
+class AfPacketLiveTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    if (!Have("ip") || !Have("bash")) GTEST_SKIP() << "ip/bash not installed";
+    id_ = std::to_string(getpid() % 100000);
+  }
+  void TearDown() override {
+    for (const auto& ns : created_) Sh("ip netns del " + ns);
+  }
+  bool AddNetns(const std::string& name, std::string* err) {
+    int rc = 0;
+    *err = Sh("ip netns add " + name + " && ip -n " + name + " link set lo up", &rc);
+    if (rc == 0) created_.push_back(name);
+    return rc == 0;
+  }
+  // Sends one UDP datagram from inside `ns` (bash's /dev/udp; no listener needed).
+  void Udp(const std::string& ns, const std::string& ip, int port) {
+    Sh("ip netns exec " + ns + " bash -c 'echo sonde > /dev/udp/" + ip + "/" + std::to_string(port) + "'");
+  }
+  std::string id_;
+  std::vector<std::string> created_;
+};
+
+// Attaches to the persistent tun device `dev` of netns `ns` (carrier on, so packets routed to it
+// are transmitted and seen by packet sockets). Returns the fd, -1 on failure.
+int AttachTun(const std::string& ns, const std::string& dev) {
+  int result = -1;
+  std::thread t([&] {  // setns on a throwaway thread: the test thread keeps its namespace
+    int nsfd = open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0) return;
+    int entered = setns(nsfd, CLONE_NEWNET);
+    close(nsfd);
+    if (entered != 0) return;
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return;
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, dev.c_str(), IFNAMSIZ - 1);
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+    if (ioctl(fd, TUNSETIFF, &ifr) != 0) {
+      close(fd);
+      return;
+    }
+    result = fd;
+  });
+  t.join();
+  return result;
+}
+
+TEST_F(AfPacketLiveTest, FilterMatchesOnAnyWithoutEthernetHeaders) {
+  // A tun device has no link-layer header: a filter compiled for Ethernet reads the IP
+  // addresses as an ethertype there and matches nothing.
+  std::string ns = "sonde_cook" + id_, dev = "stun" + id_, err;
+  if (!AddNetns(ns, &err)) GTEST_SKIP() << "cannot create netns: " << err;
+  int rc = 0;
+  std::string out = Sh("set -e; ip -n " + ns + " tuntap add dev " + dev + " mode tun; ip -n " + ns +
+                           " link set " + dev + " up; ip -n " + ns + " addr add 198.19.9.1/24 dev " +
+                           dev,
+                       &rc);
+  if (rc != 0) GTEST_SKIP() << "no tun support: " << out;
+  int tun = AttachTun(ns, dev);
+  if (tun < 0) GTEST_SKIP() << "cannot attach to " << dev;
+  AfPacketConfig c;
+  c.interfaces = "any";
+  c.netns = ns;
+  c.bpf_filter = "udp port 9999";
+  c.rescan_interval_ms = 100;
+  Running run(c);
+  for (int i = 0; i < 50 && run.source->open_sockets() == 0; ++i) usleep(50000);
+  ASSERT_EQ(run.source->open_sockets(), 1u);
+  for (int i = 0; i < 5; ++i) {
+    Udp(ns, "198.19.9.7", 9999);
+    Udp(ns, "198.19.9.7", 8888);
+  }
+  for (int i = 0; i < 40 && run.log.Count(9999) < 5; ++i) usleep(50000);
+  run.Stop();
+  ASSERT_TRUE(run.status.ok()) << run.status.ToString();
+  close(tun);
+  EXPECT_EQ(run.log.Count(9999), 5u);  // seen once each, on the tun device
+  EXPECT_EQ(run.log.Count(8888), 0u);  // filtered in the kernel
+}
+
+TEST_F(AfPacketLiveTest, FollowsNamespacesCreatedAfterStart) {
+  AfPacketConfig c;
+  c.interfaces = "any";
+  c.netns = "all";
+  c.bpf_filter = "udp port 7777";
+  c.rescan_interval_ms = 100;
+  Running run(c);
+  for (int i = 0; i < 50 && run.source->namespaces() == 0; ++i) usleep(50000);
+  ASSERT_GE(run.source->namespaces(), 1u);
+  auto following = [&](uint64_t inode) {
+    for (uint64_t i : run.source->netns_inodes()) {
+      if (i == inode) return true;
+    }
+    return false;
+  };
+
+  // A "container" appears: two namespaces joined by a veth pair, like a pod and its host side.
+  std::string a = "sonde_fa" + id_, b = "sonde_fb" + id_, err;
+  ASSERT_TRUE(AddNetns(a, &err)) << err;
+  ASSERT_TRUE(AddNetns(b, &err)) << err;
+  int rc = 0;
+  std::string out = Sh("set -e; ip link add fva" + id_ + " netns " + a + " type veth peer name fvb" +
+                           id_ + " netns " + b + "; ip -n " + a + " addr add 198.18.7.1/30 dev fva" +
+                           id_ + "; ip -n " + b + " addr add 198.18.7.2/30 dev fvb" + id_ +
+                           "; ip -n " + a + " link set fva" + id_ + " up; ip -n " + b +
+                           " link set fvb" + id_ + " up",
+                       &rc);
+  ASSERT_EQ(rc, 0) << out;
+  uint64_t ino_a = NetnsInode(a), ino_b = NetnsInode(b);
+  ASSERT_NE(ino_a, 0u);
+  ASSERT_NE(ino_b, 0u);
+  for (int i = 0; i < 100 && !(following(ino_a) && following(ino_b)); ++i) usleep(50000);
+  EXPECT_TRUE(following(ino_a));
+  EXPECT_TRUE(following(ino_b));
+  // Datagrams A -> B: captured in A (egress) and in B (ingress), each tagged with its netns.
+  for (int i = 0; i < 100 && (run.log.Count(7777, ino_a) == 0 || run.log.Count(7777, ino_b) == 0); ++i) {
+    Udp(a, "198.18.7.2", 7777);
+    usleep(50000);
+  }
+  EXPECT_GT(run.log.Count(7777, ino_a), 0u);
+  EXPECT_GT(run.log.Count(7777, ino_b), 0u);
+
+  // The namespaces go away: their sockets are released (they would keep them alive).
+  Sh("ip netns del " + a + "; ip netns del " + b);
+  created_.clear();
+  for (int i = 0; i < 100 && (following(ino_a) || following(ino_b)); ++i) usleep(50000);
+  EXPECT_FALSE(following(ino_a));
+  EXPECT_FALSE(following(ino_b));
+  run.Stop();
+  EXPECT_TRUE(run.status.ok()) << run.status.ToString();
 }
 
 }  // namespace
