@@ -17,34 +17,51 @@ Enricher::Enricher(const ResourceModel* model, TagDictionary* dictionary, metric
   }
 }
 
+std::vector<ResourceTags> Enricher::MatchSides(std::string_view agent_host, std::span<const SideKey> sides) const {
+  std::vector<ResourceTags> out(sides.size());
+  std::string vpc;
+  uint32_t vpc_time = 0;
+  bool have_vpc = false;
+  for (size_t i = 0; i < sides.size(); ++i) {
+    const SideKey& k = sides[i];
+    if (!have_vpc || vpc_time != k.time_s) {
+      vpc = model_->VpcOfHost(agent_host, k.time_s);
+      vpc_time = k.time_s;
+      have_vpc = true;
+    }
+    out[i] = model_->Match(vpc, k.ip, k.time_s);
+    if (k.pid != 0) out[i][TagDimension::kProcessName] = model_->ProcessName(agent_host, k.pid, k.time_s);
+    bool any = false;
+    for (const auto& v : out[i].values) any = any || !v.empty();
+    if (!any && untagged_) untagged_->Inc();
+    out[i].pod = nullptr;  // callers may use the tags after the model changed
+  }
+  return out;
+}
+
+StatusOr<std::vector<TagIdArray>> Enricher::EncodeSides(std::vector<ResourceTags> tags) {
+  std::vector<TagIdArray> out(tags.size());
+  std::vector<std::string> strings(tags.size());
+  for (size_t d = 0; d < kTagDimensionCount; ++d) {
+    for (size_t i = 0; i < tags.size(); ++i) strings[i] = std::move(tags[i].values[d]);
+    SONDE_ASSIGN_OR_RETURN(auto ids, dictionary_->Encode(static_cast<TagDimension>(d), strings));
+    for (size_t i = 0; i < tags.size(); ++i) out[i][d] = ids[i];
+  }
+  return out;
+}
+
 StatusOr<std::vector<RecordTagIds>> Enricher::TagBatch(std::string_view agent_host,
                                                        std::span<const RecordSides> records) {
-  // strings[d][i * 2 + side]
-  std::array<std::vector<std::string>, kTagDimensionCount> strings;
-  for (auto& v : strings) v.resize(records.size() * 2);
-  for (size_t i = 0; i < records.size(); ++i) {
-    const RecordSides& r = records[i];
-    const std::string vpc = model_->VpcOfHost(agent_host, r.time_s);
-    for (int side = 0; side < 2; ++side) {
-      ResourceTags tags = model_->Match(vpc, r.ip[side], r.time_s);
-      if (r.process_id[side] != 0) {
-        tags[TagDimension::kProcessName] = model_->ProcessName(agent_host, r.process_id[side], r.time_s);
-      }
-      bool any = false;
-      for (size_t d = 0; d < kTagDimensionCount; ++d) {
-        any = any || !tags.values[d].empty();
-        strings[d][i * 2 + side] = std::move(tags.values[d]);
-      }
-      if (!any && untagged_) untagged_->Inc();
-    }
+  std::vector<SideKey> sides;
+  sides.reserve(records.size() * 2);
+  for (const RecordSides& r : records) {
+    for (int side = 0; side < 2; ++side) sides.push_back({r.ip[side], r.time_s, r.process_id[side]});
   }
+  SONDE_ASSIGN_OR_RETURN(auto ids, EncodeSides(MatchSides(agent_host, sides)));
   std::vector<RecordTagIds> out(records.size());
-  for (size_t d = 0; d < kTagDimensionCount; ++d) {
-    SONDE_ASSIGN_OR_RETURN(auto ids, dictionary_->Encode(static_cast<TagDimension>(d), strings[d]));
-    for (size_t i = 0; i < records.size(); ++i) {
-      out[i].ids[0][d] = ids[i * 2];
-      out[i].ids[1][d] = ids[i * 2 + 1];
-    }
+  for (size_t i = 0; i < records.size(); ++i) {
+    out[i].ids[0] = ids[i * 2];
+    out[i].ids[1] = ids[i * 2 + 1];
   }
   return out;
 }

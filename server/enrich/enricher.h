@@ -25,6 +25,16 @@ struct RecordSides {
   uint32_t process_id[2] = {};  // 0 when unknown or not local to the agent
 };
 
+// One side of a record as the matcher sees it: address, time and pid (0 = not a local process).
+struct SideKey {
+  net::IpAddress ip;
+  uint32_t time_s = 0;
+  uint32_t pid = 0;
+  bool operator==(const SideKey&) const = default;
+};
+
+using TagIdArray = std::array<uint32_t, kTagDimensionCount>;
+
 // Tag ids per side and dimension; 0 = no tag.
 struct RecordTagIds {
   std::array<std::array<uint32_t, kTagDimensionCount>, 2> ids{};
@@ -42,6 +52,12 @@ class Enricher {
   // dimension for the whole batch, so new values cost one settle delay per batch, not per row.
   StatusOr<std::vector<RecordTagIds>> TagBatch(std::string_view agent_host,
                                                std::span<const RecordSides> records);
+
+  // The two halves of TagBatch for callers that deduplicate sides and guard the model with a
+  // lock: MatchSides reads the model only, EncodeSides the dictionary only (it may block for
+  // an allocation round, so it should run without the model's lock).
+  std::vector<ResourceTags> MatchSides(std::string_view agent_host, std::span<const SideKey> sides) const;
+  StatusOr<std::vector<TagIdArray>> EncodeSides(std::vector<ResourceTags> tags);
 
   // Writes the labels and annotations of every pod in the model to the metadata tables (once
   // per pod, never per row), keyed by the pod's encoded (cluster, namespace, pod) ids.

@@ -163,6 +163,11 @@ Status KubeWatcher::Watch() {
                            "&timeoutSeconds=" + std::to_string(options_.watch_timeout_s);
   std::string buffer;
   gone_ = false;
+  {
+    std::lock_guard lock(active_mu_);
+    if (stop_) return Status::Ok();
+    active_ = cli.get();
+  }
   auto res = cli->Get(path.c_str(), [&](const char* data, size_t len) {
     buffer.append(data, len);
     size_t nl;
@@ -172,6 +177,10 @@ Status KubeWatcher::Watch() {
     }
     return !stop_.load();
   });
+  {
+    std::lock_guard lock(active_mu_);
+    active_ = nullptr;
+  }
   if (!buffer.empty()) HandleLine(buffer).IgnoreError();  // last line without a newline
   if (res && res->status == 410) gone_ = true;
   if (gone_) {
@@ -184,6 +193,12 @@ Status KubeWatcher::Watch() {
   }
   if (res->status != 200) return UnavailableError("kubernetes watch: HTTP " + std::to_string(res->status));
   return Status::Ok();  // the server closed the stream (timeoutSeconds): watch again from rv
+}
+
+void KubeWatcher::Stop() {
+  stop_ = true;
+  std::lock_guard lock(active_mu_);
+  if (active_ != nullptr) active_->stop();
 }
 
 Status KubeWatcher::SyncOnce() {

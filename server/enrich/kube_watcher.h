@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,6 +16,10 @@
 #include "common/base/status.h"
 #include "common/metrics/registry.h"
 #include "server/enrich/resource_model.h"
+
+namespace httplib {
+class Client;
+}
 
 namespace sonde::server::enrich {
 
@@ -47,7 +52,8 @@ struct KubeWatcherOptions {
   std::chrono::milliseconds backoff_max{30000};
 };
 
-// Keeps one collection in sync. Not thread-safe; Run() on one thread, Stop() from any.
+// Keeps one collection in sync. Not thread-safe; Run() on one thread, Stop() from any (it also
+// cuts an idle watch stream short).
 class KubeWatcher {
  public:
   KubeWatcher(KubeConfig config, KubeWatcherOptions options, KubeWatchHandler handler,
@@ -59,7 +65,7 @@ class KubeWatcher {
   Status SyncOnce();
   // SyncOnce in a loop with exponential backoff on errors until Stop().
   void Run();
-  void Stop() { stop_ = true; }
+  void Stop();
 
   const std::string& resource_version() const { return resource_version_; }
   uint64_t lists() const { return lists_; }
@@ -75,6 +81,8 @@ class KubeWatcher {
   KubeWatchHandler handler_;
   std::string resource_version_;
   std::atomic<bool> stop_{false};
+  std::mutex active_mu_;
+  httplib::Client* active_ = nullptr;  // the client of the watch in progress
   uint64_t lists_ = 0;
   bool gone_ = false;
   metrics::Counter* events_ = nullptr;

@@ -1,7 +1,9 @@
-// Kubernetes list/watch against a local fake API server (cpp-httplib on loopback) serving
-// fixture JSON: list, watch stream with bookmark, 410 Gone as event and as status, re-list,
-// reconnect after the server drops, bearer token, kubeconfig parsing.
+// Kubernetes list/watch against a local fake API server (testing/fake_kube_api_server.h)
+// serving fixture JSON: list, watch stream with bookmark, 410 Gone as event and as status,
+// re-list, reconnect after the server drops, bearer token, kubeconfig parsing, prompt Stop().
 #include "server/enrich/kube_watcher.h"
+
+#include "server/enrich/testing/fake_kube_api_server.h"
 
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -14,89 +16,16 @@
 namespace sonde::server::enrich {
 namespace {
 
+using FakeApiServer = testing::FakeKubeApiServer;
+
 std::string Pod(const std::string& name, const std::string& ip, const std::string& rv,
                 const std::string& app = "web") {
-  return R"({"metadata":{"name":")" + name + R"(","namespace":"shop","resourceVersion":")" + rv +
-         R"(","labels":{"app":")" + app +
-         R"("},"ownerReferences":[{"kind":"ReplicaSet","name":"web-5d","controller":true}]},)"
-         R"("spec":{"nodeName":"node-1"},"status":{"podIP":")" + ip + R"("}})";
+  return testing::FakePod(name, ip, rv, app);
 }
 
 std::string Event(const std::string& type, const std::string& object) {
-  return R"({"type":")" + type + R"(","object":)" + object + "}\n";
+  return testing::FakeWatchEvent(type, object);
 }
-
-// Scripted API server: each watch request pops the next scripted response.
-class FakeApiServer {
- public:
-  struct WatchReply {
-    int status = 200;
-    std::string body;  // newline-separated events
-  };
-
-  FakeApiServer() {
-    server_.Get("/api/v1/pods", [this](const httplib::Request& req, httplib::Response& res) {
-      std::lock_guard lock(mu_);
-      auths_.push_back(req.get_header_value("Authorization"));
-      if (!req.has_param("watch")) {
-        ++lists_;
-        res.set_content(list_body_, "application/json");
-        return;
-      }
-      watch_rvs_.push_back(req.get_param_value("resourceVersion"));
-      bookmarks_requested_ = bookmarks_requested_ || req.get_param_value("allowWatchBookmarks") == "true";
-      if (watches_.empty()) {
-        res.status = 500;
-        return;
-      }
-      WatchReply w = watches_.front();
-      watches_.erase(watches_.begin());
-      res.status = w.status;
-      // Streamed in chunks split mid-line to exercise line reassembly.
-      auto body = std::make_shared<std::string>(w.body);
-      res.set_chunked_content_provider("application/json", [body](size_t offset, httplib::DataSink& sink) {
-        if (offset < body->size()) {
-          const size_t n = std::min<size_t>(7, body->size() - offset);
-          sink.write(body->data() + offset, n);
-        }
-        if (offset + 7 >= body->size()) sink.done();
-        return true;
-      });
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    for (int i = 0; i < 500 && !server_.is_running(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-  }
-  ~FakeApiServer() {
-    server_.stop();
-    thread_.join();
-  }
-
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  void SetList(std::string body) {
-    std::lock_guard lock(mu_);
-    list_body_ = std::move(body);
-  }
-  void AddWatch(WatchReply w) {
-    std::lock_guard lock(mu_);
-    watches_.push_back(std::move(w));
-  }
-
-  std::mutex mu_;
-  int lists_ = 0;
-  std::vector<std::string> watch_rvs_;
-  std::vector<std::string> auths_;
-  bool bookmarks_requested_ = false;
-
- private:
-  httplib::Server server_;
-  int port_ = 0;
-  std::thread thread_;
-  std::string list_body_;
-  std::vector<WatchReply> watches_;
-};
 
 TEST(KubeWatcherTest, ListWatchBookmarkGoneRelist) {
   FakeApiServer api;

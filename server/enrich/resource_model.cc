@@ -161,7 +161,8 @@ StatusOr<ResourceModel> ResourceModel::FromInventory(std::string_view text, bool
   }
   for (const auto& s : List(doc, "services")) {
     SONDE_ASSIGN_OR_RETURN(auto ips, Ips(s, "cluster_ips", "service '" + Str(s, "name") + "'"));
-    m.UpsertService({Str(s, "cluster"), Str(s, "namespace"), Str(s, "name"), std::move(ips), LifeOf(s)});
+    m.UpsertService({Str(s, "cluster"), Str(s, "namespace"), Str(s, "name"), std::move(ips),
+                     StringMap(s, "selector"), LifeOf(s)});
   }
   for (const auto& p : List(doc, "pods")) {
     PodInfo pod;
@@ -201,7 +202,38 @@ void ResourceModel::AddHost(HostInfo h) {
   hosts_.push_back(std::move(h));
 }
 
-void ResourceModel::AddProcess(ProcessInfo p) { processes_.push_back(std::move(p)); }
+void ResourceModel::AddProcess(ProcessInfo p) {
+  auto& idx = process_by_pid_[{p.host, p.pid}];
+  for (size_t i : idx) {
+    const ProcessInfo& q = processes_[i];
+    if (q.name == p.name && q.life.since_s == p.life.since_s && q.life.until_s == p.life.until_s) return;
+  }
+  idx.push_back(processes_.size());
+  processes_.push_back(std::move(p));
+}
+
+std::vector<std::string> ResourceModel::ServicesSelecting(std::string_view cluster, std::string_view ns,
+                                                          const std::map<std::string, std::string>& labels,
+                                                          uint32_t time_s) const {
+  std::vector<std::string> out;
+  for (const auto& s : services_) {
+    if (s.selector.empty() || s.cluster != cluster || s.ns != ns || !s.life.Contains(time_s)) continue;
+    bool all = true;
+    for (const auto& [k, v] : s.selector) {
+      auto it = labels.find(k);
+      all = all && it != labels.end() && it->second == v;
+    }
+    if (all) out.push_back(s.name);
+  }
+  return out;
+}
+
+bool ResourceModel::HasHost(std::string_view name) const {
+  for (const auto& h : hosts_) {
+    if (h.name == name) return true;
+  }
+  return false;
+}
 
 std::string ResourceModel::ClusterVpc(std::string_view cluster) const {
   auto it = clusters_.find(cluster);
@@ -329,13 +361,9 @@ ResourceTags ResourceModel::Match(std::string_view vpc, const net::IpAddress& ip
 }
 
 std::string ResourceModel::ProcessName(std::string_view host, uint32_t pid, uint32_t time_s) const {
-  const ProcessInfo* best = nullptr;
-  for (const auto& p : processes_) {
-    if (p.host == host && p.pid == pid && p.life.Contains(time_s) &&
-        (best == nullptr || p.life.since_s >= best->life.since_s)) {
-      best = &p;
-    }
-  }
+  auto it = process_by_pid_.find(std::make_pair(std::string(host), pid));
+  if (it == process_by_pid_.end()) return std::string();
+  const ProcessInfo* best = AliveAt(processes_, it->second, time_s);
   return best ? best->name : std::string();
 }
 

@@ -80,6 +80,10 @@ struct ServiceInfo {
   std::string ns;
   std::string name;
   std::vector<net::IpAddress> cluster_ips;
+  // Pods of the same cluster and namespace whose labels include all of these belong to the
+  // service (applied to pods the Kubernetes watcher reports). Empty: membership comes from the
+  // pods' own `services` list only.
+  std::map<std::string, std::string> selector;
   Lifetime life;
 };
 
@@ -108,6 +112,8 @@ class ResourceModel {
   void AddVpc(VpcInfo v) { vpcs_[v.name] = std::move(v); }
   void AddSubnet(SubnetInfo s);
   void AddHost(HostInfo h);
+  // Adds a process; one already known on the same host with the same pid, name and start is
+  // ignored (agents report their processes repeatedly).
   void AddProcess(ProcessInfo p);
   void AddCluster(ClusterInfo c) { clusters_[c.name] = std::move(c); }
   // Adds a pod; a pod with the same (cluster, ns, name) that is still open is updated in place.
@@ -126,7 +132,14 @@ class ResourceModel {
   // VPC of the host that runs an agent (by host name): the context for its records' addresses.
   std::string VpcOfHost(std::string_view host, uint32_t time_s) const;
 
+  // Names of the live services selecting a pod with these labels (see ServiceInfo::selector).
+  std::vector<std::string> ServicesSelecting(std::string_view cluster, std::string_view ns,
+                                             const std::map<std::string, std::string>& labels,
+                                             uint32_t time_s) const;
+  bool HasHost(std::string_view name) const;
+
   const std::vector<PodInfo>& pods() const { return pods_; }
+  const std::vector<ServiceInfo>& services() const { return services_; }
 
  private:
   using Key = std::pair<std::string, net::IpAddress>;  // (vpc, ip)
@@ -144,6 +157,7 @@ class ResourceModel {
   std::map<Key, std::vector<size_t>> host_by_ip_;
   std::map<Key, std::vector<size_t>> pod_by_ip_;
   std::map<Key, std::vector<size_t>> service_by_ip_;
+  std::map<std::pair<std::string, uint32_t>, std::vector<size_t>, std::less<>> process_by_pid_;
 };
 
 }  // namespace sonde::server::enrich

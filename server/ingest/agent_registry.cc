@@ -80,6 +80,7 @@ uint32_t AgentRegistry::Register(const control::v1::Register& reg, const std::st
   info.hostname = reg.hostname();
   info.boot_id = reg.boot_id();
   info.agent_version = reg.agent_version();
+  info.host = reg.host();
   info.remote_address = remote_address;
   info.connections++;
   info.registered_unix_us = info.last_seen_unix_us = NowUs();
@@ -116,6 +117,13 @@ std::vector<AgentInfo> AgentRegistry::Snapshot() const {
     if (info.registered_unix_us != 0) out.push_back(info);  // only agents seen this run
   }
   return out;
+}
+
+std::optional<AgentInfo> AgentRegistry::Find(uint32_t id) const {
+  std::lock_guard lock(mu_);
+  auto it = agents_.find(id);
+  if (it == agents_.end()) return std::nullopt;
+  return it->second;
 }
 
 uint32_t AgentRegistry::connected() const {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,6 +26,7 @@ struct AgentInfo {
   uint64_t batches = 0;
   uint64_t records = 0;                // records accepted (spooled) from this agent
   control::v1::Heartbeat last_heartbeat;  // the agent's own counters
+  agent::v1::HostInfo host;                // as registered (interfaces feed host tagging)
 };
 
 // Thread-safe. With a state path, the (hostname, boot_id) -> id map survives server restarts
@@ -40,6 +42,8 @@ class AgentRegistry {
   void Disconnected(uint32_t id);
 
   std::vector<AgentInfo> Snapshot() const;
+  // One agent, also those only known from the state file (hostname and boot id only).
+  std::optional<AgentInfo> Find(uint32_t id) const;
   uint32_t connected() const;
 
  private:

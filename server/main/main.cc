@@ -20,6 +20,11 @@
 #include "common/log/log.h"
 #include "common/metrics/registry.h"
 #include "server/api/http_api.h"
+#include "server/enrich/kube_watcher.h"
+#include "server/enrich/resource_model.h"
+#include "server/enrich/tag_dictionary.h"
+#include "server/enrich/tag_store.h"
+#include "server/enrich/tagging_service.h"
 #include "server/ingest/agent_registry.h"
 #include "server/ingest/ingest_server.h"
 #include "server/ingest/spool.h"
@@ -45,6 +50,11 @@ constexpr char kUsage[] = R"(usage: sonde-server [flags]
   --retention-interval-s N   how often expired partitions are dropped [3600]
   --ingest-token T           agents must present this token (repeatable)
   --query-token T            /v1/query needs "Authorization: Bearer T" (repeatable)
+  --inventory FILE           hosts, clouds, static pods/services for AutoTagging (.yaml/.yml or JSON)
+  --kubeconfig FILE          watch Kubernetes pods with this kubeconfig; "in-cluster" uses the
+                             service account of the pod the server runs in
+  --kube-cluster NAME        cluster name of watched pods (pod_cluster tag) [kubernetes]
+  --tag-reload-interval-s N  reload tag ids allocated by other servers every N s [30]
   --log-level L              trace, debug, info, warn, error         [info]
   --version | --help
 )";
@@ -61,6 +71,10 @@ struct Flags {
   uint32_t retention_interval_s = 3600;
   std::vector<std::string> ingest_tokens;
   std::vector<std::string> query_tokens;
+  std::string inventory;
+  std::string kubeconfig;
+  std::string kube_cluster = "kubernetes";
+  uint32_t tag_reload_interval_s = 30;
   std::string log_level = "info";
 };
 
@@ -156,6 +170,14 @@ int ParseFlags(int argc, char** argv, Flags* f) {
     } else if (a == "--ingest-token") f->ingest_tokens.push_back(v);
     else if (a == "--query-token") f->query_tokens.push_back(v);
     else if (a == "--log-level") f->log_level = v;
+    else if (a == "--inventory") f->inventory = v;
+    else if (a == "--kubeconfig") f->kubeconfig = v;
+    else if (a == "--kube-cluster") f->kube_cluster = v;
+    else if (a == "--tag-reload-interval-s") {
+      auto n = ParseU32(v);
+      ok = n.has_value() && *n > 0;
+      if (ok) f->tag_reload_interval_s = *n;
+    }
     else return Fail("unknown flag " + a + " (see --help)") + 1;
     if (!ok) return Fail(fmt::format("bad value '{}' for {}", v, a)) + 1;
   }
@@ -188,6 +210,21 @@ class Periodic {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
+  std::thread thread_;
+};
+
+// Runs a Kubernetes watcher on its own thread until destroyed.
+class WatcherThread {
+ public:
+  explicit WatcherThread(std::unique_ptr<sonde::server::enrich::KubeWatcher> watcher)
+      : watcher_(std::move(watcher)), thread_([this] { watcher_->Run(); }) {}
+  ~WatcherThread() {
+    watcher_->Stop();
+    thread_.join();
+  }
+
+ private:
+  std::unique_ptr<sonde::server::enrich::KubeWatcher> watcher_;
   std::thread thread_;
 };
 
@@ -243,7 +280,56 @@ int main(int argc, char** argv) {
     spdlog::error("cannot apply schema yet (will retry on write): {}", s.ToString());
   }
 
-  // 2. Spool and its drainer.
+  // 2. AutoTagging + SmartEncoding: every stored row gets tag ids for both of its sides.
+  enrich::ResourceModel model;
+  if (!flags.inventory.empty()) {
+    auto loaded = enrich::ResourceModel::FromFile(flags.inventory);
+    if (!loaded.ok()) return Fail("--inventory: " + loaded.status().ToString());
+    model = std::move(*loaded);
+  }
+  ingest::AgentRegistry agents(flags.data_dir + "/agents.json");
+  enrich::ClickHouseTagStore tag_store(&clickhouse);
+  enrich::TagDictionary dictionary(&tag_store, {}, &registry);
+  enrich::TaggingServiceOptions tagging_options;
+  tagging_options.kube_cluster = flags.kube_cluster;
+  enrich::TaggingService tagging(
+      std::move(model), &dictionary, &tag_store,
+      [&agents](uint32_t id) -> std::optional<enrich::AgentHost> {
+        auto info = agents.Find(id);
+        if (!info) return std::nullopt;
+        enrich::AgentHost host{info->hostname, {}};
+        for (const auto& iface : info->host.interfaces()) {
+          for (const auto& cidr : iface.ips()) {
+            auto ip = net::IpAddress::Parse(std::string_view(cidr).substr(0, cidr.find('/')));
+            if (ip && !(ip->is_v4() && (ip->v4() >> 24) == 127)) host.ips.push_back(*ip);
+          }
+        }
+        return host;
+      },
+      tagging_options, &registry);
+  storage.SetTagger(&tagging);
+  if (Status s = tagging.Maintain(); !s.ok()) {
+    spdlog::error("cannot create or load the tag dictionary yet (will retry): {}", s.ToString());
+  }
+  std::unique_ptr<WatcherThread> kube_watcher;
+  if (!flags.kubeconfig.empty()) {
+    auto config = flags.kubeconfig == "in-cluster"
+                      ? enrich::InClusterConfig("/var/run/secrets/kubernetes.io/serviceaccount")
+                      : enrich::LoadKubeconfig(flags.kubeconfig);
+    if (!config.ok()) return Fail("--kubeconfig: " + config.status().ToString());
+    kube_watcher = std::make_unique<WatcherThread>(std::make_unique<enrich::KubeWatcher>(
+        *config, enrich::KubeWatcherOptions{}, tagging.PodHandler(), &registry));
+  }
+  // Pod labels are published within a second of a change; ids other servers allocated are
+  // reloaded every --tag-reload-interval-s.
+  uint64_t maintain_ticks = 0;
+  Periodic tag_upkeep(std::chrono::seconds(1), [&] {
+    const bool reload = ++maintain_ticks % flags.tag_reload_interval_s == 0;
+    if (!reload && tagging.pod_changes() == tagging.published_pod_changes()) return;
+    if (Status s = tagging.Maintain(); !s.ok()) SONDE_LOG_EVERY(warn, "tag upkeep failed: {}", s.ToString());
+  });
+
+  // 3. Spool and its drainer.
   auto spool = ingest::Spool::Open({flags.data_dir + "/spool", flags.spool_max_bytes, true}, &registry);
   if (!spool.ok()) return Fail("cannot open spool: " + spool.status().ToString());
   ingest::SpoolDrainerOptions drain_options;
@@ -251,8 +337,7 @@ int main(int argc, char** argv) {
   ingest::SpoolDrainer drainer(spool->get(), &storage, drain_options, &registry);
   drainer.Start();
 
-  // 3. Agents.
-  ingest::AgentRegistry agents(flags.data_dir + "/agents.json");
+  // 4. Agents.
   ingest_options.tokens = flags.ingest_tokens;
   ingest_options.agent_config.set_batch_max_records(4096);
   ingest_options.agent_config.set_batch_max_delay_ms(1000);
@@ -260,7 +345,7 @@ int main(int argc, char** argv) {
   ingest::IngestServer ingest_server(ingest_options, spool->get(), &agents, &registry);
   if (Status s = ingest_server.Start(); !s.ok()) return Fail("cannot start ingest: " + s.ToString());
 
-  // 4. HTTP API.
+  // 5. HTTP API.
   api_options.query_tokens = flags.query_tokens;
   api_options.server_version = kVersion;
   api::HttpApiDeps deps;
@@ -314,7 +399,7 @@ int main(int argc, char** argv) {
   api::HttpApi http(api_options, std::move(deps));
   if (Status s = http.Start(); !s.ok()) return Fail("cannot start HTTP API: " + s.ToString());
 
-  // 5. Retention.
+  // 6. Retention.
   Periodic retention(std::chrono::seconds(flags.retention_interval_s), [&] {
     auto dropped = storage.DropExpiredPartitions(std::chrono::system_clock::now());
     if (!dropped.ok()) spdlog::warn("retention pass failed: {}", dropped.status().ToString());
@@ -331,6 +416,7 @@ int main(int argc, char** argv) {
   const bool drained = drainer.Stop(std::chrono::seconds(10));
   if (!drained) spdlog::warn("spool not empty at exit ({} batches); they are replayed at next start", spool_ptr->files());
   http.Stop();
+  kube_watcher.reset();
   if (clickhouse_process) clickhouse_process->Stop();
   spdlog::info("bye");
   return 0;

@@ -48,7 +48,9 @@ class FakeAgent {
     return out;
   }
   // Registers and returns the agent id.
-  StatusOr<uint32_t> Register(const std::string& hostname, const std::string& boot_id, const std::string& token = "") {
+  // `host` (optional) is the HostInfo the agent reports, e.g. its interfaces.
+  StatusOr<uint32_t> Register(const std::string& hostname, const std::string& boot_id, const std::string& token = "",
+                              const agent::v1::HostInfo* host = nullptr) {
     control::v1::AgentFrame f;
     auto* r = f.mutable_register_();
     r->set_protocol_version(1);
@@ -56,6 +58,7 @@ class FakeAgent {
     r->set_hostname(hostname);
     r->set_boot_id(boot_id);
     r->set_token(token);
+    if (host != nullptr) *r->mutable_host() = *host;
     SONDE_ASSIGN_OR_RETURN(auto reply, Call(f));
     if (reply.has_error()) return PermissionDeniedError(reply.error().message());
     if (!reply.has_register_reply()) return DataLossError("expected RegisterReply");

@@ -53,6 +53,11 @@ class ClickHouseProcess {
   uint16_t tcp_port() const { return tcp_port_; }
   const std::string& data_dir() const { return options_.data_dir; }
   bool running() const;
+  // Pid of the current child (-1 when none), e.g. to read its CPU time from /proc.
+  pid_t pid() const {
+    std::lock_guard lock(mu_);
+    return pid_;
+  }
   // Restarts performed by the supervisor (not counting Restart()).
   uint32_t supervisor_restarts() const { return supervisor_restarts_.load(); }
 

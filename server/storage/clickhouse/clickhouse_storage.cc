@@ -56,6 +56,12 @@ ClickHouseStorage::ClickHouseStorage(const ClickHouseClient* client, metrics::Re
       partitions_dropped_(registry->GetCounter("sonde_server_retention_partitions_dropped_total",
                                                "Partitions dropped because they passed their table's retention")) {}
 
+void ClickHouseStorage::SetTagger(RecordTagger* tagger) {
+  std::lock_guard lock(write_mu_);
+  tagger_ = tagger;
+  encoder_.SetTagColumns(tagger != nullptr ? tagger->Columns() : std::vector<std::string>{});
+}
+
 Status ClickHouseStorage::ApplySchema() {
   for (std::string_view sql : schema::CreateDatabaseSql()) {
     SONDE_RETURN_IF_ERROR(client_->Execute(sql).status());
@@ -96,31 +102,53 @@ Status ClickHouseStorage::Write(std::span<const AgentBatch> batches, WriteProgre
   static const schema::Table* const kL4 = schema::FindTable("flow_log", "l4_flow_log");
   SONDE_CHECK(kL7 != nullptr && kL4 != nullptr);
 
+  const size_t tag_width = tagger_ != nullptr ? tagger_->Columns().size() : 0;
+  size_t record_index = 0;  // of the current batch, in the tagger's record order
   auto add = [&](const schema::Table* table, const google::protobuf::Message& m, uint32_t agent_id) -> Status {
     TableBuffer& b = buffers[table];
-    SONDE_RETURN_IF_ERROR(encoder_.AppendRow(*table, m, ServerColumns{agent_id}, &b.rows, &stats));
+    ServerColumns server{agent_id, nullptr};
+    if (tag_width != 0) server.tag_ids = tag_ids_.data() + record_index * tag_width;
+    SONDE_RETURN_IF_ERROR(encoder_.AppendRow(*table, m, server, &b.rows, &stats));
     ++b.count;
     return Status::Ok();
   };
   for (const AgentBatch& batch : batches) {
     const auto& r = batch.records;
-    for (const auto& m : r.l7_request_logs()) SONDE_RETURN_IF_ERROR(add(kL7, m, batch.agent_id));
-    for (const auto& m : r.l4_flow_logs()) SONDE_RETURN_IF_ERROR(add(kL4, m, batch.agent_id));
+    record_index = 0;
+    if (tagger_ != nullptr) {
+      tag_ids_.clear();
+      SONDE_RETURN_IF_ERROR(tagger_->Tag(batch, &tag_ids_));
+      const size_t records = static_cast<size_t>(r.l7_request_logs_size() + r.l4_flow_logs_size() +
+                                                 r.network_metrics_size() + r.application_metrics_size());
+      if (tag_ids_.size() != records * tag_width) {
+        return InternalError(fmt::format("tagger returned {} ids for {} records", tag_ids_.size(), records));
+      }
+    }
+    for (const auto& m : r.l7_request_logs()) {
+      SONDE_RETURN_IF_ERROR(add(kL7, m, batch.agent_id));
+      ++record_index;
+    }
+    for (const auto& m : r.l4_flow_logs()) {
+      SONDE_RETURN_IF_ERROR(add(kL4, m, batch.agent_id));
+      ++record_index;
+    }
     for (const auto& m : r.network_metrics()) {
       const schema::Table* t = TableFor("flow_metrics", "network", m.granularity_s());
       if (t == nullptr) {
         ++dropped_granularity;
-        continue;
+      } else {
+        SONDE_RETURN_IF_ERROR(add(t, m, batch.agent_id));
       }
-      SONDE_RETURN_IF_ERROR(add(t, m, batch.agent_id));
+      ++record_index;
     }
     for (const auto& m : r.application_metrics()) {
       const schema::Table* t = TableFor("flow_metrics", "application", m.granularity_s());
       if (t == nullptr) {
         ++dropped_granularity;
-        continue;
+      } else {
+        SONDE_RETURN_IF_ERROR(add(t, m, batch.agent_id));
       }
-      SONDE_RETURN_IF_ERROR(add(t, m, batch.agent_id));
+      ++record_index;
     }
     skipped_processes += static_cast<uint64_t>(r.processes_size());
   }

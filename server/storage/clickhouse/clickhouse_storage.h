@@ -8,18 +8,24 @@
 #include "common/metrics/registry.h"
 #include "server/storage/clickhouse/clickhouse_client.h"
 #include "server/storage/clickhouse/row_binary_encoder.h"
+#include "server/storage/record_tagger.h"
 #include "server/storage/storage_backend.h"
 
 namespace sonde::server::storage::clickhouse {
 
 // Routes each record type to its table (metrics by granularity_s: 1 -> *_1s, 60 -> *_1m; other
 // granularities are dropped and counted), encodes rows with RowBinaryEncoder and sends one
-// INSERT per table. ProcessInfo records have no table yet and are skipped (counted).
+// INSERT per table. With a RecordTagger the server tag columns (host_id_0, pod_id_1, ...) of
+// every row come from it; ProcessInfo records have no table and only feed the tagger (counted).
 // Write() may be called from one thread at a time; ApplySchema/DropExpiredPartitions from any.
 class ClickHouseStorage : public StorageBackend {
  public:
   // `client` and `registry` must outlive this object.
   ClickHouseStorage(const ClickHouseClient* client, metrics::Registry* registry);
+
+  // Fills the tag id columns of every row from now on; `tagger` must outlive this object. Call
+  // before the first Write.
+  void SetTagger(RecordTagger* tagger);
 
   Status ApplySchema() override;
   Status Write(std::span<const AgentBatch> batches, WriteProgress* progress) override;
@@ -30,6 +36,8 @@ class ClickHouseStorage : public StorageBackend {
   metrics::Registry* registry_;
   std::mutex write_mu_;
   RowBinaryEncoder encoder_;
+  RecordTagger* tagger_ = nullptr;
+  std::vector<uint32_t> tag_ids_;  // scratch of Write, reused
   metrics::Histogram* write_seconds_;
   metrics::Counter* partitions_dropped_;
 };

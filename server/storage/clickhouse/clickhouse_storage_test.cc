@@ -98,6 +98,64 @@ TEST_F(StorageTest, RoundTripsEveryRecordType) {
   EXPECT_EQ(MustQuery(c, "SELECT count() FROM flow_log.l7_request_log").rows[0][0], 1);
 }
 
+// Tags each record with (batch agent id * 1000 + record index) for side 0 and 1 for side 1.
+class CountingTagger : public RecordTagger {
+ public:
+  const std::vector<std::string>& Columns() const override { return columns_; }
+  Status Tag(const AgentBatch& batch, std::vector<uint32_t>* ids) override {
+    const auto& r = batch.records;
+    const int n = r.l7_request_logs_size() + r.l4_flow_logs_size() + r.network_metrics_size() +
+                  r.application_metrics_size();
+    processes += static_cast<uint32_t>(r.processes_size());
+    for (int i = 0; i < n; ++i) {
+      ids->push_back(batch.agent_id * 1000 + static_cast<uint32_t>(i));
+      ids->push_back(1);
+    }
+    return fail ? UnavailableError("dictionary down") : Status::Ok();
+  }
+  std::vector<std::string> columns_{"pod_id_0", "host_id_1"};
+  uint32_t processes = 0;
+  bool fail = false;
+};
+
+TEST_F(StorageTest, TaggerFillsTagColumnsOfEveryTable) {
+  metrics::Registry registry;
+  ClickHouseStorage storage(&clickhouse_client(), &registry);
+  CountingTagger tagger;
+  storage.SetTagger(&tagger);
+  ASSERT_TRUE(storage.ApplySchema().ok());
+  std::vector<AgentBatch> batches(2);
+  batches[0].agent_id = 3;
+  batches[1].agent_id = 4;
+  batches[0].records.add_l7_request_logs()->set_time(1700000000);
+  batches[0].records.add_l4_flow_logs()->set_time(1700000000);
+  batches[0].records.add_processes()->set_pid(9);
+  auto* dropped = batches[1].records.add_network_metrics();  // no 5 s table: still indexed
+  dropped->set_time(1700000000);
+  dropped->set_granularity_s(5);
+  auto* nm = batches[1].records.add_network_metrics();
+  nm->set_time(1700000000);
+  nm->set_granularity_s(1);
+  auto* am = batches[1].records.add_application_metrics();
+  am->set_time(1700000000);
+  am->set_granularity_s(60);
+  WriteProgress progress;
+  tagger.fail = true;
+  EXPECT_EQ(storage.Write(batches, &progress).code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(progress.empty());
+  tagger.fail = false;
+  Status s = storage.Write(batches, &progress);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  const auto& c = clickhouse_client();
+  EXPECT_EQ(MustQuery(c, "SELECT pod_id_0, host_id_1, pod_id_1 FROM flow_log.l7_request_log").rows[0],
+            nlohmann::json::parse("[3000, 1, 0]"));
+  EXPECT_EQ(MustQuery(c, "SELECT pod_id_0, host_id_1 FROM flow_log.l4_flow_log").rows[0],
+            nlohmann::json::parse("[3001, 1]"));
+  EXPECT_EQ(MustQuery(c, "SELECT pod_id_0 FROM flow_metrics.network_1s").rows[0][0], 4001);
+  EXPECT_EQ(MustQuery(c, "SELECT pod_id_0 FROM flow_metrics.application_1m").rows[0][0], 4002);
+  EXPECT_EQ(tagger.processes, 2u);  // seen by both attempts
+}
+
 TEST_F(StorageTest, WriteFailsWhileClickHouseIsDownAndResumes) {
   metrics::Registry registry;
   ClickHouseStorage storage(&clickhouse_client(), &registry);

@@ -143,6 +143,11 @@ std::string RowBinaryEncoder::ColumnList(const schema::Table& table) {
   return out;
 }
 
+void RowBinaryEncoder::SetTagColumns(std::vector<std::string> names) {
+  tag_columns_ = std::move(names);
+  plans_.clear();
+}
+
 const RowBinaryEncoder::Plan& RowBinaryEncoder::PlanFor(const schema::Table& table,
                                                         const google::protobuf::Descriptor* d) {
   auto key = std::make_pair(&table, d);
@@ -150,13 +155,20 @@ const RowBinaryEncoder::Plan& RowBinaryEncoder::PlanFor(const schema::Table& tab
   if (it != plans_.end()) return it->second;
   Plan plan;
   for (const auto& c : table.columns) {
-    const FieldDescriptor* f = d->FindFieldByName(std::string(c.name));
-    if (f != nullptr && !Compatible(c.type, f)) {
+    Step step;
+    step.field = d->FindFieldByName(std::string(c.name));
+    if (step.field != nullptr && !Compatible(c.type, step.field)) {
       plan.status = InternalError(fmt::format("{}.{} column {} ({}) cannot come from proto field {}.{}",
                                               table.database, table.name, c.name, c.clickhouse_type,
-                                              d->full_name(), f->name()));
+                                              d->full_name(), step.field->name()));
     }
-    plan.fields.push_back(f);
+    if (step.field == nullptr && c.server_side && c.type == ColumnType::kUInt32) {
+      step.agent_id = c.name == "agent_id";
+      for (size_t i = 0; i < tag_columns_.size() && !step.agent_id; ++i) {
+        if (tag_columns_[i] == c.name) step.tag_index = static_cast<int>(i);
+      }
+    }
+    plan.steps.push_back(step);
   }
   return plans_.emplace(key, std::move(plan)).first->second;
 }
@@ -168,10 +180,13 @@ Status RowBinaryEncoder::AppendRow(const schema::Table& table, const Message& re
   const Reflection* r = record.GetReflection();
   size_t i = 0;
   for (const auto& c : table.columns) {
-    const FieldDescriptor* f = plan.fields[i++];
+    const Step& step = plan.steps[i++];
+    const FieldDescriptor* f = step.field;
     if (f == nullptr) {
-      if (c.server_side && c.name == "agent_id" && c.type == ColumnType::kUInt32) {
+      if (step.agent_id) {
         PutLE<uint32_t>(server.agent_id, out);
+      } else if (step.tag_index >= 0) {
+        PutLE<uint32_t>(server.tag_ids != nullptr ? server.tag_ids[step.tag_index] : 0, out);
       } else {
         PutDefault(c, out);
       }

@@ -19,6 +19,8 @@ namespace sonde::server::storage::clickhouse {
 // are written as zero / empty.
 struct ServerColumns {
   uint32_t agent_id = 0;
+  // One value per name of RowBinaryEncoder::SetTagColumns, in that order; nullptr = all zero.
+  const uint32_t* tag_ids = nullptr;
 };
 
 // Per-row encoding problems that did not stop the row (counted by the caller).
@@ -43,14 +45,24 @@ class RowBinaryEncoder {
   // "`a`, `b`, ..." in table order: the column list of the matching INSERT.
   static std::string ColumnList(const schema::Table& table);
 
+  // Names of the UInt32 server columns ServerColumns::tag_ids carries (see RecordTagger). Call
+  // before the first AppendRow; table columns with these names take their value from tag_ids.
+  void SetTagColumns(std::vector<std::string> names);
+
  private:
+  struct Step {
+    const google::protobuf::FieldDescriptor* field = nullptr;  // nullptr: server value or default
+    int tag_index = -1;                                        // into ServerColumns::tag_ids
+    bool agent_id = false;
+  };
   struct Plan {
-    std::vector<const google::protobuf::FieldDescriptor*> fields;  // per column; nullptr: default
+    std::vector<Step> steps;  // per column
     Status status;
   };
   const Plan& PlanFor(const schema::Table& table, const google::protobuf::Descriptor* descriptor);
 
   std::map<std::pair<const schema::Table*, const google::protobuf::Descriptor*>, Plan> plans_;
+  std::vector<std::string> tag_columns_;
 };
 
 }  // namespace sonde::server::storage::clickhouse

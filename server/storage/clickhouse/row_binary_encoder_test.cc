@@ -97,6 +97,27 @@ TEST(RowBinaryEncoderTest, GoldenRow) {
   EXPECT_EQ(RowBinaryEncoder::ColumnList(table).substr(0, 20), "`time`, `agent_id`, ");
 }
 
+TEST(RowBinaryEncoderTest, TagColumnsComeFromServerValues) {
+  const auto columns = TestColumns();
+  const auto table = TestTable(columns);
+  agent::v1::L7RequestLog r;
+  RowBinaryEncoder encoder;
+  encoder.SetTagColumns({"host_id_1", "pod_id_0", "agent_id"});  // agent_id stays the agent's
+  const uint32_t tags[] = {5, 0xA1B2C3D4, 77};
+  std::string out;
+  EncodeStats stats;
+  ASSERT_TRUE(encoder.AppendRow(table, r, ServerColumns{42, tags}, &out, &stats).ok());
+  // pod_id_0 is the 12th column: time 4, agent_id 4, is_ipv4 1, ip4_0 4, ip6_1 16, port 2,
+  // enum 1, string 1, int32 4, int64 8, uint64 8 = 53 bytes before it.
+  ASSERT_EQ(out.size(), 53u + 4u + 1u);
+  EXPECT_EQ(out.substr(4, 4), std::string("\x2a\0\0\0", 4));
+  EXPECT_EQ(out.substr(53, 4), std::string("\xD4\xC3\xB2\xA1", 4));
+  // Without values the same columns are zero.
+  out.clear();
+  ASSERT_TRUE(encoder.AppendRow(table, r, ServerColumns{42, nullptr}, &out, &stats).ok());
+  EXPECT_EQ(out.substr(53, 4), std::string(4, '\0'));
+}
+
 TEST(RowBinaryEncoderTest, UnknownEnumAndOversizedValuesAreFixedAndCounted) {
   const auto columns = TestColumns();
   const auto table = TestTable(columns);

@@ -1,0 +1,242 @@
+// TaggingService: per-batch side deduplication, locked model matching, dictionary encoding.
+#include "server/enrich/tagging_service.h"
+
+#include <chrono>
+#include <unordered_map>
+
+#include "common/log/log.h"
+
+namespace sonde::server::enrich {
+namespace {
+
+struct SideKeyHash {
+  size_t operator()(const SideKey& k) const {
+    uint64_t h = 1469598103934665603ull;
+    for (uint8_t b : k.ip.bytes()) h = (h ^ b) * 1099511628211ull;
+    h = (h ^ k.time_s) * 1099511628211ull;
+    h = (h ^ k.pid) * 1099511628211ull;
+    return static_cast<size_t>(h ^ (h >> 29));
+  }
+};
+
+uint64_t NowMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+uint32_t NowS() { return static_cast<uint32_t>(NowMs() / 1000); }
+
+net::IpAddress AddressOf(uint32_t is_ipv4, uint32_t ip4, const std::string& ip6) {
+  if (is_ipv4 != 0 || ip6.size() != 16) return net::IpAddress::V4(ip4);
+  return net::IpAddress::V6(reinterpret_cast<const uint8_t*>(ip6.data()));
+}
+
+std::string StringField(const nlohmann::json& o, const char* key) {
+  auto it = o.find(key);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+bool Transient(const Status& s) {
+  return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded;
+}
+
+}  // namespace
+
+TaggingService::TaggingService(ResourceModel model, TagDictionary* dictionary, TagStore* store, AgentLookup agents,
+                               TaggingServiceOptions options, metrics::Registry* registry)
+    : model_(std::move(model)),
+      enricher_(&model_, dictionary, registry),
+      dictionary_(dictionary),
+      store_(store),
+      agents_(std::move(agents)),
+      options_(std::move(options)) {
+  for (int side = 0; side < 2; ++side) {
+    for (const auto& d : AllTagDimensions()) columns_.push_back(IdColumnName(d.dimension, side));
+  }
+  // Inventory pods need their labels published too.
+  if (!model_.pods().empty()) pod_changes_ = 1;
+  if (registry != nullptr) {
+    rows_tagged_ = registry->GetCounter("sonde_server_tag_rows_total", "records given tag id columns");
+    processes_seen_ = registry->GetCounter("sonde_server_tag_processes_total",
+                                           "ProcessInfo records applied to the resource model");
+    kube_pods_applied_ = registry->GetCounter("sonde_server_kube_pods_applied_total",
+                                              "Kubernetes pod objects applied to the resource model");
+    unknown_agents_ = registry->GetCounter("sonde_server_tag_unknown_agent_batches_total",
+                                           "batches from an agent id the registry does not know");
+  }
+}
+
+Status TaggingService::EnsureReady() {
+  std::lock_guard lock(ready_mu_);
+  if (ready_) return Status::Ok();
+  SONDE_RETURN_IF_ERROR(store_->EnsureSchema());
+  SONDE_RETURN_IF_ERROR(dictionary_->Load());
+  ready_ = true;
+  return Status::Ok();
+}
+
+Status TaggingService::Maintain() {
+  std::lock_guard lock(maintain_mu_);
+  SONDE_RETURN_IF_ERROR(EnsureReady());
+  SONDE_RETURN_IF_ERROR(dictionary_->Load());
+  const uint64_t changes = pod_changes_.load();
+  if (changes != published_pod_changes_.load()) {
+    std::shared_lock model_lock(model_mu_);
+    SONDE_RETURN_IF_ERROR(enricher_.PublishPodMetadata(store_, NowMs()));
+    published_pod_changes_ = changes;
+  }
+  return Status::Ok();
+}
+
+void TaggingService::NoteAgentHost(const AgentHost& host) {
+  if (host.hostname.empty() || host.ips.empty()) return;
+  auto it = agent_hosts_.find(host.hostname);
+  if (it != agent_hosts_.end() && it->second == host.ips) return;
+  agent_hosts_[host.hostname] = host.ips;
+  std::unique_lock lock(model_mu_);
+  // The inventory is the authority on hosts it lists (VPC, zone); registrations fill the rest.
+  if (it == agent_hosts_.end() && model_.HasHost(host.hostname)) return;
+  model_.AddHost({host.hostname, model_.VpcOfHost(host.hostname, NowS()), "", host.ips, {}});
+}
+
+Status TaggingService::Tag(const storage::AgentBatch& batch, std::vector<uint32_t>* ids) {
+  const auto& r = batch.records;
+  const size_t records = static_cast<size_t>(r.l7_request_logs_size() + r.l4_flow_logs_size() +
+                                             r.network_metrics_size() + r.application_metrics_size());
+  const size_t width = columns_.size();
+  const size_t base = ids->size();
+  ids->resize(base + records * width, 0);
+  if (records == 0 && r.processes_size() == 0) return Status::Ok();
+  if (Status s = EnsureReady(); !s.ok()) return UnavailableError("tag dictionary not ready: " + s.ToString());
+
+  std::string host;
+  if (auto agent = agents_ ? agents_(batch.agent_id) : std::nullopt) {
+    host = agent->hostname;
+    NoteAgentHost(*agent);
+  } else if (unknown_agents_ != nullptr) {
+    unknown_agents_->Inc();
+  }
+  if (r.processes_size() > 0 && !host.empty()) {
+    std::unique_lock lock(model_mu_);
+    for (const auto& p : r.processes()) {
+      if (p.pid() == 0 || p.name().empty()) continue;
+      Lifetime life;
+      life.since_s = static_cast<uint32_t>(p.start_time_us() / 1000000);
+      model_.AddProcess({host, p.pid(), p.name(), life});
+    }
+    if (processes_seen_ != nullptr) processes_seen_->Inc(static_cast<uint64_t>(r.processes_size()));
+  }
+  if (records == 0) return Status::Ok();
+
+  // Records of a batch share few distinct (address, second, pid) sides: match each once.
+  std::unordered_map<SideKey, uint32_t, SideKeyHash> slot_of;
+  std::vector<SideKey> sides;
+  std::vector<uint32_t> record_slots;  // two per record
+  record_slots.reserve(records * 2);
+  auto add = [&](uint32_t time_s, const net::IpAddress& ip, uint32_t pid) {
+    SideKey k{ip, time_s, pid};
+    auto [it, inserted] = slot_of.emplace(k, static_cast<uint32_t>(sides.size()));
+    if (inserted) sides.push_back(k);
+    record_slots.push_back(it->second);
+  };
+  for (const auto& m : r.l7_request_logs()) {
+    add(m.time(), AddressOf(m.is_ipv4(), m.ip4_0(), m.ip6_0()), m.process_id_0());
+    add(m.time(), AddressOf(m.is_ipv4(), m.ip4_1(), m.ip6_1()), m.process_id_1());
+  }
+  for (const auto& m : r.l4_flow_logs()) {
+    add(m.time(), AddressOf(m.is_ipv4(), m.ip4_0(), m.ip6_0()), m.process_id_0());
+    add(m.time(), AddressOf(m.is_ipv4(), m.ip4_1(), m.ip6_1()), m.process_id_1());
+  }
+  for (const auto& m : r.network_metrics()) {
+    add(m.time(), AddressOf(m.is_ipv4(), m.ip4_0(), m.ip6_0()), 0);
+    add(m.time(), AddressOf(m.is_ipv4(), m.ip4_1(), m.ip6_1()), 0);
+  }
+  for (const auto& m : r.application_metrics()) {
+    add(m.time(), AddressOf(m.is_ipv4(), m.ip4_0(), m.ip6_0()), 0);
+    add(m.time(), AddressOf(m.is_ipv4(), m.ip4_1(), m.ip6_1()), 0);
+  }
+
+  std::vector<ResourceTags> tags;
+  {
+    std::shared_lock lock(model_mu_);
+    tags = enricher_.MatchSides(host, sides);
+  }
+  auto encoded = enricher_.EncodeSides(std::move(tags));
+  if (!encoded.ok()) {
+    if (Transient(encoded.status())) return encoded.status();
+    // Not worth blocking the spool over: store the rows untagged and say so.
+    SONDE_LOG_EVERY(warn, "tagging a batch failed, storing it untagged: {}", encoded.status().ToString());
+    return Status::Ok();
+  }
+  uint32_t* out = ids->data() + base;
+  for (size_t i = 0; i < records; ++i) {
+    for (int side = 0; side < 2; ++side) {
+      const TagIdArray& a = (*encoded)[record_slots[i * 2 + side]];
+      std::copy(a.begin(), a.end(), out + i * width + side * kTagDimensionCount);
+    }
+  }
+  if (rows_tagged_ != nullptr) rows_tagged_->Inc(records);
+  return Status::Ok();
+}
+
+void TaggingService::AddSelectedServices(PodInfo* pod) const {
+  if (!pod->services.empty()) return;
+  pod->services = model_.ServicesSelecting(pod->cluster, pod->ns, pod->labels, pod->life.since_s);
+}
+
+void TaggingService::ApplyPodList(const std::vector<nlohmann::json>& items, uint32_t now_s) {
+  // Pods of the first list existed before we looked: tag earlier records with them too.
+  const uint32_t since = first_list_done_ ? now_s : 0;
+  first_list_done_ = true;
+  std::vector<PodInfo> pods;
+  for (const auto& item : items) {
+    if (auto p = PodFromJson(item, options_.kube_cluster, since)) pods.push_back(std::move(*p));
+  }
+  std::unique_lock lock(model_mu_);
+  // Pods the list no longer has were deleted while we were not watching.
+  std::vector<std::pair<std::string, std::string>> gone;
+  for (const auto& existing : model_.pods()) {
+    if (existing.cluster != options_.kube_cluster || existing.life.until_s != kForever) continue;
+    bool listed = false;
+    for (const auto& p : pods) listed = listed || (p.ns == existing.ns && p.name == existing.name);
+    if (!listed) gone.emplace_back(existing.ns, existing.name);
+  }
+  for (const auto& [ns, name] : gone) model_.EndPod(options_.kube_cluster, ns, name, now_s);
+  for (auto& p : pods) {
+    AddSelectedServices(&p);
+    model_.UpsertPod(std::move(p));
+  }
+  if (kube_pods_applied_ != nullptr) kube_pods_applied_->Inc(items.size());
+  ++pod_changes_;
+}
+
+void TaggingService::ApplyPodEvent(WatchEventType type, const nlohmann::json& pod, uint32_t now_s) {
+  if (kube_pods_applied_ != nullptr) kube_pods_applied_->Inc();
+  if (type == WatchEventType::kDeleted) {
+    if (!pod.is_object()) return;
+    auto meta = pod.find("metadata");
+    if (meta == pod.end() || !meta->is_object()) return;
+    const std::string ns = StringField(*meta, "namespace");
+    const std::string name = StringField(*meta, "name");
+    std::unique_lock lock(model_mu_);
+    model_.EndPod(options_.kube_cluster, ns, name, now_s);
+    ++pod_changes_;
+    return;
+  }
+  auto p = PodFromJson(pod, options_.kube_cluster, now_s);
+  if (!p) return;  // no address yet: a later MODIFIED brings it
+  std::unique_lock lock(model_mu_);
+  AddSelectedServices(&*p);
+  model_.UpsertPod(std::move(*p));
+  ++pod_changes_;
+}
+
+KubeWatchHandler TaggingService::PodHandler() {
+  KubeWatchHandler h;
+  h.on_list = [this](const std::vector<nlohmann::json>& items) { ApplyPodList(items, NowS()); };
+  h.on_event = [this](WatchEventType type, const nlohmann::json& pod) { ApplyPodEvent(type, pod, NowS()); };
+  return h;
+}
+
+}  // namespace sonde::server::enrich

@@ -1,0 +1,235 @@
+// TaggingService as storage sees it: both sides of every record type get ids that decode to the
+// matched resources; agent registrations add hosts, ProcessInfo records add processes; pods
+// from Kubernetes (list, rename by watch event, delete) tag records by their own time; model
+// writers and the tagger run concurrently.
+#include "server/enrich/tagging_service.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "server/enrich/testing/fake_kube_api_server.h"
+
+namespace sonde::server::enrich {
+namespace {
+
+uint32_t V4(const char* s) { return net::IpAddress::Parse(s)->v4(); }
+
+constexpr char kInventory[] = R"(
+vpcs: [{name: vpc-a, region: eu-1}]
+subnets: [{name: a-app, vpc: vpc-a, zone: eu-1b, cidr: 10.0.0.0/16}]
+hosts: [{name: node-1, vpc: vpc-a, zone: eu-1b, ips: [10.0.1.10]}]
+clusters: [{name: prod, vpc: vpc-a}]
+services:
+  - {cluster: prod, namespace: shop, name: web-svc, cluster_ips: [10.96.0.10], selector: {app: web}}
+pods:
+  - {cluster: prod, namespace: shop, name: db-0, node: node-1, services: [db], ip: 10.0.2.9,
+     labels: {app: db}}
+)";
+
+class TaggingServiceTest : public ::testing::Test {
+ protected:
+  TaggingServiceTest() : dictionary_(&store_, Options(), &registry_) {}
+  static TagDictionaryOptions Options() {
+    TagDictionaryOptions o;
+    o.settle = std::chrono::milliseconds(1);
+    return o;
+  }
+  void SetUp() override {
+    auto model = ResourceModel::FromInventory(kInventory, /*yaml=*/true);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    TaggingServiceOptions options;
+    options.kube_cluster = "prod";
+    service_ = std::make_unique<TaggingService>(
+        std::move(*model), &dictionary_, &store_,
+        [](uint32_t id) -> std::optional<AgentHost> {
+          if (id == 7) return AgentHost{"node-1", {}};
+          if (id == 8) return AgentHost{"vm-9", {*net::IpAddress::Parse("10.0.5.5")}};
+          return std::nullopt;
+        },
+        options, &registry_);
+  }
+  // Value of `column` of record `i` in the tagger's output, decoded through the dictionary.
+  std::string Decoded(const std::vector<uint32_t>& ids, size_t i, const std::string& column) {
+    const auto& cols = service_->Columns();
+    for (size_t c = 0; c < cols.size(); ++c) {
+      if (cols[c] != column) continue;
+      const std::string dim = column.substr(0, column.rfind("_id_"));
+      auto d = FindTagDimension(dim);
+      EXPECT_TRUE(d.has_value()) << dim;
+      return dictionary_.Decode(*d, ids[i * cols.size() + c]).value_or("<unknown id>");
+    }
+    ADD_FAILURE() << "no column " << column;
+    return "";
+  }
+  static sonde::agent::v1::L7RequestLog L7(uint32_t time, const char* client, const char* server,
+                                           uint32_t pid0 = 0, uint32_t pid1 = 0) {
+    sonde::agent::v1::L7RequestLog m;
+    m.set_time(time);
+    m.set_is_ipv4(1);
+    m.set_ip4_0(V4(client));
+    m.set_ip4_1(V4(server));
+    m.set_process_id_0(pid0);
+    m.set_process_id_1(pid1);
+    return m;
+  }
+
+  metrics::Registry registry_;
+  MemoryTagStore store_;
+  TagDictionary dictionary_;
+  std::unique_ptr<TaggingService> service_;
+};
+
+TEST_F(TaggingServiceTest, BothSidesOfEveryRecordType) {
+  const auto& cols = service_->Columns();
+  ASSERT_EQ(cols.size(), 2 * kTagDimensionCount);
+  EXPECT_EQ(cols.front(), "region_id_0");
+  EXPECT_EQ(cols.back(), "process_name_id_1");
+
+  storage::AgentBatch batch;
+  batch.agent_id = 7;
+  auto* p = batch.records.add_processes();
+  p->set_pid(4321);
+  p->set_name("curl");
+  p->set_start_time_us(50'000'000);
+  *batch.records.add_l7_request_logs() = L7(100, "10.0.1.10", "10.0.2.9", 4321, 0);
+  auto* l4 = batch.records.add_l4_flow_logs();
+  l4->set_time(100);
+  l4->set_is_ipv4(1);
+  l4->set_ip4_0(V4("10.0.1.10"));
+  l4->set_ip4_1(V4("10.96.0.10"));
+  auto* nm = batch.records.add_network_metrics();
+  nm->set_time(100);
+  nm->set_is_ipv4(1);
+  nm->set_ip4_0(V4("8.8.8.8"));
+  nm->set_ip4_1(V4("10.0.2.9"));
+  auto* am = batch.records.add_application_metrics();
+  am->set_time(100);
+  am->set_is_ipv4(0);
+  am->set_ip6_0(std::string(16, '\0'));
+  am->set_ip6_1(std::string(16, '\0'));
+
+  std::vector<uint32_t> ids;
+  ASSERT_TRUE(service_->Tag(batch, &ids).ok());
+  ASSERT_EQ(ids.size(), 4 * cols.size());
+  // L7: host process -> pod db-0.
+  EXPECT_EQ(Decoded(ids, 0, "host_id_0"), "node-1");
+  EXPECT_EQ(Decoded(ids, 0, "process_name_id_0"), "curl");
+  EXPECT_EQ(Decoded(ids, 0, "zone_id_0"), "eu-1b");
+  EXPECT_EQ(Decoded(ids, 0, "region_id_0"), "eu-1");
+  EXPECT_EQ(Decoded(ids, 0, "pod_id_1"), "db-0");
+  EXPECT_EQ(Decoded(ids, 0, "service_id_1"), "db");
+  EXPECT_EQ(Decoded(ids, 0, "pod_ns_id_1"), "shop");
+  EXPECT_EQ(Decoded(ids, 0, "pod_cluster_id_1"), "prod");
+  EXPECT_EQ(Decoded(ids, 0, "pod_node_id_1"), "node-1");
+  EXPECT_EQ(Decoded(ids, 0, "process_name_id_1"), "");
+  // L4: service ClusterIP.
+  EXPECT_EQ(Decoded(ids, 1, "service_id_1"), "web-svc");
+  EXPECT_EQ(Decoded(ids, 1, "pod_id_1"), "");
+  // Network metric: the internet side stays untagged.
+  EXPECT_EQ(Decoded(ids, 2, "vpc_id_0"), "");
+  EXPECT_EQ(Decoded(ids, 2, "pod_id_1"), "db-0");
+  // Application metric with unknown addresses: all zero.
+  for (size_t c = 0; c < cols.size(); ++c) EXPECT_EQ(ids[3 * cols.size() + c], 0u) << cols[c];
+  // A process before its start time is not named.
+  batch.records.clear_processes();
+  batch.records.mutable_l7_request_logs(0)->set_time(10);
+  ids.clear();
+  ASSERT_TRUE(service_->Tag(batch, &ids).ok());
+  EXPECT_EQ(Decoded(ids, 0, "process_name_id_0"), "");
+  EXPECT_EQ(registry_.CounterTotal("sonde_server_tag_processes_total"), 1u);
+}
+
+TEST_F(TaggingServiceTest, RegisteredAgentHostAndUnknownAgent) {
+  storage::AgentBatch batch;
+  batch.agent_id = 8;  // vm-9 is not in the inventory: its registration adds it
+  *batch.records.add_l7_request_logs() = L7(100, "10.0.5.5", "10.0.1.10");
+  std::vector<uint32_t> ids;
+  ASSERT_TRUE(service_->Tag(batch, &ids).ok());
+  EXPECT_EQ(Decoded(ids, 0, "host_id_0"), "vm-9");
+  // Addresses are VPC-scoped: a host only known from its registration has no VPC, so it does
+  // not see vpc-a's node-1.
+  EXPECT_EQ(Decoded(ids, 0, "host_id_1"), "");
+  batch.agent_id = 99;
+  ids.clear();
+  ASSERT_TRUE(service_->Tag(batch, &ids).ok());
+  EXPECT_EQ(Decoded(ids, 0, "host_id_0"), "vm-9");
+  EXPECT_EQ(registry_.CounterTotal("sonde_server_tag_unknown_agent_batches_total"), 1u);
+}
+
+TEST_F(TaggingServiceTest, KubernetesPodsRenameAndSelectorServices) {
+  using testing::FakePod;
+  service_->ApplyPodList({nlohmann::json::parse(FakePod("web-a", "10.0.3.1", "1", "web"))}, 1000);
+  // Same address, new name (the pod was replaced) at t=2000; the old one is deleted.
+  service_->ApplyPodEvent(WatchEventType::kAdded, nlohmann::json::parse(FakePod("web-b", "10.0.3.1", "2", "web")),
+                          2000);
+  service_->ApplyPodEvent(WatchEventType::kDeleted, nlohmann::json::parse(FakePod("web-a", "10.0.3.1", "3", "web")),
+                          2000);
+  service_->ApplyPodEvent(WatchEventType::kDeleted, nlohmann::json::parse(R"({"metadata":{"name":5}})"), 2000);
+  storage::AgentBatch batch;
+  batch.agent_id = 7;
+  *batch.records.add_l7_request_logs() = L7(500, "10.0.1.10", "10.0.3.1");   // before the first list: still web-a
+  *batch.records.add_l7_request_logs() = L7(1999, "10.0.1.10", "10.0.3.1");
+  *batch.records.add_l7_request_logs() = L7(2000, "10.0.1.10", "10.0.3.1");
+  *batch.records.add_l7_request_logs() = L7(3000, "10.0.1.10", "10.0.3.1");
+  std::vector<uint32_t> ids;
+  ASSERT_TRUE(service_->Tag(batch, &ids).ok());
+  EXPECT_EQ(Decoded(ids, 0, "pod_id_1"), "web-a");
+  EXPECT_EQ(Decoded(ids, 1, "pod_id_1"), "web-a");
+  EXPECT_EQ(Decoded(ids, 2, "pod_id_1"), "web-b");
+  EXPECT_EQ(Decoded(ids, 3, "pod_id_1"), "web-b");
+  EXPECT_EQ(Decoded(ids, 3, "service_id_1"), "web-svc");  // by the inventory service's selector
+  EXPECT_EQ(Decoded(ids, 3, "workload_id_1"), "ReplicaSet/web-5d");
+
+  // Labels are published once per change by Maintain(), keyed by the pods' ids.
+  EXPECT_NE(service_->pod_changes(), service_->published_pod_changes());
+  ASSERT_TRUE(service_->Maintain().ok());
+  EXPECT_EQ(service_->pod_changes(), service_->published_pod_changes());
+  const auto labels = store_.PodMetadata(false);
+  const uint32_t pod_b = *dictionary_.Find(TagDimension::kPod, "web-b");
+  bool found = false;
+  for (const auto& [key, value] : labels) {
+    found = found || (key.find("/" + std::to_string(pod_b) + "/app") != std::string::npos && value == "web");
+  }
+  EXPECT_TRUE(found);
+
+  // A re-list without web-b ends it.
+  service_->ApplyPodList({}, 4000);
+  batch.records.clear_l7_request_logs();
+  *batch.records.add_l7_request_logs() = L7(4001, "10.0.1.10", "10.0.3.1");
+  ids.clear();
+  ASSERT_TRUE(service_->Tag(batch, &ids).ok());
+  EXPECT_EQ(Decoded(ids, 0, "pod_id_1"), "");
+}
+
+TEST_F(TaggingServiceTest, WatcherWritesWhileTheWriterTags) {
+  using testing::FakePod;
+  std::thread writer([&] {
+    for (uint32_t i = 0; i < 300; ++i) {
+      const std::string ip = "10.0.4." + std::to_string(i % 200 + 1);
+      service_->ApplyPodEvent(WatchEventType::kAdded,
+                              nlohmann::json::parse(FakePod("p-" + std::to_string(i), ip, "1")), 100 + i);
+    }
+  });
+  for (int round = 0; round < 50; ++round) {
+    storage::AgentBatch batch;
+    batch.agent_id = 7;
+    for (int i = 0; i < 20; ++i) {
+      const std::string ip = "10.0.4." + std::to_string(i + 1);
+      *batch.records.add_l7_request_logs() = L7(1000, "10.0.1.10", ip.c_str());
+    }
+    std::vector<uint32_t> ids;
+    ASSERT_TRUE(service_->Tag(batch, &ids).ok());
+    EXPECT_EQ(Decoded(ids, 0, "host_id_0"), "node-1");
+  }
+  writer.join();
+  storage::AgentBatch batch;
+  batch.agent_id = 7;
+  *batch.records.add_l7_request_logs() = L7(1000, "10.0.1.10", "10.0.4.1");
+  std::vector<uint32_t> ids;
+  ASSERT_TRUE(service_->Tag(batch, &ids).ok());
+  EXPECT_EQ(Decoded(ids, 0, "pod_id_1"), "p-200");  // the latest pod on that address
+}
+
+}  // namespace
+}  // namespace sonde::server::enrich
