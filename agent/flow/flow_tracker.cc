@@ -130,6 +130,7 @@ struct FlowTracker::Flow {
   bool saw_synack = false;
   bool rtt_server_done = false;
   bool rtt_client_done = false;
+  bool synack_since_syn = false;  // synack_ns belongs to the current handshake attempt
   bool metric_dirty = false;
   bool buffering = false;
   PeriodCounters period;
@@ -396,20 +397,44 @@ void FlowTracker::ProcessTcp(Flow& f, int dir, const DecodedPacket& p) {
   // Handshake and RTT split: server side = SYN -> SYN-ACK, client side = SYN-ACK -> ACK.
   if (syn && !ack) {
     c.syn_count++;
-    if (f.saw_syn) c.syn_retrans++;
-    // A SYN after the SYN-ACK (reordered capture): the handshake timing is meaningless.
-    if (f.saw_synack) f.rtt_server_done = f.rtt_client_done = true;
+    // A repeated SYN (or SYN-ACK) is a retransmission too, as DeepFlow and TShark count it;
+    // syn_retrans / synack_retrans tell the handshake part apart.
+    if (f.saw_syn) {
+      c.syn_retrans++;
+      c.retrans[dir]++;
+      (dir == 0 ? md.retrans_0 : md.retrans_1)++;
+    }
+    if (f.saw_synack && !f.saw_syn) {
+      // A SYN after the SYN-ACK with no SYN before it (reordered capture): the handshake
+      // timing is meaningless.
+      f.rtt_server_done = f.rtt_client_done = true;
+    } else if (f.saw_synack && !f.rtt_client_done) {
+      // The SYN is sent again after a SYN-ACK: that SYN-ACK never reached the client, so the
+      // handshake that counts starts now (as TShark's iRTT sees it).
+      f.rtt_server_done = false;
+      f.synack_since_syn = false;
+    }
     f.saw_syn = true;
     f.syn_ns = now;
   } else if (syn && ack) {
     c.synack_count++;
-    if (f.saw_synack) c.synack_retrans++;
-    if (!f.saw_synack && f.saw_syn && !f.rtt_server_done && now >= f.syn_ns) {
+    if (f.saw_synack) {
+      c.synack_retrans++;
+      c.retrans[dir]++;
+      (dir == 0 ? md.retrans_0 : md.retrans_1)++;
+    }
+    if (f.saw_syn && !f.rtt_server_done && now >= f.syn_ns) {
       c.rtt_server_us = static_cast<uint32_t>((now - f.syn_ns) / kNsPerUs);
       f.rtt_server_done = true;
     }
+    // The client side is timed from the first SYN-ACK answering the SYN: a retransmitted
+    // SYN-ACK means the ACK was slow or lost, which is part of the client-side time (TShark's
+    // iRTT and DeepFlow's rtt_client both count it so).
+    if (!f.synack_since_syn) {
+      f.synack_since_syn = true;
+      f.synack_ns = now;
+    }
     f.saw_synack = true;
-    f.synack_ns = now;
     if (f.state == TcpState::kSynSent) f.state = TcpState::kSynReceived;
   } else if (ack && dir == 0 && f.state == TcpState::kSynReceived) {
     if (f.saw_synack && !f.rtt_client_done && now >= f.synack_ns) {

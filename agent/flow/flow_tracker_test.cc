@@ -201,6 +201,35 @@ TEST_F(FlowTrackerTest, BoundedTableCountsDrops) {
   EXPECT_NE(registry_.RenderPrometheus().find("flow_table_full"), std::string::npos);
 }
 
+TEST_F(FlowTrackerTest, LostSynAckRestartsHandshakeTimingAndCountsRetransmissions) {
+  C(kSec, 100, 0, S);
+  Sv(kSec + 200 * kMs, 500, 101, S | A);   // lost on the way to the client
+  C(kSec + 300 * kMs, 100, 0, S);          // so the client sends its SYN again
+  Sv(kSec + 500 * kMs, 500, 101, S | A);   // answered again 200 ms later
+  C(kSec + 509 * kMs, 101, 501, A);
+  tracker_->FlushAll(2 * kSec);
+  ASSERT_EQ(sink_.l4.size(), 1u);
+  const auto& r = sink_.l4[0];
+  EXPECT_EQ(r.rtt_server_us(), 200000u);  // second SYN -> its SYN-ACK
+  EXPECT_EQ(r.rtt_client_us(), 9000u);
+  EXPECT_EQ(r.rtt_us(), 209000u);
+  EXPECT_EQ(r.syn_retrans(), 1u);
+  EXPECT_EQ(r.synack_retrans(), 1u);
+  EXPECT_EQ(r.retrans_0(), 1u);  // the repeated SYN
+  EXPECT_EQ(r.retrans_1(), 1u);  // the repeated SYN-ACK
+}
+
+TEST_F(FlowTrackerTest, RetransmittedSynAckDoesNotShortenTheClientSide) {
+  C(kSec, 100, 0, S);
+  Sv(kSec + 10 * kMs, 500, 101, S | A);
+  Sv(kSec + 30 * kMs, 500, 101, S | A);    // the ACK was slow: the server repeats itself
+  C(kSec + 31 * kMs, 101, 501, A);
+  tracker_->FlushAll(2 * kSec);
+  ASSERT_EQ(sink_.l4.size(), 1u);
+  EXPECT_EQ(sink_.l4[0].rtt_server_us(), 10000u);
+  EXPECT_EQ(sink_.l4[0].rtt_client_us(), 21000u);  // from the first SYN-ACK
+}
+
 TEST_F(FlowTrackerTest, PeriodicRowsCarryDeltas) {
   FlowTrackerConfig cfg;
   cfg.report_interval_ns = 10 * kSec;
