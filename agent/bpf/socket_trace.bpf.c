@@ -1,7 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Socket I/O tracing: syscall tracepoints save arguments on entry (per tid) and, on exit,
- * resolve fd -> struct socket -> sock in the kernel, then emit one ring buffer record with the
- * 5-tuple, role, TCP sequence and the first bytes of payload. OpenSSL uprobes add plaintext. */
+/* Socket I/O tracing: syscall tracepoints save arguments on entry (per task, in task-local
+ * storage) and, on exit, emit one ring buffer record with the 5-tuple, role, TCP sequence and the
+ * first bytes of payload. OpenSSL uprobes add plaintext.
+ *
+ * Cost matters (every read/write of every process runs this): kernel structures are read with
+ * BTF-typed direct loads (bpf_get_current_task_btf + bpf_rdonly_cast, one helper call for the fd
+ * table slot) rather than one bpf_probe_read per field; non-socket fds are dropped on entry before
+ * any map is touched; the socket's addresses and the process name are resolved once per
+ * connection and cached in `conns`; the ignore and TLS checks cost nothing until used; the ring
+ * buffer wakes user space only once a batch is waiting (user space also polls on a timer).
+ * Needs kernel >= 6.2 (bpf_rdonly_cast, task storage in tracepoint programs). */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
@@ -21,30 +29,38 @@ char LICENSE[] SEC("license") = "GPL";
 #define SCRATCH_PAYLOAD (3 * SONDE_MAX_PAYLOAD)
 #define PAYLOAD_MASK (SONDE_MAX_PAYLOAD - 1)
 
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
 const volatile __u32 self_pid = 0;
 const volatile __u32 payload_cap = SONDE_DEFAULT_PAYLOAD;
 /* User space polls the ring on a short timer; waking it per record would cost a context switch
  * per syscall, so records only wake it once this much data is waiting. */
 const volatile __u64 wakeup_bytes = 256 * 1024;
 
-enum io_kind { IO_PLAIN = 0, IO_IOV = 1, IO_MSG = 2, IO_MMSG = 3, IO_CONNECT = 4, IO_ACCEPT = 5 };
+/* Set by user space (mmap'ed .bss) when it first ignores a connection / attaches TLS uprobes:
+ * until then the corresponding lookups are skipped. */
+volatile __u32 have_ignored = 0;
+
+enum io_kind {
+	IO_PLAIN = 0,
+	IO_IOV = 1,
+	IO_MSG = 2,
+	IO_MMSG = 3,
+	IO_CONNECT = 4,
+	IO_ACCEPT = 5,
+	IO_SENDFILE = 6,
+};
 
 struct io_args {
 	__u64 sk;   /* struct sock * resolved on entry (the syscall holds the file, so it stays valid) */
 	__u64 ptr;  /* buffer, iovec array, msghdr or mmsghdr array */
 	__u64 cnt;  /* iovec count or mmsg vlen */
+	__u64 name; /* sendto/recvfrom: struct sockaddr * of the peer (unconnected UDP) */
 	__s32 fd;
 	__u8 kind;
 	__u8 dir;
-	__u16 pad;
-};
-
-struct conn_info {
-	__u64 generation;
-	__u64 sk;
-	__u8 role;
-	__u8 tls;
-	__u8 pad[6];
+	__u8 valid;
+	__u8 pad;
 };
 
 struct ssl_args {
@@ -53,7 +69,24 @@ struct ssl_args {
 	__u64 readbytes; /* size_t* for the _ex variants, 0 otherwise */
 	__s32 fd;        /* learned from a socket syscall made inside the SSL call, -1 until then */
 	__u8 dir;
-	__u8 pad[3];
+	__u8 valid;
+	__u8 pad[2];
+};
+
+/* Per-thread state between a syscall's entry and exit (and an SSL call's entry and return). */
+struct task_ctx {
+	struct io_args io;
+	struct ssl_args ssl;
+};
+
+struct conn_info {
+	__u64 generation;
+	__u64 sk;
+	struct sonde_sock_addr addr; /* cached at first sight (remote refreshed while unset) */
+	char comm[SONDE_COMM_LEN];
+	__u8 role;
+	__u8 tls;
+	__u8 pad[6];
 };
 
 struct ssl_key {
@@ -74,11 +107,11 @@ struct {
 } events SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct io_args);
-} active_io SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_ctx);
+} tasks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -94,13 +127,6 @@ struct {
 	__type(key, __u64);
 	__type(value, __u64);
 } ignored_conns SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct ssl_args);
-} active_ssl SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -131,69 +157,107 @@ static __always_inline __u64 rb_flags(void)
 									      : BPF_RB_NO_WAKEUP;
 }
 
-static __always_inline void count(__u32 idx)
+static __always_inline void count_n(__u32 idx, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
 	if (v)
-		*v += 1;
+		*v += n;
 }
 
-/* fd -> struct sock for inet TCP/UDP sockets of the current task; NULL otherwise. */
-static __always_inline struct sock *fd_to_sock(__s32 fd)
+static __always_inline void count(__u32 idx)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
-	struct file *file = NULL;
-	struct socket *sock;
-	struct sock *sk;
-	unsigned int max_fds;
-	umode_t mode;
-	__u16 family, proto;
+	count_n(idx, 1);
+}
 
-	if (fd < 0 || !fdt)
+static __always_inline struct sock *as_sock(__u64 p)
+{
+	return bpf_rdonly_cast((void *)p, bpf_core_type_id_kernel(struct sock));
+}
+
+/* fd -> struct sock for inet TCP/UDP sockets of `task`; NULL otherwise. */
+static __always_inline struct sock *fd_to_sock(struct task_struct *task, __s32 fd)
+{
+	struct files_struct *files;
+	struct fdtable *fdt;
+	struct file *fp = NULL;
+
+	if (fd < 0)
 		return NULL;
-	max_fds = BPF_CORE_READ(fdt, max_fds);
-	if ((unsigned int)fd >= max_fds)
+	files = task->files;
+	if (!files)
 		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+	fdt = files->fdt;
+	if (!fdt || (unsigned int)fd >= fdt->max_fds)
 		return NULL;
-	mode = BPF_CORE_READ(file, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
+	if (bpf_probe_read_kernel(&fp, sizeof(fp), &fdt->fd[fd]) || !fp)
 		return NULL;
-	sock = BPF_CORE_READ(file, private_data);
-	if (!sock)
+	struct file *f = bpf_rdonly_cast(fp, bpf_core_type_id_kernel(struct file));
+	struct inode *inode = f->f_inode;
+	if (!inode || (inode->i_mode & S_IFMT) != S_IFSOCK)
 		return NULL;
-	sk = BPF_CORE_READ(sock, sk);
+	struct socket *so = bpf_rdonly_cast(f->private_data, bpf_core_type_id_kernel(struct socket));
+	if (!so)
+		return NULL;
+	struct sock *sk = so->sk;
 	if (!sk)
 		return NULL;
-	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return NULL;
-	proto = BPF_CORE_READ(sk, sk_protocol);
+	__u16 proto = sk->sk_protocol;
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return NULL;
 	return sk;
 }
 
-static __always_inline void fill_addr(struct sock *sk, struct sonde_sock_addr *a)
+static __always_inline void fill_remote(struct sock *sk, struct sonde_sock_addr *a)
 {
-	a->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	a->protocol = (__u8)BPF_CORE_READ(sk, sk_protocol);
-	a->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	a->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	a->remote_port = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (a->family == AF_INET) {
-		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memset(a->local_addr, 0, 16);
+		__u32 r = sk->__sk_common.skc_daddr;
 		__builtin_memset(a->remote_addr, 0, 16);
-		__builtin_memcpy(a->local_addr, &l, 4);
 		__builtin_memcpy(a->remote_addr, &r, 4);
 	} else {
-		BPF_CORE_READ_INTO(a->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(a->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	}
+}
+
+static __always_inline void fill_addr(struct sock *sk, struct sonde_sock_addr *a)
+{
+	a->family = sk->__sk_common.skc_family;
+	a->protocol = (__u8)sk->sk_protocol;
+	a->local_port = sk->__sk_common.skc_num;
+	if (a->family == AF_INET) {
+		__u32 l = sk->__sk_common.skc_rcv_saddr;
+		__builtin_memset(a->local_addr, 0, 16);
+		__builtin_memcpy(a->local_addr, &l, 4);
+	} else {
+		BPF_CORE_READ_INTO(a->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+	}
+	fill_remote(sk, a);
+}
+
+/* The peer of one datagram from a user sockaddr (sendto/recvfrom/msg_name); false if none. */
+static __always_inline bool read_peer(__u64 uaddr, struct sonde_sock_addr *a)
+{
+	struct sockaddr_in sin;
+	if (!uaddr || bpf_probe_read_user(&sin, sizeof(sin), (void *)uaddr))
+		return false;
+	if (sin.sin_family == AF_INET && a->family == AF_INET) {
+		a->remote_port = bpf_ntohs(sin.sin_port);
+		__builtin_memset(a->remote_addr, 0, 16);
+		__builtin_memcpy(a->remote_addr, &sin.sin_addr.s_addr, 4);
+		return true;
+	}
+	if (sin.sin_family == AF_INET6 && a->family == AF_INET6) {
+		struct sockaddr_in6 sin6;
+		if (bpf_probe_read_user(&sin6, sizeof(sin6), (void *)uaddr))
+			return false;
+		a->remote_port = bpf_ntohs(sin6.sin6_port);
+		__builtin_memcpy(a->remote_addr, &sin6.sin6_addr, 16);
+		return true;
+	}
+	return false;
 }
 
 /* The connection entry for (tgid, fd), created on first sight or when the fd now names a
@@ -201,12 +265,19 @@ static __always_inline void fill_addr(struct sock *sk, struct sonde_sock_addr *a
 static __always_inline struct conn_info *touch_conn(__u64 key, struct sock *sk, __u8 role, bool fresh)
 {
 	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
-	if (ci && !fresh && ci->sk == (__u64)sk)
+	if (ci && !fresh && ci->sk == (__u64)sk) {
+		/* Seen before its connect() completed (or a UDP socket connected later). */
+		if (ci->addr.remote_port == 0)
+			fill_remote(sk, &ci->addr);
 		return ci;
+	}
 	struct conn_info n = {};
 	n.generation = bpf_ktime_get_ns();
 	n.sk = (__u64)sk;
 	n.role = role;
+	fill_addr(sk, &n.addr);
+	n.addr.role = role;
+	bpf_get_current_comm(n.comm, sizeof(n.comm));
 	if (bpf_map_update_elem(&conns, &key, &n, BPF_ANY)) {
 		count(SONDE_STAT_CONN_MAP_FULL);
 		return NULL;
@@ -216,12 +287,14 @@ static __always_inline struct conn_info *touch_conn(__u64 key, struct sock *sk, 
 
 static __always_inline bool is_ignored(__u64 key, __u64 generation)
 {
+	if (!have_ignored)
+		return false;
 	__u64 *g = bpf_map_lookup_elem(&ignored_conns, &key);
 	return g && (*g == 0 || *g == generation);
 }
 
 static __always_inline void fill_header(struct sonde_event_header *h, __u32 kind, __u64 id, __s32 fd,
-					struct conn_info *ci, struct sock *sk)
+					struct conn_info *ci)
 {
 	h->kind = kind;
 	h->pid = id >> 32;
@@ -229,22 +302,20 @@ static __always_inline void fill_header(struct sonde_event_header *h, __u32 kind
 	h->fd = fd;
 	h->timestamp_ns = bpf_ktime_get_ns();
 	h->conn_generation = ci->generation;
-	bpf_get_current_comm(h->comm, sizeof(h->comm));
-	fill_addr(sk, &h->addr);
-	h->addr.role = ci->role;
+	__builtin_memcpy(h->comm, ci->comm, sizeof(h->comm));
+	__builtin_memcpy(&h->addr, &ci->addr, sizeof(h->addr));
 }
 
-static __always_inline void emit_control(__u64 id, __s32 fd, struct conn_info *ci, struct sock *sk,
-					 __u32 control)
+static __always_inline void emit_control(__u64 id, __s32 fd, struct conn_info *ci, __u32 control, __u32 arg)
 {
 	struct sonde_control_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
 		count(SONDE_STAT_RINGBUF_DROPS);
 		return;
 	}
-	fill_header(&ev->hdr, SONDE_EVENT_CONTROL, id, fd, ci, sk);
+	fill_header(&ev->hdr, SONDE_EVENT_CONTROL, id, fd, ci);
 	ev->control = control;
-	ev->pad = 0;
+	ev->arg = arg;
 	bpf_ringbuf_submit(ev, rb_flags());
 	count(SONDE_STAT_EVENTS);
 }
@@ -283,7 +354,7 @@ static __always_inline __u32 copy_iov(struct scratch_buf *s, const struct iovec 
 	__u64 seen = 0;
 	for (int i = 0; i < SONDE_MAX_IOV; i++) {
 		struct iovec iov;
-		if (i >= iovcnt || seen >= total)
+		if (i >= iovcnt || seen >= total || off >= cap_bytes())
 			break;
 		if (bpf_probe_read_user(&iov, sizeof(iov), &iovs[i]))
 			break;
@@ -299,14 +370,15 @@ static __always_inline __u32 copy_iov(struct scratch_buf *s, const struct iovec 
 	return off;
 }
 
-/* Emits one data event: resolves the socket, filters, copies payload via `args`. */
-static __always_inline void emit_data(__u64 id, struct io_args *args, __u64 total, __u64 ptr,
-				      __u64 cnt, bool iov, bool mmsg, __u8 source)
+/* Emits one data event: filters, copies payload via `args`. `peer`: user sockaddr of the peer
+ * of this datagram (unconnected UDP), or 0. */
+static __always_inline void emit_data(__u64 id, struct io_args *args, struct task_ctx *tc, __u64 total,
+				      __u64 ptr, __u64 cnt, bool iov, bool mmsg, __u8 source, __u64 peer)
 {
 	__s32 fd = args->fd;
 	__u64 key = sonde_conn_key(id >> 32, fd);
-	struct sock *sk = args->sk ? (struct sock *)args->sk : fd_to_sock(fd);
-	if (!sk) {
+	struct sock *sk = as_sock(args->sk);
+	if (!args->sk) {
 		count(SONDE_STAT_NOT_SOCKET);
 		return;
 	}
@@ -317,11 +389,10 @@ static __always_inline void emit_data(__u64 id, struct io_args *args, __u64 tota
 		count(SONDE_STAT_IGNORED_CONN);
 		return;
 	}
-	if (source == SONDE_SRC_SYSCALL) {
+	if (source != SONDE_SRC_TLS) {
 		/* Inside SSL_read/SSL_write: this is ciphertext; remember the fd for the uprobe. */
-		struct ssl_args *sa = bpf_map_lookup_elem(&active_ssl, &id);
-		if (sa) {
-			sa->fd = fd;
+		if (tc && tc->ssl.valid) {
+			tc->ssl.fd = fd;
 			ci->tls = 1;
 		}
 		if (ci->tls) {
@@ -333,27 +404,32 @@ static __always_inline void emit_data(__u64 id, struct io_args *args, __u64 tota
 	struct scratch_buf *s = bpf_map_lookup_elem(&scratch, &cpu);
 	if (!s)
 		return;
-	fill_header(&s->ev.hdr, SONDE_EVENT_DATA, id, fd, ci, sk);
+	fill_header(&s->ev.hdr, SONDE_EVENT_DATA, id, fd, ci);
+	if (s->ev.hdr.addr.protocol == IPPROTO_UDP && peer && read_peer(peer, &s->ev.hdr.addr))
+		count(SONDE_STAT_PEER_FROM_MSG);
 	s->ev.total_bytes = total > 0xffffffffULL ? 0xffffffffU : (__u32)total;
 	s->ev.direction = args->dir;
 	s->ev.source = source;
 	s->ev.has_seq = 0;
 	s->ev.tcp_seq = 0;
 	s->ev.pad = 0;
-	if (source == SONDE_SRC_SYSCALL && !mmsg && s->ev.hdr.addr.protocol == IPPROTO_TCP) {
-		struct tcp_sock *tp = (struct tcp_sock *)sk;
-		__u32 end = args->dir == SONDE_DIR_INGRESS ? BPF_CORE_READ(tp, copied_seq)
-							   : BPF_CORE_READ(tp, write_seq);
+	if (source != SONDE_SRC_TLS && !mmsg && s->ev.hdr.addr.protocol == IPPROTO_TCP) {
+		struct tcp_sock *tp = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
+		__u32 end = args->dir == SONDE_DIR_INGRESS ? tp->copied_seq : tp->write_seq;
 		s->ev.tcp_seq = end - (__u32)total;
 		s->ev.has_seq = 1;
 	}
-	__u32 n;
-	if (iov)
-		n = copy_iov(s, (const struct iovec *)ptr, cnt, total);
-	else
-		n = copy_user(s, 0, total, (const void *)ptr);
-	if (n < total)
-		count(SONDE_STAT_TRUNCATED);
+	__u32 n = 0;
+	if (source == SONDE_SRC_SENDFILE) {
+		count_n(SONDE_STAT_SENDFILE_BYTES, total);
+	} else {
+		if (iov)
+			n = copy_iov(s, (const struct iovec *)ptr, cnt, total);
+		else
+			n = copy_user(s, 0, total, (const void *)ptr);
+		if (n < total)
+			count(SONDE_STAT_TRUNCATED);
+	}
 	s->ev.captured_bytes = n;
 	__u64 size = sizeof(struct sonde_data_event) + (n & (2 * SONDE_MAX_PAYLOAD - 1));
 	if (bpf_ringbuf_output(&events, &s->ev, size, rb_flags())) {
@@ -363,40 +439,52 @@ static __always_inline void emit_data(__u64 id, struct io_args *args, __u64 tota
 	count(source == SONDE_SRC_TLS ? SONDE_STAT_TLS_EVENTS : SONDE_STAT_EVENTS);
 }
 
-static __always_inline int enter_io(__s32 fd, __u64 ptr, __u64 cnt, __u8 kind, __u8 dir)
+static __always_inline int enter_io(__s32 fd, __u64 ptr, __u64 cnt, __u64 name, __u8 kind, __u8 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	if ((id >> 32) == self_pid)
 		return 0;
-	struct io_args a = {.ptr = ptr, .cnt = cnt, .fd = fd, .kind = kind, .dir = dir};
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 sk = 0;
 	if (kind != IO_CONNECT && kind != IO_ACCEPT) {
 		/* Most reads and writes are on files and pipes: drop them before touching a map. */
-		struct sock *sk = fd_to_sock(fd);
+		sk = (__u64)fd_to_sock(task, fd);
 		if (!sk) {
 			count(SONDE_STAT_NOT_SOCKET);
 			return 0;
 		}
-		a.sk = (__u64)sk;
 	}
-	if (bpf_map_update_elem(&active_io, &id, &a, BPF_ANY))
+	struct task_ctx *tc = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!tc) {
 		count(SONDE_STAT_ARGS_MAP_FULL);
+		return 0;
+	}
+	tc->io.sk = sk;
+	tc->io.ptr = ptr;
+	tc->io.cnt = cnt;
+	tc->io.name = name;
+	tc->io.fd = fd;
+	tc->io.kind = kind;
+	tc->io.dir = dir;
+	tc->io.valid = 1;
 	return 0;
 }
 
 static __always_inline int exit_io(long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct io_args *a = bpf_map_lookup_elem(&active_io, &id);
-	if (!a)
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_ctx *tc = bpf_task_storage_get(&tasks, task, 0, 0);
+	if (!tc || !tc->io.valid)
 		return 0;
-	struct io_args args = *a;
-	bpf_map_delete_elem(&active_io, &id);
+	struct io_args args = tc->io;
+	tc->io.valid = 0;
+	__u64 id = bpf_get_current_pid_tgid();
 
 	if (args.kind == IO_CONNECT || args.kind == IO_ACCEPT) {
 		__s32 fd = args.kind == IO_ACCEPT ? (__s32)ret : args.fd;
 		if (args.kind == IO_ACCEPT ? ret < 0 : (ret != 0 && ret != -EINPROGRESS))
 			return 0;
-		struct sock *sk = fd_to_sock(fd);
+		struct sock *sk = fd_to_sock(task, fd);
 		if (!sk)
 			return 0;
 		__u8 role = args.kind == IO_ACCEPT ? SONDE_ROLE_SERVER : SONDE_ROLE_CLIENT;
@@ -404,8 +492,9 @@ static __always_inline int exit_io(long ret)
 		struct conn_info *ci = touch_conn(key, sk, role, true);
 		if (!ci)
 			return 0;
-		bpf_map_delete_elem(&ignored_conns, &key);
-		emit_control(id, fd, ci, sk, args.kind == IO_ACCEPT ? SONDE_CTL_ACCEPT : SONDE_CTL_CONNECT);
+		if (have_ignored)
+			bpf_map_delete_elem(&ignored_conns, &key);
+		emit_control(id, fd, ci, args.kind == IO_ACCEPT ? SONDE_CTL_ACCEPT : SONDE_CTL_CONNECT, 0);
 		return 0;
 	}
 	if (ret <= 0)
@@ -413,16 +502,20 @@ static __always_inline int exit_io(long ret)
 
 	switch (args.kind) {
 	case IO_PLAIN:
-		emit_data(id, &args, ret, args.ptr, 0, false, false, SONDE_SRC_SYSCALL);
+		emit_data(id, &args, tc, ret, args.ptr, 0, false, false, SONDE_SRC_SYSCALL, args.name);
+		break;
+	case IO_SENDFILE:
+		emit_data(id, &args, tc, ret, 0, 0, false, false, SONDE_SRC_SENDFILE, 0);
 		break;
 	case IO_IOV:
-		emit_data(id, &args, ret, args.ptr, args.cnt, true, false, SONDE_SRC_SYSCALL);
+		emit_data(id, &args, tc, ret, args.ptr, args.cnt, true, false, SONDE_SRC_SYSCALL, 0);
 		break;
 	case IO_MSG: {
 		struct user_msghdr m;
 		if (bpf_probe_read_user(&m, sizeof(m), (void *)args.ptr))
 			break;
-		emit_data(id, &args, ret, (__u64)m.msg_iov, m.msg_iovlen, true, false, SONDE_SRC_SYSCALL);
+		emit_data(id, &args, tc, ret, (__u64)m.msg_iov, m.msg_iovlen, true, false, SONDE_SRC_SYSCALL,
+			  (__u64)m.msg_name);
 		break;
 	}
 	case IO_MMSG: {
@@ -435,8 +528,8 @@ static __always_inline int exit_io(long ret)
 				break;
 			if (mh.msg_len == 0)
 				continue;
-			emit_data(id, &args, mh.msg_len, (__u64)mh.msg_hdr.msg_iov, mh.msg_hdr.msg_iovlen,
-				  true, true, SONDE_SRC_SYSCALL);
+			emit_data(id, &args, tc, mh.msg_len, (__u64)mh.msg_hdr.msg_iov, mh.msg_hdr.msg_iovlen,
+				  true, true, SONDE_SRC_SYSCALL, (__u64)mh.msg_hdr.msg_name);
 		}
 		break;
 	}
@@ -452,34 +545,36 @@ static __always_inline int exit_io(long ret)
 		return exit_io(ctx->ret);                                            \
 	}
 
-ENTER(read) { return enter_io(ctx->args[0], ctx->args[1], 0, IO_PLAIN, SONDE_DIR_INGRESS); }
+ENTER(read) { return enter_io(ctx->args[0], ctx->args[1], 0, 0, IO_PLAIN, SONDE_DIR_INGRESS); }
 EXIT(read)
-ENTER(write) { return enter_io(ctx->args[0], ctx->args[1], 0, IO_PLAIN, SONDE_DIR_EGRESS); }
+ENTER(write) { return enter_io(ctx->args[0], ctx->args[1], 0, 0, IO_PLAIN, SONDE_DIR_EGRESS); }
 EXIT(write)
-ENTER(recvfrom) { return enter_io(ctx->args[0], ctx->args[1], 0, IO_PLAIN, SONDE_DIR_INGRESS); }
+ENTER(recvfrom) { return enter_io(ctx->args[0], ctx->args[1], 0, ctx->args[4], IO_PLAIN, SONDE_DIR_INGRESS); }
 EXIT(recvfrom)
-ENTER(sendto) { return enter_io(ctx->args[0], ctx->args[1], 0, IO_PLAIN, SONDE_DIR_EGRESS); }
+ENTER(sendto) { return enter_io(ctx->args[0], ctx->args[1], 0, ctx->args[4], IO_PLAIN, SONDE_DIR_EGRESS); }
 EXIT(sendto)
-ENTER(readv) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_IOV, SONDE_DIR_INGRESS); }
+ENTER(readv) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], 0, IO_IOV, SONDE_DIR_INGRESS); }
 EXIT(readv)
-ENTER(writev) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_IOV, SONDE_DIR_EGRESS); }
+ENTER(writev) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], 0, IO_IOV, SONDE_DIR_EGRESS); }
 EXIT(writev)
-ENTER(recvmsg) { return enter_io(ctx->args[0], ctx->args[1], 0, IO_MSG, SONDE_DIR_INGRESS); }
+ENTER(recvmsg) { return enter_io(ctx->args[0], ctx->args[1], 0, 0, IO_MSG, SONDE_DIR_INGRESS); }
 EXIT(recvmsg)
-ENTER(sendmsg) { return enter_io(ctx->args[0], ctx->args[1], 0, IO_MSG, SONDE_DIR_EGRESS); }
+ENTER(sendmsg) { return enter_io(ctx->args[0], ctx->args[1], 0, 0, IO_MSG, SONDE_DIR_EGRESS); }
 EXIT(sendmsg)
-ENTER(recvmmsg) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_MMSG, SONDE_DIR_INGRESS); }
+ENTER(recvmmsg) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], 0, IO_MMSG, SONDE_DIR_INGRESS); }
 EXIT(recvmmsg)
-ENTER(sendmmsg) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_MMSG, SONDE_DIR_EGRESS); }
+ENTER(sendmmsg) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], 0, IO_MMSG, SONDE_DIR_EGRESS); }
 EXIT(sendmmsg)
-ENTER(connect) { return enter_io(ctx->args[0], 0, 0, IO_CONNECT, SONDE_DIR_EGRESS); }
+ENTER(sendfile64) { return enter_io(ctx->args[0], 0, 0, 0, IO_SENDFILE, SONDE_DIR_EGRESS); }
+EXIT(sendfile64)
+ENTER(connect) { return enter_io(ctx->args[0], 0, 0, 0, IO_CONNECT, SONDE_DIR_EGRESS); }
 EXIT(connect)
-ENTER(accept) { return enter_io(ctx->args[0], 0, 0, IO_ACCEPT, SONDE_DIR_INGRESS); }
+ENTER(accept) { return enter_io(ctx->args[0], 0, 0, 0, IO_ACCEPT, SONDE_DIR_INGRESS); }
 EXIT(accept)
-ENTER(accept4) { return enter_io(ctx->args[0], 0, 0, IO_ACCEPT, SONDE_DIR_INGRESS); }
+ENTER(accept4) { return enter_io(ctx->args[0], 0, 0, 0, IO_ACCEPT, SONDE_DIR_INGRESS); }
 EXIT(accept4)
 
-/* close/shutdown: report sockets we know about, then forget them. */
+/* close: report sockets we know about, then forget them. */
 SEC("tracepoint/syscalls/sys_enter_close")
 int enter_close(struct trace_event_raw_sys_enter *ctx)
 {
@@ -491,11 +586,53 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
 	if (!ci)
 		return 0;
-	struct sock *sk = fd_to_sock(fd);
-	if (sk && !is_ignored(key, ci->generation))
-		emit_control(id, fd, ci, sk, SONDE_CTL_CLOSE);
+	if (!is_ignored(key, ci->generation))
+		emit_control(id, fd, ci, SONDE_CTL_CLOSE, 0);
 	bpf_map_delete_elem(&conns, &key);
-	bpf_map_delete_elem(&ignored_conns, &key);
+	if (have_ignored)
+		bpf_map_delete_elem(&ignored_conns, &key);
+	return 0;
+}
+
+/* shutdown: the end of one or both directions (user space flushes what is waiting). */
+SEC("tracepoint/syscalls/sys_enter_shutdown")
+int enter_shutdown(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((id >> 32) == self_pid)
+		return 0;
+	__s32 fd = ctx->args[0];
+	__u64 key = sonde_conn_key(id >> 32, fd);
+	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
+	if (!ci || is_ignored(key, ci->generation))
+		return 0;
+	emit_control(id, fd, ci, SONDE_CTL_SHUTDOWN, (__u32)ctx->args[1]);
+	return 0;
+}
+
+/* The last thread of a process exits: its sockets close without close() calls. */
+SEC("tracepoint/sched/sched_process_exit")
+int process_exit(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((id >> 32) == self_pid)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (task->signal->live.counter != 0)
+		return 0;
+	struct sonde_control_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		count(SONDE_STAT_RINGBUF_DROPS);
+		return 0;
+	}
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->hdr.kind = SONDE_EVENT_CONTROL;
+	ev->hdr.pid = id >> 32;
+	ev->hdr.tid = (__u32)id;
+	ev->hdr.fd = -1;
+	ev->hdr.timestamp_ns = bpf_ktime_get_ns();
+	ev->control = SONDE_CTL_EXIT;
+	bpf_ringbuf_submit(ev, rb_flags());
 	return 0;
 }
 
@@ -506,25 +643,30 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 dir, bool ex)
 	__u64 id = bpf_get_current_pid_tgid();
 	if ((id >> 32) == self_pid)
 		return 0;
-	struct ssl_args a = {};
-	a.ssl = PT_REGS_PARM1(ctx);
-	a.buf = PT_REGS_PARM2(ctx);
-	a.readbytes = ex ? PT_REGS_PARM4(ctx) : 0;
-	a.fd = -1;
-	a.dir = dir;
-	if (bpf_map_update_elem(&active_ssl, &id, &a, BPF_ANY))
+	struct task_ctx *tc =
+		bpf_task_storage_get(&tasks, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!tc) {
 		count(SONDE_STAT_ARGS_MAP_FULL);
+		return 0;
+	}
+	tc->ssl.ssl = PT_REGS_PARM1(ctx);
+	tc->ssl.buf = PT_REGS_PARM2(ctx);
+	tc->ssl.readbytes = ex ? PT_REGS_PARM4(ctx) : 0;
+	tc->ssl.fd = -1;
+	tc->ssl.dir = dir;
+	tc->ssl.valid = 1;
 	return 0;
 }
 
 static __always_inline int ssl_exit(struct pt_regs *ctx, bool ex)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct ssl_args *p = bpf_map_lookup_elem(&active_ssl, &id);
-	if (!p)
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_ctx *tc = bpf_task_storage_get(&tasks, task, 0, 0);
+	if (!tc || !tc->ssl.valid)
 		return 0;
-	struct ssl_args a = *p;
-	bpf_map_delete_elem(&active_ssl, &id);
+	struct ssl_args a = tc->ssl;
+	tc->ssl.valid = 0;
 	int rc = (int)PT_REGS_RC(ctx); /* int return: the upper half of rax is junk */
 	__u64 bytes = 0;
 	if (ex) {
@@ -539,21 +681,24 @@ static __always_inline int ssl_exit(struct pt_regs *ctx, bool ex)
 	}
 	if (bytes == 0)
 		return 0;
-	struct ssl_key sk = {.ssl = a.ssl, .tgid = id >> 32};
+	struct ssl_key skey = {.ssl = a.ssl, .tgid = id >> 32};
 	if (a.fd >= 0) {
-		bpf_map_update_elem(&ssl_fds, &sk, &a.fd, BPF_ANY);
+		bpf_map_update_elem(&ssl_fds, &skey, &a.fd, BPF_ANY);
 	} else {
-		__s32 *fd = bpf_map_lookup_elem(&ssl_fds, &sk);
+		__s32 *fd = bpf_map_lookup_elem(&ssl_fds, &skey);
 		if (!fd)
 			return 0;
 		a.fd = *fd;
 	}
-	struct io_args io = {.ptr = a.buf, .fd = a.fd, .kind = IO_PLAIN, .dir = a.dir};
+	struct sock *sk = fd_to_sock(task, a.fd);
+	if (!sk)
+		return 0;
+	struct io_args io = {.sk = (__u64)sk, .ptr = a.buf, .fd = a.fd, .kind = IO_PLAIN, .dir = a.dir};
 	__u64 key = sonde_conn_key(id >> 32, a.fd);
 	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
 	if (ci)
 		ci->tls = 1;
-	emit_data(id, &io, bytes, a.buf, 0, false, false, SONDE_SRC_TLS);
+	emit_data(id, &io, NULL, bytes, a.buf, 0, false, false, SONDE_SRC_TLS, 0);
 	return 0;
 }
 

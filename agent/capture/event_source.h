@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "common/base/status.h"
+#include "common/net/five_tuple.h"
 
 namespace sonde::agent::capture {
 
@@ -35,6 +36,10 @@ struct PacketView {
 
 enum class SocketDirection : uint8_t { kIngress = 0, kEgress = 1 };  // read vs write
 
+// How the process came to hold the socket: connect() (client), accept() (server), or unknown
+// (opened before tracing started, or an unconnected UDP socket).
+enum class SocketRole : uint8_t { kUnknown = 0, kClient = 1, kServer = 2 };
+
 // One socket read or write observed by eBPF. `data` holds the first captured bytes of the
 // payload; `total_bytes` is what the syscall actually moved.
 struct SocketDataEvent {
@@ -47,19 +52,29 @@ struct SocketDataEvent {
   uint32_t total_bytes = 0;
   uint32_t tcp_seq = 0;           // sequence number of the first byte, when known
   bool is_tls_plaintext = false;  // came from an SSL_read/SSL_write uprobe
+  bool is_sendfile = false;       // sendfile(): total_bytes were sent, none captured
   std::string_view comm;          // process name
   std::span<const uint8_t> data;
+  // The socket as the kernel saw it: src = this process's end, dst = the peer (for an
+  // unconnected UDP socket, the peer of this datagram from sendto/recvfrom/msg_name).
+  net::FiveTuple tuple;
+  SocketRole role = SocketRole::kUnknown;
 };
 
-// Lifecycle of an eBPF-observed socket (connect/accept/close).
+// Lifecycle of an eBPF-observed socket (connect/accept/shutdown/close), and the exit of a
+// process (kProcessExit: fd = -1; every socket of `pid` is gone).
 struct SocketControlEvent {
-  enum class Kind : uint8_t { kConnect, kAccept, kClose };
+  enum class Kind : uint8_t { kConnect, kAccept, kClose, kShutdown, kProcessExit };
   Kind kind = Kind::kConnect;
   uint64_t timestamp_ns = 0;
   uint32_t pid = 0;
   uint32_t tid = 0;
   int32_t fd = -1;
   uint64_t conn_generation = 0;
+  int32_t shutdown_how = 0;       // kShutdown: SHUT_RD (0), SHUT_WR (1) or SHUT_RDWR (2)
+  std::string_view comm;          // process name
+  net::FiveTuple tuple;           // as in SocketDataEvent (unset for kProcessExit)
+  SocketRole role = SocketRole::kUnknown;
 };
 
 class EventSink {

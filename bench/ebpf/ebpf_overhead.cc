@@ -1,7 +1,9 @@
-// eBPF overhead benchmark: wrk against a local nginx, first without and then with the eBPF
-// source + socket tracker running in this process. Prints the throughput ratio, the added mean
-// latency and the agent's CPU per 1000 requests. Needs root, nginx and wrk.
-//   ebpf_overhead [seconds=5] [connections=16]
+// eBPF overhead benchmark, side by side without and with the eBPF source + socket tracker +
+// L7 analyzer running in this process: (1) ns added per traced syscall (tight write/read loops
+// in a child on TCP/UDP loopback, and on a unix socket and a pipe that the kernel filters out),
+// (2) wrk against a local nginx: throughput ratio, added mean latency, agent CPU per 1000
+// requests. Needs root, nginx and wrk.
+//   ebpf_overhead [seconds=5] [connections=16] [rounds=3]
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -13,7 +15,9 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
+#include <memory>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +27,8 @@
 
 #include "agent/capture/ebpf/ebpf_source.h"
 #include "agent/capture/ebpf/socket_tracker.h"
+#include "agent/protocols/common/l7_analyzer.h"
+#include "bench/ebpf/syscall_cost.h"
 
 extern char** environ;
 
@@ -31,20 +37,6 @@ namespace {
 using namespace sonde::agent;
 namespace fs = std::filesystem;
 constexpr uint16_t kPort = 17281;
-
-class CountingHandler : public flow::StreamHandler {
- public:
-  void OnData(const flow::ConnectionInfo&, flow::StreamDirection, const flow::StreamChunk& c) override {
-    ++chunks;
-    bytes += c.data.size();
-  }
-  void OnClose(const flow::ConnectionInfo&, uint64_t) override { ++closes; }
-  void OnTick(uint64_t) override {}
-  sonde::common::v1::L7Protocol ProtocolOf(uint64_t) const override {
-    return sonde::common::v1::L7_PROTOCOL_UNKNOWN;
-  }
-  uint64_t chunks = 0, bytes = 0, closes = 0;
-};
 
 struct WrkResult {
   double requests = 0, seconds = 0, rps = 0, latency_us = 0;
@@ -99,11 +91,80 @@ bool WaitForPort(uint16_t port) {
   return false;
 }
 
+struct Traced {
+  std::unique_ptr<capture::EbpfSource> source;
+  std::unique_ptr<protocols::L7Analyzer> analyzer;
+  std::unique_ptr<metadata::ProcessCache> processes;
+  std::unique_ptr<tracing::SyscallTraceIds> trace_ids;
+  std::unique_ptr<capture::SocketTracker> tracker;
+  std::atomic<bool> stop{false};
+  std::thread thread;
+
+  ~Traced() {
+    stop = true;
+    if (thread.joinable()) thread.join();
+  }
+};
+
+// The agent's eBPF pipeline (as in sonde-agent live mode, records dropped instead of exported).
+std::unique_ptr<Traced> StartAgent() {
+  auto created = capture::EbpfSource::Create({});
+  if (!created.ok()) {
+    std::fprintf(stderr, "%s\n", created.status().ToString().c_str());
+    return nullptr;
+  }
+  auto t = std::make_unique<Traced>();
+  t->source = std::move(created).value();
+  t->analyzer = std::make_unique<protocols::L7Analyzer>(nullptr, nullptr);
+  t->processes = std::make_unique<metadata::ProcessCache>();
+  t->trace_ids = std::make_unique<tracing::SyscallTraceIds>();
+  t->tracker = std::make_unique<capture::SocketTracker>(*t->analyzer, t->processes.get(), t->trace_ids.get(), nullptr);
+  Traced* raw = t.get();
+  t->thread = std::thread([raw] { (void)raw->source->Run(*raw->tracker, raw->stop).ok(); });
+  return t;
+}
+
+constexpr sonde::bench::SyscallTarget kTargets[] = {
+    sonde::bench::SyscallTarget::kTcpLoopback, sonde::bench::SyscallTarget::kUdpLoopback,
+    sonde::bench::SyscallTarget::kUnixSocket, sonde::bench::SyscallTarget::kPipe};
+constexpr size_t kNumTargets = sizeof(kTargets) / sizeof(kTargets[0]);
+
+// Best (lowest) of `rounds` runs per target: the loop is deterministic, noise only adds.
+void MeasureSyscalls(int rounds, double out[kNumTargets]) {
+  for (size_t i = 0; i < kNumTargets; ++i) {
+    out[i] = 1e18;
+    for (int r = 0; r < rounds; ++r) {
+      const double ns = sonde::bench::MeasureNsPerSyscall(kTargets[i], 200000, 64);
+      if (ns > 0 && ns < out[i]) out[i] = ns;
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const int seconds = argc > 1 ? std::atoi(argv[1]) : 5;
   const int connections = argc > 2 ? std::atoi(argv[2]) : 16;
+  const int rounds = argc > 3 ? std::max(1, std::atoi(argv[3])) : 3;
+
+  // (1) Per-syscall cost, alternating untraced and traced rounds.
+  double base_ns[kNumTargets], traced_ns[kNumTargets];
+  MeasureSyscalls(rounds, base_ns);
+  {
+    auto agent = StartAgent();
+    if (!agent) return 1;
+    MeasureSyscalls(rounds, traced_ns);
+  }
+  std::printf("ebpf overhead: per-syscall cost (64-byte write+read loops, best of %d x 200000 pairs)\n", rounds);
+  for (size_t i = 0; i < kNumTargets; ++i) {
+    std::printf("  %-16s untraced %7.1f ns  traced %7.1f ns  added %7.1f ns per syscall\n",
+                std::string(sonde::bench::TargetName(kTargets[i])).c_str(), base_ns[i], traced_ns[i],
+                traced_ns[i] - base_ns[i]);
+  }
+  std::fflush(stdout);
+  if (seconds <= 0) return 0;
+
+  // (2) wrk against nginx.
   const fs::path dir = fs::temp_directory_path() / ("sonde_ebpf_bench_" + std::to_string(getpid()));
   fs::create_directories(dir / "html");
   fs::permissions(dir, fs::perms::all);
@@ -123,38 +184,42 @@ int main(int argc, char** argv) {
   }
 
   RunWrk(1, connections);  // warm-up
-  const WrkResult base = RunWrk(seconds, connections);
-
-  auto source = capture::EbpfSource::Create({});
-  if (!source.ok()) {
-    std::fprintf(stderr, "%s\n", source.status().ToString().c_str());
-    kill(nginx, SIGTERM);
-    waitpid(nginx, nullptr, 0);
-    fs::remove_all(dir);
-    return 1;
+  WrkResult base_sum, traced_sum;
+  double cpu = 0;
+  uint64_t drops = 0;
+  for (int r = 0; r < rounds; ++r) {
+    const WrkResult b = RunWrk(seconds, connections);
+    auto agent = StartAgent();
+    if (!agent) break;
+    const double cpu0 = CpuSeconds();
+    const WrkResult t = RunWrk(seconds, connections);
+    cpu += CpuSeconds() - cpu0;
+    agent->stop = true;
+    agent->thread.join();
+    const auto counters = agent->source->KernelCounters();
+    drops += counters.size() > 1 ? counters[1] : 0;
+    std::printf("  round %d: baseline %9.0f req/s, with eBPF %9.0f req/s (%.3f)\n", r + 1, b.rps, t.rps,
+                b.rps > 0 ? t.rps / b.rps : 0);
+    base_sum.requests += b.requests;
+    base_sum.seconds += b.seconds;
+    base_sum.latency_us += b.latency_us / rounds;
+    traced_sum.requests += t.requests;
+    traced_sum.seconds += t.seconds;
+    traced_sum.latency_us += t.latency_us / rounds;
   }
-  CountingHandler handler;
-  sonde::agent::metadata::ProcessCache processes;
-  sonde::agent::tracing::SyscallTraceIds trace_ids;
-  capture::SocketTracker tracker(handler, &processes, &trace_ids, nullptr);
-  std::atomic<bool> stop{false};
-  std::thread agent([&] { (void)(*source)->Run(tracker, stop).ok(); });
-  const double cpu0 = CpuSeconds();
-  const WrkResult traced = RunWrk(seconds, connections);
-  const double cpu = CpuSeconds() - cpu0;
-  stop = true;
-  agent.join();
-  const auto counters = (*source)->KernelCounters();
+  const double base_rps = base_sum.seconds > 0 ? base_sum.requests / base_sum.seconds : 0;
+  const double traced_rps = traced_sum.seconds > 0 ? traced_sum.requests / traced_sum.seconds : 0;
 
-  std::printf("ebpf overhead: wrk -t1 -c%d -d%ds against nginx (612-byte page)\n", connections, seconds);
-  std::printf("  baseline : %10.0f req/s  mean latency %8.1f us\n", base.rps, base.latency_us);
-  std::printf("  with eBPF: %10.0f req/s  mean latency %8.1f us\n", traced.rps, traced.latency_us);
-  std::printf("  throughput ratio (traced/baseline): %.3f\n", base.rps > 0 ? traced.rps / base.rps : 0);
-  std::printf("  added mean latency: %.1f us\n", traced.latency_us - base.latency_us);
+  std::printf("ebpf overhead: wrk -t1 -c%d, %d x %ds per side against nginx (612-byte page)\n", connections,
+              rounds, seconds);
+  std::printf("  baseline : %10.0f req/s  mean latency %8.1f us\n", base_rps, base_sum.latency_us);
+  std::printf("  with eBPF: %10.0f req/s  mean latency %8.1f us\n", traced_rps, traced_sum.latency_us);
+  std::printf("  throughput ratio (traced/baseline): %.3f\n", base_rps > 0 ? traced_rps / base_rps : 0);
+  std::printf("  added mean latency: %.1f us per request\n", traced_sum.latency_us - base_sum.latency_us);
   std::printf("  agent user-space CPU: %.3f s = %.2f ms per 1000 requests\n", cpu,
-              traced.requests > 0 ? cpu * 1000 / (traced.requests / 1000) : 0);
-  std::printf("  chunks delivered %llu, ring buffer drops %llu\n", static_cast<unsigned long long>(handler.chunks),
-              static_cast<unsigned long long>(counters.size() > 1 ? counters[1] : 0));
+              traced_sum.requests > 0 ? cpu * 1000 / (traced_sum.requests / 1000) : 0);
+  std::printf("  ring buffer drops %llu\n", static_cast<unsigned long long>(drops));
+  std::printf("  ns per traced syscall (tcp loopback): %.1f\n", traced_ns[0] - base_ns[0]);
 
   kill(nginx, SIGTERM);
   waitpid(nginx, nullptr, 0);

@@ -36,11 +36,14 @@ enum sonde_control_kind {
 	SONDE_CTL_CONNECT = 0,
 	SONDE_CTL_ACCEPT = 1,
 	SONDE_CTL_CLOSE = 2,
+	SONDE_CTL_SHUTDOWN = 3, /* shutdown(fd, how): `arg` = how (SHUT_RD/WR/RDWR) */
+	SONDE_CTL_EXIT = 4,     /* the process (thread group) exited: fd = -1, its sockets are gone */
 };
 
 enum sonde_data_source {
 	SONDE_SRC_SYSCALL = 0,
 	SONDE_SRC_TLS = 1, /* plaintext from an SSL_read/SSL_write uprobe */
+	SONDE_SRC_SENDFILE = 2, /* sendfile(): bytes counted (and sequenced), payload not captured */
 };
 
 /* Socket identity as the kernel sees it: local/remote from this process's point of view. */
@@ -81,7 +84,7 @@ struct sonde_data_event {
 struct sonde_control_event {
 	struct sonde_event_header hdr;
 	__u32 control; /* enum sonde_control_kind */
-	__u32 pad;
+	__u32 arg;     /* SONDE_CTL_SHUTDOWN: how */
 };
 
 /* Key of the per-connection maps: (tgid << 32) | fd. */
@@ -102,6 +105,8 @@ enum sonde_stat {
 	SONDE_STAT_READ_FAILED,      /* bpf_probe_read_user failed */
 	SONDE_STAT_TLS_CIPHERTEXT,   /* syscall data dropped because TLS plaintext covers it */
 	SONDE_STAT_TLS_EVENTS,
+	SONDE_STAT_SENDFILE_BYTES,   /* bytes sent with sendfile() on traced sockets (not captured) */
+	SONDE_STAT_PEER_FROM_MSG,    /* UDP peer taken from sendto/recvfrom/msg_name */
 	SONDE_STAT_COUNT,
 };
 

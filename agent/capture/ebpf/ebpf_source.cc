@@ -44,27 +44,31 @@ namespace {
 
 constexpr const char* kStatNames[SONDE_STAT_COUNT] = {
     "events", "ringbuf_full", "args_map_full", "conn_map_full", "not_socket",
-    "ignored_conn", "truncated", "read_failed", "tls_ciphertext", "tls_events"};
+    "ignored_conn", "truncated", "read_failed", "tls_ciphertext", "tls_events",
+    "sendfile_bytes", "peer_from_msg"};
 
-SocketEndpoints ToEndpoints(const sonde_sock_addr& a) {
-  SocketEndpoints e;
+net::FiveTuple ToTuple(const sonde_sock_addr& a) {
+  net::FiveTuple t;
   if (a.family == 2 /* AF_INET */) {
     uint32_t l, r;
     std::memcpy(&l, a.local_addr, 4);
     std::memcpy(&r, a.remote_addr, 4);
-    e.tuple.src_ip = net::IpAddress::V4(ntohl(l));
-    e.tuple.dst_ip = net::IpAddress::V4(ntohl(r));
+    t.src_ip = net::IpAddress::V4(ntohl(l));
+    t.dst_ip = net::IpAddress::V4(ntohl(r));
   } else {
-    e.tuple.src_ip = net::IpAddress::V6(a.local_addr);
-    e.tuple.dst_ip = net::IpAddress::V6(a.remote_addr);
+    t.src_ip = net::IpAddress::V6(a.local_addr);
+    t.dst_ip = net::IpAddress::V6(a.remote_addr);
   }
-  e.tuple.src_port = a.local_port;
-  e.tuple.dst_port = a.remote_port;
-  e.tuple.protocol = a.protocol == 17 ? net::IpProtocol::kUdp : net::IpProtocol::kTcp;
-  e.role = a.role == SONDE_ROLE_CLIENT   ? SocketRole::kClient
-           : a.role == SONDE_ROLE_SERVER ? SocketRole::kServer
-                                         : SocketRole::kUnknown;
-  return e;
+  t.src_port = a.local_port;
+  t.dst_port = a.remote_port;
+  t.protocol = a.protocol == 17 ? net::IpProtocol::kUdp : net::IpProtocol::kTcp;
+  return t;
+}
+
+SocketRole ToRole(uint8_t role) {
+  return role == SONDE_ROLE_CLIENT   ? SocketRole::kClient
+         : role == SONDE_ROLE_SERVER ? SocketRole::kServer
+                                     : SocketRole::kUnknown;
 }
 
 std::string_view CommOf(const sonde_event_header& h) {
@@ -108,7 +112,6 @@ struct EbpfSource::Impl {
   int ncpus = 1;
 
   EventSink* sink = nullptr;
-  EbpfEventSink* ebpf_sink = nullptr;
   SourceStats stats;
   std::vector<uint64_t> last_kernel;
   std::vector<metrics::Counter*> kernel_counters;
@@ -130,8 +133,6 @@ struct EbpfSource::Impl {
       return 0;
     }
     const auto* h = static_cast<const sonde_event_header*>(data);
-    SocketEndpoints endpoints = ToEndpoints(h->addr);
-    endpoints.comm = CommOf(*h);
     if (h->kind == SONDE_EVENT_DATA && size >= sizeof(sonde_data_event)) {
       const auto* d = static_cast<const sonde_data_event*>(data);
       size_t captured = std::min<size_t>(d->captured_bytes, size - sizeof(sonde_data_event));
@@ -145,34 +146,40 @@ struct EbpfSource::Impl {
       ev.total_bytes = d->total_bytes;
       ev.tcp_seq = d->has_seq ? d->tcp_seq : 0;
       ev.is_tls_plaintext = d->source == SONDE_SRC_TLS;
+      ev.is_sendfile = d->source == SONDE_SRC_SENDFILE;
       ev.comm = CommOf(*h);
       ev.data = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(d + 1), captured);
+      ev.tuple = ToTuple(h->addr);
+      ev.role = ToRole(h->addr.role);
       ++stats.events;
       stats.bytes += d->total_bytes;
-      if (ebpf_sink) {
-        ebpf_sink->OnEbpfSocketData(ev, endpoints);
-      } else {
-        sink->OnSocketData(ev);
-      }
+      sink->OnSocketData(ev);
       return 0;
     }
     if (h->kind == SONDE_EVENT_CONTROL && size >= sizeof(sonde_control_event)) {
       const auto* c = static_cast<const sonde_control_event*>(data);
       SocketControlEvent ev;
-      ev.kind = c->control == SONDE_CTL_CONNECT  ? SocketControlEvent::Kind::kConnect
-                : c->control == SONDE_CTL_ACCEPT ? SocketControlEvent::Kind::kAccept
-                                                 : SocketControlEvent::Kind::kClose;
+      switch (c->control) {
+        case SONDE_CTL_CONNECT: ev.kind = SocketControlEvent::Kind::kConnect; break;
+        case SONDE_CTL_ACCEPT: ev.kind = SocketControlEvent::Kind::kAccept; break;
+        case SONDE_CTL_CLOSE: ev.kind = SocketControlEvent::Kind::kClose; break;
+        case SONDE_CTL_SHUTDOWN: ev.kind = SocketControlEvent::Kind::kShutdown; break;
+        case SONDE_CTL_EXIT: ev.kind = SocketControlEvent::Kind::kProcessExit; break;
+        default: ++stats.malformed; return 0;
+      }
+      ev.shutdown_how = static_cast<int32_t>(c->arg);
+      ev.comm = CommOf(*h);
+      if (ev.kind != SocketControlEvent::Kind::kProcessExit) {
+        ev.tuple = ToTuple(h->addr);
+        ev.role = ToRole(h->addr.role);
+      }
       ev.timestamp_ns = h->timestamp_ns + mono_to_wall_ns;
       ev.pid = h->pid;
       ev.tid = h->tid;
       ev.fd = h->fd;
       ev.conn_generation = h->conn_generation;
       ++stats.events;
-      if (ebpf_sink) {
-        ebpf_sink->OnEbpfSocketControl(ev, endpoints);
-      } else {
-        sink->OnSocketControl(ev);
-      }
+      sink->OnSocketControl(ev);
       return 0;
     }
     ++stats.malformed;
@@ -338,7 +345,6 @@ StatusOr<std::unique_ptr<EbpfSource>> EbpfSource::Create(const EbpfSourceConfig&
 Status EbpfSource::Run(EventSink& sink, const std::atomic<bool>& stop) {
   Impl& s = *impl_;
   s.sink = &sink;
-  s.ebpf_sink = dynamic_cast<EbpfEventSink*>(&sink);
   uint64_t last_idle = 0, last_stats = 0, last_tls = ClockNs(CLOCK_MONOTONIC);
   while (!stop.load(std::memory_order_relaxed)) {
     uint64_t before_events = s.stats.events, before_malformed = s.stats.malformed;
@@ -370,7 +376,6 @@ Status EbpfSource::Run(EventSink& sink, const std::atomic<bool>& stop) {
   s.PublishKernelCounters();
   sink.OnIdle(ClockNs(CLOCK_REALTIME));
   s.sink = nullptr;
-  s.ebpf_sink = nullptr;
   return Status::Ok();
 }
 
@@ -378,6 +383,7 @@ SourceStats EbpfSource::stats() const { return impl_->stats; }
 
 Status EbpfSource::IgnoreConnection(uint32_t pid, int32_t fd, uint64_t generation) {
   uint64_t key = sonde_conn_key(pid, fd);
+  impl_->skel->bss->have_ignored = 1;  // the kernel starts looking ignored connections up
   if (bpf_map_update_elem(bpf_map__fd(impl_->skel->maps.ignored_conns), &key, &generation, BPF_ANY) != 0) {
     return ResourceExhaustedError(std::string("ignored_conns map: ") + strerror(errno));
   }

@@ -9,7 +9,6 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/capture/ebpf/ebpf_event_sink.h"
 #include "agent/capture/event_source.h"
 #include "common/base/status.h"
 #include "common/metrics/registry.h"
@@ -36,8 +35,7 @@ class EbpfSource final : public EventSource {
 
   std::string_view name() const override { return "ebpf"; }
   // Delivers events to `sink` until `stop`. Timestamps are wall-clock (CLOCK_REALTIME) ns.
-  // When `sink` is an EbpfEventSink it receives OnEbpfSocketData/Control (with 5-tuple and
-  // role); otherwise OnSocketData/OnSocketControl. OnIdle(now) runs every idle_interval_ns.
+  // `sink` receives OnSocketData/OnSocketControl; OnIdle(now) runs every idle_interval_ns.
   Status Run(EventSink& sink, const std::atomic<bool>& stop) override;
   SourceStats stats() const override;
 

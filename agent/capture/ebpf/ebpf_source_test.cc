@@ -19,28 +19,36 @@
 namespace sonde::agent::capture {
 namespace {
 
+struct Endpoints {
+  net::FiveTuple tuple;
+  SocketRole role = SocketRole::kUnknown;
+};
+
 struct Recorded {
   SocketDataEvent ev;
   std::string comm;
   std::string data;
-  SocketEndpoints ep;
+  Endpoints ep;
 };
 
-class RecordingSink : public EbpfEventSink {
+class RecordingSink : public EventSink {
  public:
-  void OnEbpfSocketData(const SocketDataEvent& e, const SocketEndpoints& ep) override {
+  void OnPacket(const PacketView&) override {}
+  void OnSocketData(const SocketDataEvent& e) override {
     if (e.pid != static_cast<uint32_t>(getpid())) return;
-    Recorded r{e, std::string(e.comm), std::string(e.data.begin(), e.data.end()), ep};
+    Recorded r{e, std::string(e.comm), std::string(e.data.begin(), e.data.end()), {e.tuple, e.role}};
     r.ev.comm = {};
     r.ev.data = {};
     data.push_back(std::move(r));
   }
-  void OnEbpfSocketControl(const SocketControlEvent& e, const SocketEndpoints& ep) override {
+  void OnSocketControl(const SocketControlEvent& e) override {
     if (e.pid != static_cast<uint32_t>(getpid())) return;
-    control.push_back({e, ep});
+    SocketControlEvent copy = e;
+    copy.comm = {};
+    control.push_back({copy, {e.tuple, e.role}});
   }
   std::vector<Recorded> data;
-  std::vector<std::pair<SocketControlEvent, SocketEndpoints>> control;
+  std::vector<std::pair<SocketControlEvent, Endpoints>> control;
 };
 
 // A connected loopback pair: {client fd, server (accepted) fd, server port}.
@@ -144,12 +152,12 @@ TEST_F(EbpfSourceTest, ReadWriteVectoredAndMsgWithTupleRoleSeq) {
   EXPECT_EQ(client_read_bytes, 1000u);
 
   // 5-tuple and role resolved in the kernel.
-  const SocketEndpoints& ce = client_w[0].ep;
+  const Endpoints& ce = client_w[0].ep;
   EXPECT_EQ(ce.role, SocketRole::kClient);
   EXPECT_EQ(ce.tuple.dst_port, p.port);
   EXPECT_EQ(ce.tuple.src_ip.ToString(), "127.0.0.1");
   EXPECT_EQ(ce.tuple.protocol, net::IpProtocol::kTcp);
-  const SocketEndpoints& se = server_w[0].ep;
+  const Endpoints& se = server_w[0].ep;
   EXPECT_EQ(se.role, SocketRole::kServer);
   EXPECT_EQ(se.tuple.src_port, p.port);
   EXPECT_EQ(se.tuple.dst_port, ce.tuple.src_port);

@@ -6,7 +6,17 @@
 namespace sonde::agent::capture {
 namespace {
 
-uint64_t KeyOf(uint32_t pid, int32_t fd) { return (static_cast<uint64_t>(pid) << 32) | static_cast<uint32_t>(fd); }
+uint64_t PidFd(uint32_t pid, int32_t fd) { return (static_cast<uint64_t>(pid) << 32) | static_cast<uint32_t>(fd); }
+
+// UDP sockets may talk to many peers (an unconnected server socket): one connection per peer.
+uint64_t PeerOf(const net::FiveTuple& t) {
+  if (t.protocol != net::IpProtocol::kUdp) return 0;
+  const uint64_t h = net::FiveTupleHash{}(net::FiveTuple{{}, t.dst_ip, 0, t.dst_port, t.protocol});
+  return h == 0 ? 1 : h;
+}
+
+constexpr int kShutWr = 1;  // SHUT_WR
+constexpr int kShutRdWr = 2;  // SHUT_RDWR
 
 }  // namespace
 
@@ -21,6 +31,10 @@ SocketTracker::SocketTracker(flow::StreamHandler& handler, metadata::ProcessCach
     evicted_ = metrics->GetCounter("sonde_agent_ebpf_connections_evicted_total",
                                    "eBPF-tracked connections closed early because the table was full");
     open_conns_ = metrics->GetGauge("sonde_agent_ebpf_connections", "eBPF-tracked open connections");
+    sendfile_bytes_ = metrics->GetCounter("sonde_agent_ebpf_sendfile_bytes_total",
+                                          "Bytes sent with sendfile() on traced sockets (counted, not captured)");
+    exits_ = metrics->GetCounter("sonde_agent_ebpf_process_exits_total",
+                                 "Process exits that closed eBPF-tracked connections");
   }
 }
 
@@ -32,7 +46,7 @@ size_t SocketTracker::pending_bytes() const {
   return n;
 }
 
-SocketTracker::Conn* SocketTracker::Open(Key key, const SocketEndpoints& ep, uint32_t pid,
+SocketTracker::Conn* SocketTracker::Open(Key key, const net::FiveTuple& tuple, SocketRole role, uint32_t pid,
                                          std::string_view comm, uint64_t generation, uint64_t ts) {
   if (conns_.size() >= options_.max_connections) Evict(ts);
   Conn& c = conns_[key];
@@ -42,18 +56,19 @@ SocketTracker::Conn* SocketTracker::Open(Key key, const SocketEndpoints& ep, uin
   flow::ConnectionInfo& info = c.info;
   info.flow_id = next_flow_id_++;
   info.signal_source = common::v1::SIGNAL_SOURCE_EBPF;
-  if (ep.role != SocketRole::kUnknown) {
-    c.server_side = ep.role == SocketRole::kServer;
+  if (role != SocketRole::kUnknown) {
+    c.server_side = role == SocketRole::kServer;
     info.role_source = common::v1::ROLE_SOURCE_SOCKET_API;
   } else {
-    // A socket opened before we started: the lower port is most likely the service.
-    c.server_side = ep.tuple.src_port < ep.tuple.dst_port;
+    // A socket opened before we started, or an unconnected UDP socket: the lower port is most
+    // likely the service.
+    c.server_side = tuple.src_port < tuple.dst_port;
     info.role_source = common::v1::ROLE_SOURCE_PORT_HEURISTIC;
   }
-  info.tuple = c.server_side ? ep.tuple.Reversed() : ep.tuple;
+  info.tuple = c.server_side ? tuple.Reversed() : tuple;
   flow::ProcessRef& self = c.server_side ? info.process_1 : info.process_0;
   self.pid = pid;
-  self.comm = std::string(comm.empty() ? ep.comm : comm);
+  self.comm = std::string(comm);
   if (processes_) {
     if (const metadata::ProcessInfo* p = processes_->Lookup(pid, ts)) {
       if (!p->comm.empty()) self.comm = p->comm;
@@ -62,6 +77,12 @@ SocketTracker::Conn* SocketTracker::Open(Key key, const SocketEndpoints& ep, uin
   }
   if (open_conns_) open_conns_->Set(static_cast<int64_t>(conns_.size()));
   return &c;
+}
+
+void SocketTracker::CloseRange(Key first, Key last, uint64_t ts) {
+  std::vector<Key> keys;
+  for (auto it = conns_.lower_bound(first); it != conns_.end() && it->first < last; ++it) keys.push_back(it->first);
+  for (const Key& k : keys) Close(k, ts);
 }
 
 void SocketTracker::Close(Key key, uint64_t ts) {
@@ -134,16 +155,28 @@ void SocketTracker::DrainPending(Conn& c, flow::StreamDirection dir, bool force)
   }
 }
 
-void SocketTracker::OnEbpfSocketData(const SocketDataEvent& ev, const SocketEndpoints& ep) {
+void SocketTracker::OnSocketData(const SocketDataEvent& ev) {
   if (ev.fd < 0) return;
-  const Key key = KeyOf(ev.pid, ev.fd);
+  const Key key{PidFd(ev.pid, ev.fd), PeerOf(ev.tuple)};
   auto it = conns_.find(key);
   Conn* c = nullptr;
   if (it != conns_.end() && it->second.generation == ev.conn_generation) {
     c = &it->second;
   } else {
-    if (it != conns_.end()) Close(key, ev.timestamp_ns);
-    c = Open(key, ep, ev.pid, ev.comm, ev.conn_generation, ev.timestamp_ns);
+    // A new generation means the fd now names another socket: everything of the old one ends.
+    if (it != conns_.end() || key.second != 0) {
+      const uint64_t pidfd = key.first;
+      for (auto o = conns_.lower_bound(Key{pidfd, 0}); o != conns_.end() && o->first.first == pidfd;) {
+        if (o->second.generation == ev.conn_generation) {
+          ++o;
+          continue;
+        }
+        const Key old = o->first;
+        ++o;
+        Close(old, ev.timestamp_ns);
+      }
+    }
+    c = Open(key, ev.tuple, ev.role, ev.pid, ev.comm, ev.conn_generation, ev.timestamp_ns);
   }
   c->last_ns = ev.timestamp_ns;
 
@@ -171,10 +204,14 @@ void SocketTracker::OnEbpfSocketData(const SocketDataEvent& ev, const SocketEndp
   const flow::StreamDirection dir =
       (ingress == c->server_side) ? flow::StreamDirection::kRequest : flow::StreamDirection::kResponse;
   const uint64_t trace_id =
-      trace_ids_ ? trace_ids_->OnIo(ev.tid, key ^ (ev.conn_generation << 1), c->server_side, ingress, ev.timestamp_ns)
+      trace_ids_ ? trace_ids_->OnIo(ev.tid, key.first ^ (ev.conn_generation << 1) ^ (key.second << 7), c->server_side,
+                                    ingress, ev.timestamp_ns)
                  : 0;
   Direction& d = c->dirs[static_cast<int>(dir)];
   const uint32_t truncated = ev.total_bytes > ev.data.size() ? ev.total_bytes - static_cast<uint32_t>(ev.data.size()) : 0;
+  // sendfile() bodies are not captured but keep their place in the stream: the parser sees a
+  // gap of exactly their size (and resynchronises at the next message).
+  if (ev.is_sendfile && sendfile_bytes_) sendfile_bytes_->Inc(ev.total_bytes);
 
   const bool ordered = c->info.tuple.protocol == net::IpProtocol::kTcp && !ev.is_tls_plaintext && ev.tcp_seq != 0;
   if (!ordered) {
@@ -207,21 +244,46 @@ void SocketTracker::OnEbpfSocketData(const SocketDataEvent& ev, const SocketEndp
   }
 }
 
-void SocketTracker::OnEbpfSocketControl(const SocketControlEvent& ev, const SocketEndpoints& ep) {
+void SocketTracker::OnSocketControl(const SocketControlEvent& ev) {
+  if (ev.kind == SocketControlEvent::Kind::kProcessExit) {
+    // The kernel closed every socket of the process without close() calls.
+    const uint64_t first = static_cast<uint64_t>(ev.pid) << 32;
+    CloseRange(Key{first, 0}, Key{first + (uint64_t{1} << 32), 0}, ev.timestamp_ns);
+    if (processes_) processes_->Forget(ev.pid);
+    if (exits_) exits_->Inc();
+    return;
+  }
   if (ev.fd < 0) return;
-  const Key key = KeyOf(ev.pid, ev.fd);
-  auto it = conns_.find(key);
+  const uint64_t pidfd = PidFd(ev.pid, ev.fd);
   switch (ev.kind) {
     case SocketControlEvent::Kind::kConnect:
-    case SocketControlEvent::Kind::kAccept:
-      if (it != conns_.end()) {
-        if (it->second.generation == ev.conn_generation) return;
-        Close(key, ev.timestamp_ns);
-      }
-      Open(key, ep, ev.pid, {}, ev.conn_generation, ev.timestamp_ns);
+    case SocketControlEvent::Kind::kAccept: {
+      const Key key{pidfd, PeerOf(ev.tuple)};
+      auto it = conns_.find(key);
+      if (it != conns_.end() && it->second.generation == ev.conn_generation) return;
+      CloseRange(Key{pidfd, 0}, Key{pidfd + 1, 0}, ev.timestamp_ns);
+      Open(key, ev.tuple, ev.role, ev.pid, ev.comm, ev.conn_generation, ev.timestamp_ns);
       return;
+    }
+    case SocketControlEvent::Kind::kShutdown: {
+      if (ev.shutdown_how == kShutRdWr) {
+        // Nothing more will be read or written: end the connection now (close() follows).
+        CloseRange(Key{pidfd, 0}, Key{pidfd + 1, 0}, ev.timestamp_ns);
+        return;
+      }
+      if (ev.shutdown_how != kShutWr) return;
+      // This side writes no more: whatever waits for a hole in its egress stream is final.
+      for (auto it = conns_.lower_bound(Key{pidfd, 0}); it != conns_.end() && it->first.first == pidfd; ++it) {
+        Conn& c = it->second;
+        const auto dir = c.server_side ? flow::StreamDirection::kResponse : flow::StreamDirection::kRequest;
+        while (!c.dirs[static_cast<int>(dir)].pending.empty()) DrainPending(c, dir, true);
+      }
+      return;
+    }
     case SocketControlEvent::Kind::kClose:
-      Close(key, ev.timestamp_ns);
+      CloseRange(Key{pidfd, 0}, Key{pidfd + 1, 0}, ev.timestamp_ns);
+      return;
+    case SocketControlEvent::Kind::kProcessExit:
       return;
   }
 }
@@ -236,7 +298,7 @@ void SocketTracker::OnIdle(uint64_t now_ns) {
     }
     if (now_ns > c.last_ns && now_ns - c.last_ns > options_.idle_timeout_ns) idle.push_back(key);
   }
-  for (Key k : idle) Close(k, now_ns);
+  for (const Key& k : idle) Close(k, now_ns);
   if (trace_ids_) trace_ids_->Reap(now_ns);
   if (processes_) processes_->Reap(now_ns);
   if (options_.forward_ticks) handler_.OnTick(now_ns);
@@ -256,7 +318,7 @@ void SocketTracker::Evict(uint64_t now_ns) {
 void SocketTracker::CloseAll(uint64_t now_ns) {
   std::vector<Key> keys;
   for (const auto& [k, c] : conns_) keys.push_back(k);
-  for (Key k : keys) Close(k, now_ns);
+  for (const Key& k : keys) Close(k, now_ns);
 }
 
 }  // namespace sonde::agent::capture

@@ -1,17 +1,19 @@
 // SocketTracker: turns eBPF socket events into per-connection, per-direction in-order streams for
-// a flow::StreamHandler. One connection per (pid, fd, generation): data is ordered by TCP
-// sequence, gaps (ring buffer loss, payload truncation) are reported, and each chunk carries the
-// thread id and syscall_trace_id. Single-threaded: call it from the EbpfSource::Run thread.
+// a flow::StreamHandler. One connection per (pid, fd, generation), and for UDP also per peer (an
+// unconnected socket talks to many): data is ordered by TCP sequence, gaps (ring buffer loss,
+// payload truncation, sendfile bodies) are reported, and each chunk carries the thread id and
+// syscall_trace_id. shutdown() flushes, close() and process exit end connections.
+// Single-threaded: call it from the EbpfSource::Run thread.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
-#include "agent/capture/ebpf/ebpf_event_sink.h"
+#include "agent/capture/event_source.h"
 #include "agent/flow/stream_handler.h"
 #include "agent/metadata/process_cache.h"
 #include "agent/tracing/syscall_trace_id.h"
@@ -19,7 +21,7 @@
 
 namespace sonde::agent::capture {
 
-class SocketTracker final : public EbpfEventSink {
+class SocketTracker final : public EventSink {
  public:
   struct Options {
     uint64_t idle_timeout_ns = 300'000'000'000;  // connections without I/O are closed after this
@@ -39,8 +41,9 @@ class SocketTracker final : public EbpfEventSink {
       : SocketTracker(handler, processes, trace_ids, metrics, Options{}) {}
   ~SocketTracker() override;
 
-  void OnEbpfSocketData(const SocketDataEvent& event, const SocketEndpoints& endpoints) override;
-  void OnEbpfSocketControl(const SocketControlEvent& event, const SocketEndpoints& endpoints) override;
+  void OnPacket(const PacketView&) override {}
+  void OnSocketData(const SocketDataEvent& event) override;
+  void OnSocketControl(const SocketControlEvent& event) override;
   void OnIdle(uint64_t now_ns) override;
 
   // Closes every connection (agent shutdown).
@@ -73,11 +76,15 @@ class SocketTracker final : public EbpfEventSink {
     uint64_t last_ns = 0;
     Direction dirs[2];
   };
-  using Key = uint64_t;  // (pid << 32) | fd
+  // ((pid << 32) | fd, peer): peer is 0 for TCP and a hash of the remote end for UDP. Ordered,
+  // so every connection of an fd or of a process is one range.
+  using Key = std::pair<uint64_t, uint64_t>;
 
-  Conn* Open(Key key, const SocketEndpoints& endpoints, uint32_t pid, std::string_view comm,
+  Conn* Open(Key key, const net::FiveTuple& tuple, SocketRole role, uint32_t pid, std::string_view comm,
              uint64_t generation, uint64_t ts);
   void Close(Key key, uint64_t ts);
+  // Closes every connection whose key lies in [first, last).
+  void CloseRange(Key first, Key last, uint64_t ts);
   void Deliver(Conn& c, flow::StreamDirection dir, uint64_t ts, uint32_t seq, uint32_t gap, uint32_t tid,
                uint64_t trace_id, std::span<const uint8_t> data);
   void DrainPending(Conn& c, flow::StreamDirection dir, bool force_one);
@@ -88,11 +95,13 @@ class SocketTracker final : public EbpfEventSink {
   tracing::SyscallTraceIds* trace_ids_;
   Options options_;
   uint64_t next_flow_id_ = 1;
-  std::unordered_map<Key, Conn> conns_;
+  std::map<Key, Conn> conns_;
 
   metrics::Counter* gap_bytes_ = nullptr;
   metrics::Counter* duplicate_bytes_ = nullptr;
   metrics::Counter* evicted_ = nullptr;
+  metrics::Counter* sendfile_bytes_ = nullptr;
+  metrics::Counter* exits_ = nullptr;
   metrics::Gauge* open_conns_ = nullptr;
 };
 

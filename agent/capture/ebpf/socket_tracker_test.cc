@@ -33,8 +33,15 @@ class Recorder : public flow::StreamHandler {
   int ticks = 0;
 };
 
-SocketEndpoints Endpoints(SocketRole role, uint16_t local_port, uint16_t remote_port) {
-  SocketEndpoints e;
+// What the kernel resolves about a socket (carried by every event).
+struct Endpoints {
+  net::FiveTuple tuple;
+  SocketRole role = SocketRole::kUnknown;
+  std::string comm = "srv";
+};
+
+Endpoints MakeEndpoints(SocketRole role, uint16_t local_port, uint16_t remote_port) {
+  Endpoints e;
   e.tuple.src_ip = *net::IpAddress::Parse("10.0.0.1");
   e.tuple.dst_ip = *net::IpAddress::Parse("10.0.0.2");
   e.tuple.src_port = local_port;
@@ -57,14 +64,16 @@ class SocketTrackerTest : public ::testing::Test {
     ev.total_bytes = total ? total : static_cast<uint32_t>(payload.size());
     ev.tcp_seq = seq;
     ev.is_tls_plaintext = tls;
-    ev.comm = "srv";
+    ev.comm = ep_.comm;
     ev.data = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
-    tracker_.OnEbpfSocketData(ev, ep_);
+    ev.tuple = ep_.tuple;
+    ev.role = ep_.role;
+    tracker_.OnSocketData(ev);
   }
   Recorder rec_;
   tracing::SyscallTraceIds ids_;
   SocketTracker tracker_{rec_, nullptr, &ids_, nullptr, SocketTracker::Options{.idle_timeout_ns = 10'000}};
-  SocketEndpoints ep_ = Endpoints(SocketRole::kServer, 80, 40000);
+  Endpoints ep_ = MakeEndpoints(SocketRole::kServer, 80, 40000);
 };
 
 TEST_F(SocketTrackerTest, ServerSideTupleAndDirections) {
@@ -87,7 +96,7 @@ TEST_F(SocketTrackerTest, ServerSideTupleAndDirections) {
 }
 
 TEST_F(SocketTrackerTest, ClientSideKeepsLocalAsSource) {
-  ep_ = Endpoints(SocketRole::kClient, 40000, 80);
+  ep_ = MakeEndpoints(SocketRole::kClient, 40000, 80);
   Data(SocketDirection::kEgress, 1, "req");
   ASSERT_EQ(rec_.data.size(), 1u);
   EXPECT_EQ(rec_.data[0].dir, flow::StreamDirection::kRequest);
@@ -97,7 +106,7 @@ TEST_F(SocketTrackerTest, ClientSideKeepsLocalAsSource) {
 }
 
 TEST_F(SocketTrackerTest, UnknownRoleUsesPortHeuristic) {
-  ep_ = Endpoints(SocketRole::kUnknown, 6379, 51000);
+  ep_ = MakeEndpoints(SocketRole::kUnknown, 6379, 51000);
   Data(SocketDirection::kIngress, 1, "x");
   EXPECT_EQ(rec_.data[0].conn.role_source, common::v1::ROLE_SOURCE_PORT_HEURISTIC);
   EXPECT_EQ(rec_.data[0].conn.tuple.dst_port, 6379);
@@ -169,7 +178,8 @@ TEST_F(SocketTrackerTest, CloseEventAndIdleReaping) {
   close.pid = 42;
   close.fd = 5;
   close.conn_generation = 1;
-  tracker_.OnEbpfSocketControl(close, ep_);
+  close.tuple = ep_.tuple;
+  tracker_.OnSocketControl(close);
   EXPECT_EQ(rec_.closed.size(), 1u);
   EXPECT_EQ(tracker_.connections(), 1u);
   tracker_.OnIdle(1000 + 5'000);
@@ -186,11 +196,90 @@ TEST_F(SocketTrackerTest, ConnectionOpenedByControlEventKeepsComm) {
   accept.pid = 42;
   accept.fd = 5;
   accept.conn_generation = 1;
-  ep_.comm = "srv-from-kernel";  // the process may be gone before we could read /proc
-  tracker_.OnEbpfSocketControl(accept, ep_);
+  accept.comm = "srv-from-kernel";  // the process may be gone before we could read /proc
+  accept.tuple = ep_.tuple;
+  accept.role = ep_.role;
+  tracker_.OnSocketControl(accept);
   Data(SocketDirection::kIngress, 100, "x");
   ASSERT_EQ(rec_.data.size(), 1u);
   EXPECT_EQ(rec_.data[0].conn.process_1.comm, "srv-from-kernel");
+}
+
+TEST_F(SocketTrackerTest, SendfileKeepsSequenceAndReportsGap) {
+  Data(SocketDirection::kIngress, 100, "GET /a HTTP/1.1\r\n\r\n");
+  Data(SocketDirection::kEgress, 900, "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n");
+  const uint32_t head = 41;  // bytes of the head above
+  SocketDataEvent sf;
+  sf.timestamp_ns = 1000;
+  sf.pid = 42;
+  sf.tid = 43;
+  sf.fd = 5;
+  sf.conn_generation = 1;
+  sf.direction = SocketDirection::kEgress;
+  sf.total_bytes = 5000;
+  sf.tcp_seq = 900 + head;
+  sf.is_sendfile = true;
+  sf.tuple = ep_.tuple;
+  sf.role = ep_.role;
+  tracker_.OnSocketData(sf);
+  // The next response follows the body directly: delivered at once, the body as a gap.
+  Data(SocketDirection::kEgress, 900 + head + 5000, "HTTP/1.1 404 Not Found\r\n\r\n");
+  ASSERT_EQ(rec_.data.size(), 3u);
+  EXPECT_EQ(rec_.data[2].gap, 5000u);
+  EXPECT_EQ(rec_.data[2].seq, 900 + head + 5000);
+  EXPECT_EQ(tracker_.pending_bytes(), 0u);
+}
+
+TEST_F(SocketTrackerTest, UnconnectedUdpSocketSplitsByPeer) {
+  ep_ = MakeEndpoints(SocketRole::kUnknown, 5353, 40001);
+  ep_.tuple.protocol = net::IpProtocol::kUdp;
+  Data(SocketDirection::kIngress, 0, "q1");
+  Data(SocketDirection::kEgress, 0, "r1");
+  ep_.tuple.dst_port = 40002;
+  Data(SocketDirection::kIngress, 0, "q2");
+  Data(SocketDirection::kEgress, 0, "r2");
+  ASSERT_EQ(rec_.data.size(), 4u);
+  EXPECT_EQ(rec_.data[0].conn.flow_id, rec_.data[1].conn.flow_id);
+  EXPECT_EQ(rec_.data[2].conn.flow_id, rec_.data[3].conn.flow_id);
+  EXPECT_NE(rec_.data[0].conn.flow_id, rec_.data[2].conn.flow_id);
+  EXPECT_EQ(rec_.data[0].conn.tuple.src_port, 40001);  // client = the datagram's peer
+  EXPECT_EQ(rec_.data[2].conn.tuple.src_port, 40002);
+  EXPECT_EQ(rec_.data[2].conn.tuple.dst_port, 5353);
+  EXPECT_EQ(rec_.data[0].dir, flow::StreamDirection::kRequest);
+  EXPECT_EQ(rec_.data[1].dir, flow::StreamDirection::kResponse);
+  EXPECT_TRUE(rec_.data[0].conn.tuple.protocol == net::IpProtocol::kUdp);
+  EXPECT_EQ(tracker_.connections(), 2u);
+  // close(fd) ends both peers' connections.
+  SocketControlEvent close;
+  close.kind = SocketControlEvent::Kind::kClose;
+  close.pid = 42;
+  close.fd = 5;
+  close.conn_generation = 1;
+  tracker_.OnSocketControl(close);
+  EXPECT_EQ(tracker_.connections(), 0u);
+  EXPECT_EQ(rec_.closed.size(), 2u);
+}
+
+TEST_F(SocketTrackerTest, ProcessExitAndShutdownEndConnections) {
+  Data(SocketDirection::kIngress, 100, "a", 0, 1, 1000, false, 5);
+  Data(SocketDirection::kIngress, 100, "b", 0, 1, 1000, false, 6);
+  Data(SocketDirection::kIngress, 100, "c", 0, 1, 1000, false, 7);
+  SocketControlEvent shut;
+  shut.kind = SocketControlEvent::Kind::kShutdown;
+  shut.pid = 42;
+  shut.fd = 7;
+  shut.shutdown_how = 2;  // SHUT_RDWR
+  tracker_.OnSocketControl(shut);
+  EXPECT_EQ(tracker_.connections(), 2u);
+  SocketControlEvent exit;
+  exit.kind = SocketControlEvent::Kind::kProcessExit;
+  exit.pid = 41;  // another process: nothing of ours
+  tracker_.OnSocketControl(exit);
+  EXPECT_EQ(tracker_.connections(), 2u);
+  exit.pid = 42;
+  tracker_.OnSocketControl(exit);
+  EXPECT_EQ(tracker_.connections(), 0u);
+  EXPECT_EQ(rec_.closed.size(), 3u);
 }
 
 TEST_F(SocketTrackerTest, TlsPlaintextReplacesCiphertextFlow) {
@@ -216,10 +305,11 @@ TEST_F(SocketTrackerTest, PendingIsBounded) {
   ev.data = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
   ev.total_bytes = 10;
   ev.tcp_seq = 1;
-  small.OnEbpfSocketData(ev, ep_);
+  ev.tuple = ep_.tuple;
+  small.OnSocketData(ev);
   for (uint32_t i = 0; i < 50; ++i) {
     ev.tcp_seq = 1000 + i * 20;  // every chunk leaves a hole
-    small.OnEbpfSocketData(ev, ep_);
+    small.OnSocketData(ev);
     EXPECT_LE(small.pending_bytes(), 100u);
   }
 }
@@ -230,10 +320,11 @@ TEST_F(SocketTrackerTest, TableIsBounded) {
   ev.pid = 1;
   ev.conn_generation = 1;
   ev.tcp_seq = 1;
+  ev.tuple = ep_.tuple;
   for (int fd = 0; fd < 1000; ++fd) {
     ev.fd = fd;
     ev.timestamp_ns = static_cast<uint64_t>(fd);
-    small.OnEbpfSocketData(ev, ep_);
+    small.OnSocketData(ev);
     EXPECT_LE(small.connections(), 32u);
   }
 }
