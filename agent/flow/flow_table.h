@@ -1,7 +1,7 @@
 // FlowTable: the bidirectional flow table. Open addressing (linear probing, backward-shift
 // erase) over 8-byte slots {hash tag, value index}; values live in a chunked slab that never
 // moves them, so pointers and indices stay valid until Erase. No allocation per lookup, and one
-// per 4096 new values at most (slab chunks) plus table doubling.
+// per 4096 new values at most (slab chunks) plus index doubling.
 #pragma once
 
 #include <array>
@@ -69,13 +69,19 @@ class FlowTable {
  public:
   static constexpr uint32_t kNone = 0xFFFFFFFFu;
 
-  explicit FlowTable(size_t max_entries) : max_entries_(max_entries) { Rehash(kMinSlots); }
+  explicit FlowTable(size_t max_entries) : max_entries_(max_entries) {
+    // Small tables (tests, fuzzers) get small slab chunks and index.
+    while (chunk_bits_ > 4 && (size_t{1} << (chunk_bits_ - 1)) >= max_entries) --chunk_bits_;
+    size_t slots = 16;
+    while (slots < kMinSlots && slots < 2 * max_entries) slots *= 2;
+    Rehash(slots);
+  }
 
   size_t size() const { return size_; }
   size_t max_entries() const { return max_entries_; }
   // Bytes held by the index and the slab (excluding what values allocate themselves).
   size_t memory_bytes() const {
-    return slots_.capacity() * sizeof(Slot) + chunks_.size() * kChunk * sizeof(T) +
+    return slots_.capacity() * sizeof(Slot) + chunks_.size() * (size_t{1} << chunk_bits_) * sizeof(T) +
            free_.capacity() * sizeof(uint32_t);
   }
 
@@ -100,7 +106,8 @@ class FlowTable {
       index = free_.back();
       free_.pop_back();
     } else {
-      if (next_fresh_ == chunks_.size() * kChunk) chunks_.push_back(std::make_unique<T[]>(kChunk));
+      size_t chunk = size_t{1} << chunk_bits_;
+      if (next_fresh_ == chunks_.size() * chunk) chunks_.push_back(std::make_unique<T[]>(chunk));
       index = next_fresh_++;
     }
     T* v = At(index);
@@ -132,8 +139,8 @@ class FlowTable {
     --size_;
   }
 
-  T* At(uint32_t index) { return &chunks_[index / kChunk][index % kChunk]; }
-  const T* At(uint32_t index) const { return &chunks_[index / kChunk][index % kChunk]; }
+  T* At(uint32_t index) { return &chunks_[index >> chunk_bits_][index & ChunkMask()]; }
+  const T* At(uint32_t index) const { return &chunks_[index >> chunk_bits_][index & ChunkMask()]; }
 
   // Calls f(T&) for every live value; f must not insert or erase.
   template <typename F>
@@ -151,7 +158,6 @@ class FlowTable {
   }
 
  private:
-  static constexpr size_t kChunk = 4096;
   static constexpr size_t kMinSlots = 1024;
   struct Slot {
     uint32_t tag = 0;
@@ -173,7 +179,10 @@ class FlowTable {
     }
   }
 
+  uint32_t ChunkMask() const { return (uint32_t{1} << chunk_bits_) - 1; }
+
   size_t max_entries_;
+  uint32_t chunk_bits_ = 12;  // slab chunks of 4096 values, fewer for small tables
   size_t size_ = 0;
   size_t mask_ = 0;
   uint32_t next_fresh_ = 0;
