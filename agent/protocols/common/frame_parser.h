@@ -112,8 +112,11 @@ class FrameParser final : public ConnectionParser {
       head_pos += n;
       while (markers.size() > 1 && markers[1].pos <= head_pos) markers.pop_front();
       if (head == buf.size()) {
+        // Nothing left: the next bytes come with their own marker. Keeping the old front marker
+        // here stamped the next frame with the previous chunk's timestamp.
         buf.clear();
         head = 0;
+        markers.clear();
       } else if (head > 4096 && head > buf.size() / 2) {
         buf.erase(0, head);
         head = 0;

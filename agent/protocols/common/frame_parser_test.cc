@@ -53,6 +53,32 @@ TEST_F(FrameParserTest, SplitFramesAcrossChunksKeepFirstChunkMetadata) {
   EXPECT_EQ(recs[1].response_status(), common::v1::RESPONSE_STATUS_SERVER_ERROR);
 }
 
+// Regression: once a chunk was consumed completely, the next frame was stamped with that old
+// chunk's timestamp (its marker stayed at the front) while its tcp_seq was right, so response
+// times were wrong and timestamp-ordered pairing shifted (packetbeat mysql_with_whitespaces).
+TEST_F(FrameParserTest, FrameAfterFullyConsumedChunkGetsItsOwnTimestamp) {
+  FrameParser<LineTraits> p(options_, &counters_);
+  p.OnData(flow::StreamDirection::kRequest, Chunk("Q 1 /a\n", 1'000'000, 100));
+  p.OnData(flow::StreamDirection::kResponse, Chunk("A 1 200\n", 2'000'000, 500));
+  p.OnData(flow::StreamDirection::kRequest, Chunk("Q 2 /b\n", 40'000'000, 107));
+  p.OnData(flow::StreamDirection::kResponse, Chunk("A 2 200\n", 78'000'000, 508));
+  // Fully consumed again, then a frame split over two chunks: it keeps its first chunk's time.
+  p.OnData(flow::StreamDirection::kRequest, Chunk("Q 3 /", 90'000'000, 114));
+  p.OnData(flow::StreamDirection::kRequest, Chunk("c\n", 95'000'000, 119));
+  p.OnData(flow::StreamDirection::kResponse, Chunk("A 3 200\n", 99'000'000, 516));
+  auto recs = Stitch(&p, 99'000'000);
+  ASSERT_EQ(recs.size(), 3u);
+  EXPECT_EQ(recs[0].start_time_us(), 1000u);
+  EXPECT_EQ(recs[0].response_duration(), 1000u);
+  EXPECT_EQ(recs[1].start_time_us(), 40000u);
+  EXPECT_EQ(recs[1].req_tcp_seq(), 107u);
+  EXPECT_EQ(recs[1].resp_tcp_seq(), 508u);
+  EXPECT_EQ(recs[1].response_duration(), 38000u);
+  EXPECT_EQ(recs[2].start_time_us(), 90000u);
+  EXPECT_EQ(recs[2].req_tcp_seq(), 114u);
+  EXPECT_EQ(recs[2].response_duration(), 9000u);
+}
+
 TEST_F(FrameParserTest, GapDropsPartialFrameAndResyncs) {
   FrameParser<LineTraits> p(options_, &counters_);
   p.OnData(flow::StreamDirection::kRequest, Chunk("Q 1 /lost-ta", 1, 1));
