@@ -11,7 +11,8 @@ namespace sonde::agent {
 struct AgentOptions {
   std::string pcap;                       // --pcap FILE: offline replay, exits at end of file
   std::string interfaces = "any";         // --interfaces GLOBS: live AF_PACKET capture
-  std::string netns;                      // --netns NAME|PATH: capture inside that namespace
+  std::string netns;                      // --netns NAME|PATH|all: capture inside that namespace
+  std::string filter;                     // --filter EXPR: kernel BPF filter (tcpdump syntax)
   std::string ebpf = "auto";              // --ebpf auto|on|off
   std::string output = "server";          // --output server|jsonl
   std::string server = "127.0.0.1:20033"; // --server HOST:PORT

@@ -13,11 +13,12 @@ StatusOr<AgentOptions> Parse(std::vector<std::string> args) {
 }
 
 TEST(AgentOptionsTest, DefaultsAndValues) {
-  auto o = Parse({"--pcap", "x.pcap", "--output=jsonl", "--max-flows", "1000"});
+  auto o = Parse({"--pcap", "x.pcap", "--output=jsonl", "--max-flows", "1000", "--filter", "tcp port 80"});
   ASSERT_TRUE(o.ok()) << o.status().ToString();
   EXPECT_EQ(o->pcap, "x.pcap");
   EXPECT_EQ(o->output, "jsonl");
   EXPECT_EQ(o->max_flows, 1000u);
+  EXPECT_EQ(o->filter, "tcp port 80");
   EXPECT_EQ(o->server, "127.0.0.1:20033");
 }
 

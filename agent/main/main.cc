@@ -139,6 +139,7 @@ Status RunLive(const AgentOptions& opts, exporting::RecordSink* sink, metrics::R
   capture::AfPacketConfig ac;
   ac.interfaces = opts.interfaces;
   ac.netns = opts.netns;
+  ac.bpf_filter = opts.filter;
   capture::AfPacketSource packets(ac);
   spdlog::info("capturing packets on interfaces '{}'", opts.interfaces);
   Status packet_status;
