@@ -20,6 +20,7 @@ PACKAGES=(
   libyaml-cpp-dev
   libndpi-bin
   python3-grpcio
+  nodejs
 )
 
 missing=()

@@ -277,7 +277,9 @@ static __always_inline struct conn_info *touch_conn(__u64 key, struct sock *sk, 
 	n.role = role;
 	fill_addr(sk, &n.addr);
 	n.addr.role = role;
-	bpf_get_current_comm(n.comm, sizeof(n.comm));
+	/* The process's name (its main thread's), not the calling thread's (dig's "isc-net-0000"). */
+	struct task_struct *task = bpf_get_current_task_btf();
+	bpf_probe_read_kernel(n.comm, sizeof(n.comm), task->group_leader->comm);
 	if (bpf_map_update_elem(&conns, &key, &n, BPF_ANY)) {
 		count(SONDE_STAT_CONN_MAP_FULL);
 		return NULL;
@@ -538,41 +540,30 @@ static __always_inline int exit_io(long ret)
 }
 
 #define ENTER(name) SEC("tracepoint/syscalls/sys_enter_" #name) int enter_##name(struct trace_event_raw_sys_enter *ctx)
-#define EXIT(name)                                                                   \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
-	int exit_##name(struct trace_event_raw_sys_exit *ctx)                        \
-	{                                                                            \
-		return exit_io(ctx->ret);                                            \
-	}
+
+/* One exit program for every traced syscall (the skeleton attaches it to sys_exit_read; user
+ * space attaches the same program to the other sys_exit_* tracepoints): the verifier checks it
+ * once instead of once per syscall. */
+SEC("tracepoint/syscalls/sys_exit_read")
+int exit_syscall(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_io(ctx->ret);
+}
 
 ENTER(read) { return enter_io(ctx->args[0], ctx->args[1], 0, 0, IO_PLAIN, SONDE_DIR_INGRESS); }
-EXIT(read)
 ENTER(write) { return enter_io(ctx->args[0], ctx->args[1], 0, 0, IO_PLAIN, SONDE_DIR_EGRESS); }
-EXIT(write)
 ENTER(recvfrom) { return enter_io(ctx->args[0], ctx->args[1], 0, ctx->args[4], IO_PLAIN, SONDE_DIR_INGRESS); }
-EXIT(recvfrom)
 ENTER(sendto) { return enter_io(ctx->args[0], ctx->args[1], 0, ctx->args[4], IO_PLAIN, SONDE_DIR_EGRESS); }
-EXIT(sendto)
 ENTER(readv) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], 0, IO_IOV, SONDE_DIR_INGRESS); }
-EXIT(readv)
 ENTER(writev) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], 0, IO_IOV, SONDE_DIR_EGRESS); }
-EXIT(writev)
 ENTER(recvmsg) { return enter_io(ctx->args[0], ctx->args[1], 0, 0, IO_MSG, SONDE_DIR_INGRESS); }
-EXIT(recvmsg)
 ENTER(sendmsg) { return enter_io(ctx->args[0], ctx->args[1], 0, 0, IO_MSG, SONDE_DIR_EGRESS); }
-EXIT(sendmsg)
 ENTER(recvmmsg) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], 0, IO_MMSG, SONDE_DIR_INGRESS); }
-EXIT(recvmmsg)
 ENTER(sendmmsg) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], 0, IO_MMSG, SONDE_DIR_EGRESS); }
-EXIT(sendmmsg)
 ENTER(sendfile64) { return enter_io(ctx->args[0], 0, 0, 0, IO_SENDFILE, SONDE_DIR_EGRESS); }
-EXIT(sendfile64)
 ENTER(connect) { return enter_io(ctx->args[0], 0, 0, 0, IO_CONNECT, SONDE_DIR_EGRESS); }
-EXIT(connect)
 ENTER(accept) { return enter_io(ctx->args[0], 0, 0, 0, IO_ACCEPT, SONDE_DIR_INGRESS); }
-EXIT(accept)
 ENTER(accept4) { return enter_io(ctx->args[0], 0, 0, 0, IO_ACCEPT, SONDE_DIR_INGRESS); }
-EXIT(accept4)
 
 /* close: report sockets we know about, then forget them. */
 SEC("tracepoint/syscalls/sys_enter_close")
