@@ -1,6 +1,9 @@
-// Acceptance over the shared public corpus (../shared/corpus/{http,http2,dns,tls}): replays each
-// capture through the L7 analyzer and compares request/response/method counts with the reference
-// counts in MANIFEST.md. Prints per-protocol agreement; fails below tests/corpus_l7/baseline.txt.
+// Acceptance over the shared public corpus (../shared/corpus/{http,http2,dns,tls}), every capture
+// run through the real agent pipeline (pcap source -> flow tracker -> L7 analyzer):
+//  - field for field against the expected outputs the source projects ship (DeepFlow, Packetbeat,
+//    Arkime, nDPI): requests found, method, resource, status, code; floor in agreement.txt;
+//  - request/response/method counts against the tshark counts in MANIFEST.md; floor in
+//    baseline.txt.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -12,7 +15,7 @@
 #include <vector>
 
 #include "agent/protocols/common/registry.h"
-#include "agent/protocols/common/testing/golden.h"
+#include "tests/corpus_l7/corpus_compare.h"
 
 namespace sonde::agent::protocols {
 namespace {
@@ -84,6 +87,15 @@ struct Totals {
   int expected_methods = 0, matched_methods = 0;
 };
 
+TEST(CorpusL7Test, FieldForFieldAgainstSourceProjects) {
+  const char* src = std::getenv("SONDE_SOURCE_DIR");
+  const fs::path root = fs::path(src ? src : ".");
+  const fs::path corpus = root / ".." / "shared" / "corpus";
+  if (!fs::exists(corpus / "MANIFEST.md")) GTEST_SKIP() << "no corpus at " << corpus;
+  auto results = corpus::RunAcceptance(corpus, {"http", "http2", "dns", "tls"});
+  corpus::CheckBaseline(root / "tests" / "corpus_l7" / "agreement.txt", results);
+}
+
 TEST(CorpusL7Test, AgreementWithReferenceCounts) {
   const char* src = std::getenv("SONDE_SOURCE_DIR");
   const fs::path corpus = fs::path(src ? src : ".") / ".." / "shared" / "corpus";
@@ -93,7 +105,9 @@ TEST(CorpusL7Test, AgreementWithReferenceCounts) {
     if (e.folder != "http" && e.folder != "http2" && e.folder != "dns" && e.folder != "tls") continue;
     const fs::path pcap = corpus / e.folder / e.file;
     if (!fs::exists(pcap)) continue;
-    auto recs = testing::RecordsFromPcap(pcap.string());
+    auto run = corpus::RunAgentPipeline(pcap);
+    ASSERT_TRUE(run.ok()) << pcap << ": " << run.status().ToString();
+    const std::vector<v1::L7RequestLog>& recs = *run;
     int found = 0, answered = 0;
     std::map<std::string, int> methods;
     for (const auto& r : recs) {

@@ -1,10 +1,10 @@
 // Acceptance of the MySQL, PostgreSQL, Redis, Kafka, MQTT and Dubbo parsers over the shared
-// public corpus: each capture is replayed through the real pipeline (pcap -> L7Analyzer with
-// content inference -> FrameParser -> Traits -> records), and the records are compared with
-// facts shipped next to the captures (Packetbeat/DeepFlow expectations restated in
-// *.expected.txt, DeepFlow *.result). Prints every fact that does not hold; fails when fewer hold
-// than the committed baseline (baseline.txt; SONDE_UPDATE_BASELINE=1 rewrites it). Skips when the
-// corpus is absent.
+// public corpus: each capture runs through the real agent pipeline (pcap source -> flow tracker
+// -> L7Analyzer with content inference -> FrameParser -> Traits -> records), as
+// `sonde-agent --pcap` does. Two checks: field for field against the expected outputs the source
+// projects ship (DeepFlow *.result, Packetbeat *.expected.txt, Arkime JSON; floor in
+// agreement.txt), and hand-written facts taken from them (floor in baseline.txt).
+// SONDE_UPDATE_BASELINE=1 rewrites both floors. Skips when the corpus is absent.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -15,9 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/protocols/common/l7_analyzer.h"
-#include "agent/protocols/common/testing/collecting_sink.h"
-#include "agent/protocols/common/testing/pcap_streams.h"
+#include "tests/corpus_l7/corpus_compare.h"
 
 namespace sonde {
 namespace {
@@ -32,22 +30,16 @@ fs::path CorpusDir() {
   return fs::path(src != nullptr ? src : ".") / ".." / "shared" / "corpus";
 }
 
-// Records of `protocol` from one capture.
+// Records of `protocol` from one capture, through the agent pipeline.
 Records RunCapture(const fs::path& file, L7Protocol protocol, std::string* error) {
-  agent::protocols::testing::CollectingSink sink;
-  metrics::Registry metrics;
-  agent::protocols::L7AnalyzerOptions options;
-  options.app_metrics = false;
-  agent::protocols::L7Analyzer analyzer(&sink, &metrics, options);
-  auto stats = agent::protocols::testing::ReplayPcap(file.string(), &analyzer);
-  if (!stats.ok()) {
-    *error = stats.status().ToString();
+  auto run = corpus::RunAgentPipeline(file);
+  if (!run.ok()) {
+    *error = run.status().ToString();
     return {};
   }
-  analyzer.FlushAll(stats->last_timestamp_ns + 1);
   Records out;
-  for (auto& r : sink.l7) {
-    if (r.l7_protocol() == protocol) out.push_back(r);
+  for (auto& r : *run) {
+    if (r.l7_protocol() == protocol) out.push_back(std::move(r));
   }
   return out;
 }
@@ -134,6 +126,14 @@ std::vector<Fact> Facts() {
       {"dubbo/deepflow__dubbo_hessian2.pcap", P::L7_PROTOCOL_DUBBO, "login on my.demo.service.UserService, status 20",
        [](const Records& rs) { return Count(rs, [](auto& r) { return r.request_type() == "login" && r.endpoint() == "my.demo.service.UserService/login" && r.response_code() == 20; }) == 1; }},
   };
+}
+
+TEST(CorpusL7b, FieldForFieldAgainstSourceProjects) {
+  if (!fs::exists(CorpusDir())) GTEST_SKIP() << "corpus not found at " << CorpusDir();
+  auto results = corpus::RunAcceptance(CorpusDir(), {"mysql", "pgsql", "redis", "kafka", "mqtt", "dubbo"});
+  const char* src = std::getenv("SONDE_SOURCE_DIR");
+  corpus::CheckBaseline(fs::path(src != nullptr ? src : ".") / "tests" / "corpus_l7b" / "agreement.txt",
+                        results);
 }
 
 TEST(CorpusL7b, FactsFromTheCorpus) {

@@ -25,7 +25,34 @@ struct L7Analyzer::Connection {
   std::string prefix[2];
   std::vector<Stashed> stash;
   uint64_t last_ns = 0;
+  // Flow tracking guessed the roles (no handshake seen) and the protocol showed the opposite:
+  // directions are flipped for this connection and `info` holds the corrected tuple.
+  bool swapped = false;
 };
+
+namespace {
+
+flow::StreamDirection Flip(flow::StreamDirection d) {
+  return d == flow::StreamDirection::kRequest ? flow::StreamDirection::kResponse
+                                              : flow::StreamDirection::kRequest;
+}
+
+flow::ConnectionInfo Swapped(const flow::ConnectionInfo& in) {
+  flow::ConnectionInfo out = in;
+  std::swap(out.tuple.src_ip, out.tuple.dst_ip);
+  std::swap(out.tuple.src_port, out.tuple.dst_port);
+  std::swap(out.process_0, out.process_1);
+  out.role_source = common::v1::ROLE_SOURCE_PROTOCOL;
+  return out;
+}
+
+// Roles that came from a handshake or the socket API are facts; others may be corrected.
+bool RolesAreGuessed(const flow::ConnectionInfo& info) {
+  return info.role_source != common::v1::ROLE_SOURCE_HANDSHAKE &&
+         info.role_source != common::v1::ROLE_SOURCE_SOCKET_API;
+}
+
+}  // namespace
 
 ParserCounters ParserCounters::Create(metrics::Registry* r, std::string_view protocol_name) {
   const std::string p(protocol_name);
@@ -64,6 +91,9 @@ L7Analyzer::L7Analyzer(exporting::RecordSink* sink, metrics::Registry* metrics,
   connections_dropped_ = metrics_->GetCounter(
       "sonde_agent_l7_connections_dropped_total",
       "Connections not analysed because the connection table was full");
+  roles_swapped_ = metrics_->GetCounter(
+      "sonde_agent_l7_roles_swapped_total",
+      "Connections whose client/server roles the L7 protocol corrected (mid-stream captures)");
   connections_ = metrics_->GetGauge("sonde_agent_l7_connections",
                                     "Connections currently tracked by the L7 analyzer");
 }
@@ -76,9 +106,10 @@ L7Analyzer::Connection* L7Analyzer::FindOrCreate(const flow::ConnectionInfo& con
   if (it != conns_.end()) {
     Connection* c = it->second.get();
     // Process attribution can arrive after the first bytes (eBPF): keep the latest.
-    if (conn.process_0.pid != c->info.process_0.pid ||
-        conn.process_1.pid != c->info.process_1.pid) {
-      c->info = conn;
+    const flow::ConnectionInfo& seen = c->swapped ? Swapped(conn) : conn;
+    if (seen.process_0.pid != c->info.process_0.pid ||
+        seen.process_1.pid != c->info.process_1.pid) {
+      c->info = seen;
     }
     c->last_ns = std::max(c->last_ns, now_ns);
     return c;
@@ -101,6 +132,7 @@ void L7Analyzer::OnData(const flow::ConnectionInfo& conn, flow::StreamDirection 
                         const flow::StreamChunk& chunk) {
   Connection* c = FindOrCreate(conn, chunk.timestamp_ns);
   if (c == nullptr) return;
+  if (c->swapped) dir = Flip(dir);
   switch (c->phase) {
     case Connection::Phase::kInferring:
       Infer(c, dir, chunk);
@@ -151,6 +183,26 @@ void L7Analyzer::Infer(Connection* c, flow::StreamDirection dir, const flow::Str
         chosen = &p;
         break;
       }
+    }
+  }
+  // Mid-stream captures: flow tracking guessed the roles from ports, and these bytes may have
+  // come from the client although they travel in the "response" direction (e.g. a Kafka client
+  // on a lower port than its broker). A protocol that recognises them from the other side fixes
+  // the roles for the rest of the connection.
+  if (chosen == nullptr && RolesAreGuessed(c->info) && c->info.tuple.protocol == net::IpProtocol::kTcp) {
+    const flow::ConnectionInfo other = Swapped(c->info);
+    for (const ProtocolSpec& p : protocols) {
+      if (!transport_ok(p)) continue;
+      if (p.infer(Flip(dir), c->prefix[d], other) == InferResult::kYes) {
+        chosen = &p;
+        break;
+      }
+    }
+    if (chosen != nullptr) {
+      c->swapped = true;
+      c->info = other;
+      roles_swapped_->Inc();
+      for (Connection::Stashed& st : c->stash) st.dir = Flip(st.dir);
     }
   }
   if (chosen != nullptr) {

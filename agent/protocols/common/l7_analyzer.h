@@ -81,6 +81,7 @@ class L7Analyzer final : public flow::StreamHandler {
   metrics::Counter* inferred_ = nullptr;
   metrics::Counter* inference_failed_ = nullptr;
   metrics::Counter* connections_dropped_ = nullptr;
+  metrics::Counter* roles_swapped_ = nullptr;
   metrics::Gauge* connections_ = nullptr;
 };
 

@@ -41,6 +41,29 @@ class L7AnalyzerTest : public ::testing::Test {
   metrics::Registry metrics_;
 };
 
+// Mid-stream capture where flow tracking guessed the roles from ports wrongly: the client's
+// requests arrive in the "response" direction. The protocol recognises them and flips the roles.
+TEST_F(L7AnalyzerTest, ProtocolCorrectsGuessedRoles) {
+  L7Analyzer a(&sink_, &metrics_, Options());
+  auto conn = Conn(3, 9999);
+  conn.role_source = common::v1::ROLE_SOURCE_PORT_HEURISTIC;
+  a.OnData(conn, flow::StreamDirection::kResponse, Chunk("Q 1 /x\n", 10 * kSec));
+  EXPECT_EQ(a.ProtocolOf(3), common::v1::L7_PROTOCOL_REDIS);
+  a.OnData(conn, flow::StreamDirection::kRequest, Chunk("A 1 200\n", 10 * kSec + 2000));
+  ASSERT_EQ(sink_.l7.size(), 1u);
+  EXPECT_EQ(sink_.l7[0].request_resource(), "/x");
+  EXPECT_EQ(sink_.l7[0].client_port(), 9999u);
+  EXPECT_EQ(sink_.l7[0].server_port(), 40000u);
+  EXPECT_EQ(sink_.l7[0].ip4_0(), 0x0a000002u);
+  EXPECT_EQ(sink_.l7[0].process_id_1(), 123u);
+
+  // Roles seen in the handshake are never swapped.
+  auto fixed = Conn(4, 9999);
+  fixed.role_source = common::v1::ROLE_SOURCE_HANDSHAKE;
+  a.OnData(fixed, flow::StreamDirection::kResponse, Chunk("Q 1 /x\n", 11 * kSec));
+  EXPECT_EQ(a.ProtocolOf(4), common::v1::L7_PROTOCOL_UNKNOWN);
+}
+
 TEST_F(L7AnalyzerTest, InfersOnAnyPortAndFillsConnectionFields) {
   L7Analyzer a(&sink_, &metrics_, Options());
   auto conn = Conn(1, 9999);  // not the hinted port

@@ -96,14 +96,18 @@ std::string QtypeName(uint16_t t) {
     case 15: return "MX";
     case 16: return "TXT";
     case 28: return "AAAA";
+    case 29: return "LOC";
     case 33: return "SRV";
     case 35: return "NAPTR";
     case 41: return "OPT";
     case 43: return "DS";
+    case 44: return "SSHFP";
     case 46: return "RRSIG";
+    case 47: return "NSEC";
     case 48: return "DNSKEY";
     case 64: return "SVCB";
     case 65: return "HTTPS";
+    case 251: return "IXFR";
     case 252: return "AXFR";
     case 255: return "ANY";
     case 257: return "CAA";
