@@ -102,7 +102,9 @@ InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::
     if (data.size() < 4 + static_cast<size_t>(len)) return InferResult::kMaybe;
     if (!complete_alone) return InferResult::kNo;
     if (first == static_cast<uint8_t>(Command::kQuery) || first == static_cast<uint8_t>(Command::kStmtPrepare)) {
-      for (size_t i = 5; i < data.size(); ++i) {
+      // MySQL 8 with CLIENT_QUERY_ATTRIBUTES and no attributes prefixes the text with 00 01.
+      const size_t text = data.size() >= 7 && data[5] == 0 && data[6] == 1 ? 7 : 5;
+      for (size_t i = text; i < data.size(); ++i) {
         const unsigned char c = static_cast<unsigned char>(data[i]);
         if (c < 0x09 || (c > 0x0d && c < 0x20)) return InferResult::kNo;  // SQL is text
       }

@@ -96,6 +96,17 @@ TEST(MysqlStitcher, DeprecatedEofWithoutHandshakeAndError) {
   EXPECT_EQ(r.records[0].response_status(), ::sonde::common::v1::RESPONSE_STATUS_CLIENT_ERROR);
 }
 
+// MySQL 8 clients with CLIENT_QUERY_ATTRIBUTES send parameter_count 0 and parameter_set_count 1
+// before the statement text (seen in DeepFlow's mysql-table-select capture).
+TEST(MysqlStitcher, QueryAttributesPrefixIsNotPartOfTheStatement) {
+  std::string req = Packet(0, std::string("\x03\x00\x01", 3) + "select * from test_table");
+  testing::ReplayResult r = ReplayBytes(req, Packet(1, Bin({0, 0, 0, 2, 0, 0, 0})), 1000);
+  ASSERT_EQ(r.records.size(), 1u);
+  EXPECT_EQ(r.records[0].request_resource(), "select * from test_table");
+  EXPECT_EQ(r.records[0].endpoint(), "SELECT");
+  EXPECT_EQ(Infer(flow::StreamDirection::kRequest, req, {}), InferResult::kYes);
+}
+
 TEST(MysqlStitcher, UnansweredQueryTimesOut) {
   testing::ReplayResult r = ReplayBytes(Packet(0, "\x03SELECT SLEEP(100)"), "", 1000);
   ASSERT_EQ(r.records.size(), 1u);

@@ -337,6 +337,10 @@ void Emit(const Frame& req, bool login, uint64_t end_ns, bool timed_out, State* 
   std::string_view body = req.payload.size() > 1 ? std::string_view(req.payload).substr(1) : "";
   switch (static_cast<Command>(cmd)) {
     case Command::kQuery:
+      // CLIENT_QUERY_ATTRIBUTES (MySQL 8): parameter_count 0 and parameter_set_count 1 precede
+      // the text. A statement never starts with a NUL byte, so this needs no handshake.
+      if (body.size() >= 2 && body[0] == '\0' && body[1] == '\1') body.remove_prefix(2);
+      [[fallthrough]];
     case Command::kStmtPrepare:
       r.set_request_resource(Capped(body));
       r.set_endpoint(FirstKeyword(body));
