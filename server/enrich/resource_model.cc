@@ -196,7 +196,13 @@ StatusOr<ResourceModel> ResourceModel::FromFile(const std::string& path) {
 
 void ResourceModel::AddSubnet(SubnetInfo s) { subnets_.push_back(std::move(s)); }
 
+uint32_t ResourceModel::StableFrom(uint32_t time_s) const {
+  auto it = boundaries_.upper_bound(time_s);
+  return it == boundaries_.begin() ? 0 : *std::prev(it);
+}
+
 void ResourceModel::AddHost(HostInfo h) {
+  NoteLife(h.life);
   const size_t i = hosts_.size();
   for (const auto& ip : h.ips) host_by_ip_[{h.vpc, ip}].push_back(i);
   hosts_.push_back(std::move(h));
@@ -208,6 +214,7 @@ void ResourceModel::AddProcess(ProcessInfo p) {
     const ProcessInfo& q = processes_[i];
     if (q.name == p.name && q.life.since_s == p.life.since_s && q.life.until_s == p.life.until_s) return;
   }
+  NoteLife(p.life);
   idx.push_back(processes_.size());
   processes_.push_back(std::move(p));
 }
@@ -241,6 +248,7 @@ std::string ResourceModel::ClusterVpc(std::string_view cluster) const {
 }
 
 void ResourceModel::UpsertPod(PodInfo p) {
+  NoteLife(p.life);
   for (auto& existing : pods_) {
     if (existing.cluster == p.cluster && existing.ns == p.ns && existing.name == p.name &&
         existing.life.until_s == kForever && existing.ip == p.ip) {
@@ -267,11 +275,13 @@ void ResourceModel::EndPod(std::string_view cluster, std::string_view ns, std::s
   for (auto& p : pods_) {
     if (p.cluster == cluster && p.ns == ns && p.name == name && p.life.until_s == kForever) {
       p.life.until_s = std::max(at_s, p.life.since_s);
+      NoteLife(p.life);
     }
   }
 }
 
 void ResourceModel::UpsertService(ServiceInfo s) {
+  NoteLife(s.life);
   for (auto& existing : services_) {
     if (existing.cluster == s.cluster && existing.ns == s.ns && existing.name == s.name &&
         existing.life.until_s == kForever && existing.cluster_ips == s.cluster_ips) {
@@ -290,6 +300,7 @@ void ResourceModel::EndService(std::string_view cluster, std::string_view ns, st
   for (auto& s : services_) {
     if (s.cluster == cluster && s.ns == ns && s.name == name && s.life.until_s == kForever) {
       s.life.until_s = std::max(at_s, s.life.since_s);
+      NoteLife(s.life);
     }
   }
 }

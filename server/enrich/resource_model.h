@@ -9,6 +9,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -137,6 +138,9 @@ class ResourceModel {
                                              const std::map<std::string, std::string>& labels,
                                              uint32_t time_s) const;
   bool HasHost(std::string_view name) const;
+  // Start of the interval of constant answers holding `time_s`: Match, ProcessName and
+  // VpcOfHost give the same result for every time in [StableFrom(t), next lifetime boundary).
+  uint32_t StableFrom(uint32_t time_s) const;
 
   const std::vector<PodInfo>& pods() const { return pods_; }
   const std::vector<ServiceInfo>& services() const { return services_; }
@@ -158,6 +162,11 @@ class ResourceModel {
   std::map<Key, std::vector<size_t>> pod_by_ip_;
   std::map<Key, std::vector<size_t>> service_by_ip_;
   std::map<std::pair<std::string, uint32_t>, std::vector<size_t>, std::less<>> process_by_pid_;
+  std::set<uint32_t> boundaries_;  // every since/until of every lifetime
+  void NoteLife(const Lifetime& life) {
+    if (life.since_s != 0) boundaries_.insert(life.since_s);
+    if (life.until_s != kForever) boundaries_.insert(life.until_s);
+  }
 };
 
 }  // namespace sonde::server::enrich

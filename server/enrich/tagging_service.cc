@@ -157,10 +157,22 @@ Status TaggingService::Tag(const storage::AgentBatch& batch, std::vector<uint32_
     add(m.time(), AddressOf(m.is_ipv4(), m.ip4_1(), m.ip6_1()), 0);
   }
 
+  // Answers only change at lifetime boundaries: sides that differ only in their second within
+  // one stable interval share one match (a batch spans seconds, boundaries are far apart).
+  std::vector<uint32_t> match_of(sides.size());
   std::vector<ResourceTags> tags;
   {
     std::shared_lock lock(model_mu_);
-    tags = enricher_.MatchSides(host, sides);
+    std::unordered_map<SideKey, uint32_t, SideKeyHash> match_slot;
+    std::vector<SideKey> to_match;
+    for (size_t i = 0; i < sides.size(); ++i) {
+      SideKey stable = sides[i];
+      stable.time_s = model_.StableFrom(sides[i].time_s);
+      auto [it, inserted] = match_slot.emplace(stable, static_cast<uint32_t>(to_match.size()));
+      if (inserted) to_match.push_back(sides[i]);
+      match_of[i] = it->second;
+    }
+    tags = enricher_.MatchSides(host, to_match);
   }
   auto encoded = enricher_.EncodeSides(std::move(tags));
   if (!encoded.ok()) {
@@ -172,7 +184,7 @@ Status TaggingService::Tag(const storage::AgentBatch& batch, std::vector<uint32_
   uint32_t* out = ids->data() + base;
   for (size_t i = 0; i < records; ++i) {
     for (int side = 0; side < 2; ++side) {
-      const TagIdArray& a = (*encoded)[record_slots[i * 2 + side]];
+      const TagIdArray& a = (*encoded)[match_of[record_slots[i * 2 + side]]];
       std::copy(a.begin(), a.end(), out + i * width + side * kTagDimensionCount);
     }
   }
