@@ -30,6 +30,9 @@
 namespace sonde::agent::capture {
 namespace {
 
+// Records handled before Run looks at its timers again.
+[[maybe_unused]] constexpr size_t kRecordsPerRound = 8192;
+
 [[maybe_unused]] uint64_t ClockNs(clockid_t clock) {
   timespec ts{};
   clock_gettime(clock, &ts);
@@ -188,8 +191,17 @@ struct EbpfSource::Impl {
     return 0;
   }
 
+  // libbpf drains the ring until it is empty, which under a steady flood never happens: after
+  // a budget of records the callback returns kBudgetSpent (the record itself is consumed) so Run
+  // gets back to its timers (OnIdle, counters, TLS rescans) in between.
+  static constexpr int kBudgetSpent = -EALREADY;
+  size_t budget = 0;
+
   static int HandleRecord(void* ctx, void* data, size_t size) {
-    return static_cast<Impl*>(ctx)->OnRecord(data, size);
+    Impl* self = static_cast<Impl*>(ctx);
+    self->OnRecord(data, size);
+    if (self->budget > 0 && --self->budget == 0) return kBudgetSpent;
+    return 0;
   }
 
   std::vector<uint64_t> ReadKernelCounters() const {
@@ -362,8 +374,10 @@ Status EbpfSource::Run(EventSink& sink, const std::atomic<bool>& stop) {
   while (!stop.load(std::memory_order_relaxed)) {
     uint64_t before_events = s.stats.events, before_malformed = s.stats.malformed;
     // The kernel side only wakes us when the ring is filling up; otherwise drain on a timer.
+    s.budget = kRecordsPerRound;
     int n = ring_buffer__poll(s.rb, 10 /* ms */);
     if (n >= 0) n = ring_buffer__consume(s.rb);
+    if (n == Impl::kBudgetSpent) n = 0;
     if (n < 0 && n != -EINTR) {
       s.sink = nullptr;
       return InternalError(std::string("ebpf ring buffer poll: ") + strerror(-n));
@@ -385,6 +399,7 @@ Status EbpfSource::Run(EventSink& sink, const std::atomic<bool>& stop) {
     }
   }
   // Drain what is already buffered so short runs (tests) see every event.
+  s.budget = 0;
   ring_buffer__consume(s.rb);
   s.PublishKernelCounters();
   sink.OnIdle(ClockNs(CLOCK_REALTIME));
