@@ -225,6 +225,7 @@ Status ServerExporter::RunSession(int fd) {
   r->set_hostname(config_.hostname);
   r->set_boot_id(config_.boot_id);
   r->set_token(config_.token);
+  *r->mutable_host() = config_.host;
   r->mutable_host()->set_hostname(config_.hostname);
   SONDE_RETURN_IF_ERROR(wire::WriteFrame(fd, reg.SerializeAsString(), false, timeout));
   SONDE_ASSIGN_OR_RETURN(std::string reply_bytes, wire::ReadFrame(fd, timeout));

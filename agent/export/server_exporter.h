@@ -27,6 +27,7 @@ struct ServerExporterConfig {
   std::string hostname;           // reported at registration
   std::string boot_id;
   std::string token;              // ingest token, when the server requires one
+  v1::HostInfo host;              // reported at registration (interfaces feed host tagging)
   uint32_t batch_max_records = 4096;
   uint32_t batch_max_delay_ms = 1000;
   uint64_t queue_max_bytes = 256ull << 20;

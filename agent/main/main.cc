@@ -5,7 +5,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -22,6 +21,7 @@
 #include "agent/export/server_exporter.h"
 #include "agent/flow/flow_tracker.h"
 #include "agent/main/agent_options.h"
+#include "agent/main/host_info.h"
 #include "agent/metadata/process_cache.h"
 #include "agent/protocols/common/l7_analyzer.h"
 #include "agent/tracing/syscall_trace_id.h"
@@ -39,19 +39,6 @@ uint64_t WallNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string ReadFirstLine(const char* path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  return line;
-}
-
-std::string Hostname() {
-  char buf[256] = {0};
-  gethostname(buf, sizeof(buf) - 1);
-  return buf;
 }
 
 // Forwards events to the flow tracker and remembers the newest timestamp, so end-of-input
@@ -209,8 +196,9 @@ int Main(int argc, char** argv) {
     }
     ec.server_host = opts.server.substr(0, colon);
     ec.server_port = static_cast<uint16_t>(std::stoi(opts.server.substr(colon + 1)));
-    ec.hostname = opts.hostname.empty() ? Hostname() : opts.hostname;
-    ec.boot_id = ReadFirstLine("/proc/sys/kernel/random/boot_id");
+    ec.host = ReadHostInfo(opts.hostname);
+    ec.hostname = ec.host.hostname();
+    ec.boot_id = ec.host.boot_id();
     ec.token = opts.token;
     ec.batch_max_records = opts.batch_max_records;
     auto e = std::make_unique<exporting::ServerExporter>(ec, &registry);
