@@ -22,6 +22,7 @@
 #include "agent/flow/flow_tracker.h"
 #include "agent/main/agent_options.h"
 #include "agent/main/host_info.h"
+#include "agent/main/process_reporter.h"
 #include "agent/metadata/process_cache.h"
 #include "agent/protocols/common/l7_analyzer.h"
 #include "agent/tracing/syscall_trace_id.h"
@@ -90,7 +91,10 @@ Status RunPacketPipeline(capture::EventSource& source, const AgentOptions& opts,
 // The eBPF pipeline: socket events -> per-socket tracker -> L7 analyzer -> sink.
 Status RunEbpfPipeline(capture::EbpfSource& source, const AgentOptions& opts,
                        exporting::RecordSink* sink, metrics::Registry* registry) {
-  protocols::L7Analyzer analyzer(sink, registry, L7Options(opts));
+  // eBPF records name their processes: report those to the server for process tagging.
+  ProcessReporter processes_out(sink);
+  exporting::RecordSink* out = opts.output == "server" ? &processes_out : sink;
+  protocols::L7Analyzer analyzer(out, registry, L7Options(opts));
   metadata::ProcessCache processes;
   tracing::SyscallTraceIds trace_ids({}, WallNs() ^ (uint64_t{static_cast<uint32_t>(getpid())} << 32));
   capture::SocketTracker tracker(analyzer, &processes, &trace_ids, registry);
