@@ -3,9 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
+#include <utility>
 #include <string>
+#include <string_view>
 #include <tuple>
+#include <unordered_map>
 
 #include "agent/export/record_sink.h"
 #include "sonde/agent/v1/records.pb.h"
@@ -25,32 +29,45 @@ class AppMetricsAggregator {
   // Emits everything (end of input).
   void FlushAll();
 
-  size_t open_intervals() const { return buckets_.size(); }
+  size_t open_intervals() const { return buckets_; }
 
  private:
+  // Numeric parts of the bucket key; the strings are compared separately so a lookup needs no
+  // copies (this runs once per record per granularity).
   struct Key {
     uint32_t granularity_s;
     uint32_t time;
     int signal_source;
     uint32_t is_ipv4;
     uint32_t ip4_0, ip4_1;
-    std::string ip6_0, ip6_1;
     uint32_t server_port;
     uint32_t protocol;
     int l7_protocol;
-    std::string endpoint;
+    std::string_view ip6_0, ip6_1, endpoint;  // view into the record, or into the bucket's metric
     auto Tie() const {
       return std::tie(granularity_s, time, signal_source, is_ipv4, ip4_0, ip4_1, ip6_0, ip6_1,
                       server_port, protocol, l7_protocol, endpoint);
     }
+    bool operator==(const Key& o) const { return Tie() == o.Tie(); }
     bool operator<(const Key& o) const { return Tie() < o.Tie(); }
   };
+  struct KeyHash {
+    size_t operator()(const Key& k) const;
+  };
+  // One interval of one granularity. Metrics live in a deque (stable addresses: the index keys'
+  // string views point into them) and are emitted in first-seen order, which is deterministic.
+  struct Interval {
+    std::unordered_map<Key, size_t, KeyHash> index;
+    std::deque<v1::ApplicationMetric> metrics;
+  };
 
-  void Emit(const Key& key, v1::ApplicationMetric&& m);
+  void EmitInterval(Interval* interval);
 
   exporting::RecordSink* sink_;
   uint64_t delay_ns_;
-  std::map<Key, v1::ApplicationMetric> buckets_;  // ordered by granularity then time
+  // By (granularity, interval start): Advance only touches the intervals that closed.
+  std::map<std::pair<uint32_t, uint32_t>, Interval> intervals_;
+  size_t buckets_ = 0;
 };
 
 }  // namespace sonde::agent::protocols

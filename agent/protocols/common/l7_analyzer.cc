@@ -285,10 +285,11 @@ void L7Analyzer::FillConnectionFields(const flow::ConnectionInfo& info,
   if (info.is_tls_plaintext) rec->set_is_encrypted(1);
   rec->set_process_id_0(info.process_0.pid);
   rec->set_process_id_1(info.process_1.pid);
-  rec->set_process_kname_0(info.process_0.comm);
-  rec->set_process_kname_1(info.process_1.comm);
-  rec->set_container_id_0(info.process_0.container_id);
-  rec->set_container_id_1(info.process_1.container_id);
+  // Setting an empty string still allocates one in protobuf: packet records have none of these.
+  if (!info.process_0.comm.empty()) rec->set_process_kname_0(info.process_0.comm);
+  if (!info.process_1.comm.empty()) rec->set_process_kname_1(info.process_1.comm);
+  if (!info.process_0.container_id.empty()) rec->set_container_id_0(info.process_0.container_id);
+  if (!info.process_1.container_id.empty()) rec->set_container_id_1(info.process_1.container_id);
 }
 
 void L7Analyzer::CloseConnection(uint64_t flow_id, uint64_t now_ns) {

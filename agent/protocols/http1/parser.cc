@@ -28,12 +28,29 @@ std::string_view TrimWs(std::string_view s) {
   return s;
 }
 
+char AsciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; }
+
+// `b` must be lower case.
 bool IEquals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (AsciiLower(a[i]) != b[i]) return false;
+  }
+  return true;
+}
+
+// Header names that may carry trace context or a request id (see ApplyTraceHeader).
+bool MaybeTraceHeader(std::string_view name) {
+  if (name.size() < 2 || name.size() > 17) return false;
+  switch (AsciiLower(name[0])) {
+    case 'x': return IEquals(name, "x-request-id") || IEquals(name, "x-b3-traceid") ||
+                     IEquals(name, "x-b3-spanid") || IEquals(name, "x-b3-parentspanid");
+    case 't': return IEquals(name, "traceparent");
+    case 'b': return IEquals(name, "b3");
+    case 's': return IEquals(name, "sw8");
+    case 'u': return IEquals(name, "uber-trace-id");
+    default: return false;
+  }
 }
 
 bool IContains(std::string_view hay, std::string_view needle) {
@@ -184,21 +201,22 @@ bool ParseHeaders(std::string_view lines, Frame* f, Head* h) {
     std::string_view name = line.substr(0, colon);
     if (name.find(' ') != std::string_view::npos) return false;
     std::string_view value = TrimWs(line.substr(colon + 1));
-    const std::string lname = ToLower(name);
-    if (lname == "content-length") {
+    // No per-header allocation: names are compared case-insensitively in place.
+    if (IEquals(name, "content-length")) {
       if (!ParseUint(value, &h->content_length)) return false;
       h->has_length = true;
-    } else if (lname == "transfer-encoding") {
+    } else if (IEquals(name, "transfer-encoding")) {
       h->chunked = IContains(value, "chunked");
-    } else if (lname == "host") {
-      f->host = std::string(value.substr(0, kMaxFieldBytes));
-    } else if (lname == "user-agent") {
-      f->user_agent = std::string(value.substr(0, kMaxFieldBytes));
-    } else if (lname == "connection") {
+    } else if (IEquals(name, "host")) {
+      f->host.assign(value.substr(0, kMaxFieldBytes));
+    } else if (IEquals(name, "user-agent")) {
+      f->user_agent.assign(value.substr(0, kMaxFieldBytes));
+    } else if (IEquals(name, "connection")) {
       if (IContains(value, "upgrade")) h->upgrade = true;
       if (IContains(value, "close")) h->close = true;
-    } else {
-      ApplyTraceHeader(lname, value, &f->trace);
+    } else if (MaybeTraceHeader(name)) {
+      if (f->trace == nullptr) f->trace = std::make_unique<v1::L7RequestLog>();
+      ApplyTraceHeader(ToLower(name), value, f->trace.get());
     }
   }
   return true;
@@ -231,18 +249,18 @@ ParseState ParseHead(bool is_request, std::string_view* buf, Frame* f, State* st
     if (sp1 == std::string_view::npos || sp2 <= sp1) return ParseState::kInvalid;
     std::string_view proto = start_line.substr(sp2 + 1);
     if (!proto.starts_with("HTTP/1.") || proto.size() != 8) return ParseState::kInvalid;
-    f->method = std::string(start_line.substr(0, sp1));
-    f->target = std::string(TrimWs(start_line.substr(sp1 + 1, sp2 - sp1 - 1)).substr(0, kMaxFieldBytes));
-    f->version = std::string(proto.substr(5));
+    f->method.assign(start_line.substr(0, sp1));
+    f->target.assign(TrimWs(start_line.substr(sp1 + 1, sp2 - sp1 - 1)).substr(0, kMaxFieldBytes));
+    f->version.assign(proto.substr(5));
   } else {
     if (start_line.size() < 12 || start_line[8] != ' ') return ParseState::kInvalid;
     uint64_t code = 0;
     if (!ParseUint(start_line.substr(9, 3), &code) || code < 100 || code > 999) {
       return ParseState::kInvalid;
     }
-    f->version = std::string(start_line.substr(5, 3));
+    f->version.assign(start_line.substr(5, 3));
     f->status = static_cast<int>(code);
-    if (start_line.size() > 13) f->reason = std::string(start_line.substr(13, 256));
+    if (start_line.size() > 13) f->reason.assign(start_line.substr(13, 256));
   }
   if (!ParseHeaders(head.substr(nl + 1), f, &h)) return ParseState::kInvalid;
   f->header_bytes = static_cast<int64_t>(end);
@@ -324,28 +342,33 @@ ParseState ParseHead(bool is_request, std::string_view* buf, Frame* f, State* st
   return ParseState::kSuccess;
 }
 
-void BuildRecord(const Frame& req, const Frame* resp, v1::L7RequestLog* rec) {
-  FillFromFrames(&req, resp, rec);
-  rec->set_version(req.version);
-  rec->set_request_type(req.method);
-  rec->set_request_domain(req.host);
-  rec->set_request_resource(req.target);
+// Moves the frames' strings into the record (the frames are dropped right after).
+void BuildRecord(Frame& req, Frame* resp, v1::L7RequestLog* rec) {
+  FillFromFrames<Frame>(&req, resp, rec);
   rec->set_endpoint(EndpointPattern(req.target));
-  rec->set_user_agent(req.user_agent);
-  rec->set_x_request_id(req.trace.x_request_id());
-  rec->set_trace_id(req.trace.trace_id());
-  rec->set_span_id(req.trace.span_id());
-  rec->set_parent_span_id(req.trace.parent_span_id());
+  rec->set_version(std::move(req.version));
+  rec->set_request_type(std::move(req.method));
+  if (!req.host.empty()) rec->set_request_domain(std::move(req.host));
+  rec->set_request_resource(std::move(req.target));
+  if (!req.user_agent.empty()) rec->set_user_agent(std::move(req.user_agent));
+  if (req.trace != nullptr) {
+    rec->set_x_request_id(req.trace->x_request_id());
+    rec->set_trace_id(req.trace->trace_id());
+    rec->set_span_id(req.trace->span_id());
+    rec->set_parent_span_id(req.trace->parent_span_id());
+  }
   if (req.body_bytes >= 0) rec->set_request_length(req.header_bytes + req.body_bytes);
   if (resp != nullptr) {
     rec->set_response_code(resp->status);
     rec->set_response_status(StatusFromHttpCode(resp->status));
-    if (resp->status >= 400) rec->set_response_exception(resp->reason);
+    if (resp->status >= 400) rec->set_response_exception(std::move(resp->reason));
     if (resp->body_bytes >= 0) rec->set_response_length(resp->header_bytes + resp->body_bytes);
-    if (rec->x_request_id().empty()) rec->set_x_request_id(resp->trace.x_request_id());
-    if (rec->trace_id().empty()) {
-      rec->set_trace_id(resp->trace.trace_id());
-      rec->set_span_id(resp->trace.span_id());
+    if (resp->trace != nullptr) {
+      if (rec->x_request_id().empty()) rec->set_x_request_id(resp->trace->x_request_id());
+      if (rec->trace_id().empty()) {
+        rec->set_trace_id(resp->trace->trace_id());
+        rec->set_span_id(resp->trace->span_id());
+      }
     }
   }
 }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 
 #include "agent/protocols/common/frame_meta.h"
@@ -22,7 +23,9 @@ struct Frame : FrameMeta {
   std::string user_agent;
   int64_t header_bytes = 0;
   int64_t body_bytes = -1;  // -1: unknown (chunked streamed or close-delimited)
-  v1::L7RequestLog trace;   // x_request_id / trace_id / span_id / parent_span_id from headers
+  // x_request_id / trace_id / span_id / parent_span_id from headers; allocated only when such a
+  // header is present (a protobuf message per frame was the largest per-request cost).
+  std::unique_ptr<v1::L7RequestLog> trace;
 };
 
 enum class BodyMode : uint8_t { kNone, kLength, kChunked, kUntilClose, kOpaque };
