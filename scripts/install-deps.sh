@@ -21,6 +21,7 @@ PACKAGES=(
   libndpi-bin
   python3-grpcio
   nodejs
+  libclang-rt-14-dev
 )
 
 missing=()
