@@ -77,17 +77,17 @@ Status PcapFileSource::Run(EventSink& sink, const std::atomic<bool>& stop) {
                            " packets: " + err);
     }
     if (rc != 1 || hdr == nullptr) continue;
-    if (hdr->caplen > hdr->len && hdr->len != 0) {
-      ++stats_.malformed;  // captured more than the wire length: bogus record header
-      continue;
-    }
+    // Some writers record a wire length below the captured length (go-sniffer, for one). The
+    // captured bytes are real: keep them, and take the wire length to be at least what was
+    // captured (libpcap already bounds caplen by the snapshot length).
+    const uint32_t wire_length = std::max(hdr->len, hdr->caplen);
     uint64_t frac = static_cast<uint64_t>(hdr->ts.tv_usec);
     uint64_t ts_ns = static_cast<uint64_t>(hdr->ts.tv_sec) * 1'000'000'000ull +
                      (nano ? frac : frac * 1000);
     PacketView view;
     view.timestamp_ns = ts_ns;
     view.data = std::span<const uint8_t>(data, hdr->caplen);
-    view.wire_length = hdr->len;
+    view.wire_length = wire_length;
     view.link_type = link;
     ++stats_.events;
     stats_.bytes += hdr->caplen;

@@ -16,11 +16,13 @@ struct Recorder : EventSink {
   void OnPacket(const PacketView& p) override {
     ts.push_back(p.timestamp_ns);
     sizes.push_back(p.data.size());
+    wire.push_back(p.wire_length);
     link = p.link_type;
   }
   void OnIdle(uint64_t now) override { idle = now; }
   std::vector<uint64_t> ts;
   std::vector<size_t> sizes;
+  std::vector<uint32_t> wire;
   LinkType link = LinkType::kNull;
   uint64_t idle = 0;
 };
@@ -60,6 +62,31 @@ TEST(PcapFileSourceTest, ReplaysPacketsWithTimestamps) {
   EXPECT_EQ(rec.link, LinkType::kEthernet);
   EXPECT_EQ(src.stats().events, 3u);
   EXPECT_EQ(src.stats().bytes, 180u);
+  std::filesystem::remove(path);
+}
+
+// A record whose wire length is below its captured length (seen in captures from some tools):
+// the captured bytes are kept and the wire length is taken to be at least the captured length.
+TEST(PcapFileSourceTest, WireLengthBelowCapturedLengthKeepsThePacket) {
+  std::string path = TempPath("short_len.pcap");
+  pcap_t* dead = pcap_open_dead(DLT_EN10MB, 65535);
+  pcap_dumper_t* d = pcap_dump_open(dead, path.c_str());
+  std::vector<u_char> frame(60, 0xab);
+  pcap_pkthdr h{};
+  h.ts.tv_sec = 1000;
+  h.caplen = 60;
+  h.len = 14;
+  pcap_dump(reinterpret_cast<u_char*>(d), &h, frame.data());
+  pcap_dump_close(d);
+  pcap_close(dead);
+  PcapFileSource src(path);
+  Recorder rec;
+  std::atomic<bool> stop{false};
+  ASSERT_TRUE(src.Run(rec, stop).ok());
+  ASSERT_EQ(rec.sizes.size(), 1u);
+  EXPECT_EQ(rec.sizes[0], 60u);
+  EXPECT_EQ(rec.wire[0], 60u);
+  EXPECT_EQ(src.stats().malformed, 0u);
   std::filesystem::remove(path);
 }
 
