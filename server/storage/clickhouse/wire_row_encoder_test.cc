@@ -1,0 +1,186 @@
+// The wire fast path must produce the reflection path's bytes and stats for randomised records of
+// every catalog table, including unknown enums, out-of-range integers, repeated occurrences of a
+// field, unknown fields and long strings; malformed wire bytes are rejected without output.
+#include "server/storage/clickhouse/wire_row_encoder.h"
+
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "sonde/agent/v1/records.pb.h"
+
+namespace sonde::server::storage::clickhouse {
+namespace {
+
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+
+std::string RandomText(std::mt19937_64& rng, size_t n) {
+  std::string s;
+  for (size_t i = 0; i < n; ++i) s.push_back(static_cast<char>('a' + rng() % 26));
+  return s;
+}
+
+// Sets a random subset of the scalar fields of `m` to random values, biased to edge cases.
+void Randomise(std::mt19937_64& rng, Message* m) {
+  const auto* d = m->GetDescriptor();
+  const auto* r = m->GetReflection();
+  auto pick = [&rng]() -> uint64_t {
+    switch (rng() % 6) {
+      case 0: return 0;
+      case 1: return rng() % 256;
+      case 2: return rng() % 70000;
+      case 3: return static_cast<uint64_t>(-static_cast<int64_t>(rng() % 300));  // negative
+      case 4: return rng() & 0xffffffffu;
+      default: return rng();
+    }
+  };
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FieldDescriptor* f = d->field(i);
+    if (f->is_repeated() || rng() % 4 == 0) continue;  // leave some fields unset
+    switch (f->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_INT32: r->SetInt32(m, f, static_cast<int32_t>(pick())); break;
+      case FieldDescriptor::CPPTYPE_INT64: r->SetInt64(m, f, static_cast<int64_t>(pick())); break;
+      case FieldDescriptor::CPPTYPE_UINT32: r->SetUInt32(m, f, static_cast<uint32_t>(pick())); break;
+      case FieldDescriptor::CPPTYPE_UINT64: r->SetUInt64(m, f, pick()); break;
+      case FieldDescriptor::CPPTYPE_BOOL: r->SetBool(m, f, rng() % 2 == 0); break;
+      case FieldDescriptor::CPPTYPE_DOUBLE: r->SetDouble(m, f, static_cast<double>(pick()) / 7.0); break;
+      case FieldDescriptor::CPPTYPE_FLOAT: r->SetFloat(m, f, static_cast<float>(pick()) / 7.0f); break;
+      case FieldDescriptor::CPPTYPE_ENUM: {
+        // Mostly declared values, sometimes one from a newer agent or a negative one.
+        const int count = f->enum_type()->value_count();
+        int v = f->enum_type()->value(static_cast<int>(rng() % static_cast<uint64_t>(count)))->number();
+        if (rng() % 5 == 0) v = static_cast<int>(rng() % 400) - 150;
+        r->SetEnumValue(m, f, v);
+        break;
+      }
+      case FieldDescriptor::CPPTYPE_STRING: {
+        const size_t sizes[] = {0, 4, 16, 17, 127, 128, 300};
+        const size_t n = sizes[rng() % 7];
+        if (f->type() == FieldDescriptor::TYPE_BYTES) {
+          std::string s;
+          for (size_t k = 0; k < n; ++k) s.push_back(static_cast<char>(rng()));
+          r->SetString(m, f, s);
+        } else {
+          r->SetString(m, f, RandomText(rng, n));
+        }
+        break;
+      }
+      default: break;
+    }
+  }
+}
+
+template <typename Record>
+void ExpectSameBytes(const schema::Table& table, std::mt19937_64& rng, int rounds) {
+  std::vector<std::string> tag_columns;
+  for (const auto& c : table.columns) {
+    if (c.server_side && c.name != "agent_id" && c.type == schema::ColumnType::kUInt32) tag_columns.emplace_back(c.name);
+  }
+  RowBinaryEncoder slow;
+  WireRowEncoder fast;
+  slow.SetTagColumns(tag_columns);
+  fast.SetTagColumns(tag_columns);
+  std::vector<uint32_t> tags(tag_columns.size());
+  std::string slow_out = "prefix", fast_out = "prefix";
+  EncodeStats slow_stats, fast_stats;
+  for (int i = 0; i < rounds; ++i) {
+    Record a;
+    Randomise(rng, &a);
+    std::string wire = a.SerializeAsString();
+    if (i % 3 == 0) {
+      // A second occurrence of some fields (merge: scalars and strings take the last value).
+      Record b;
+      Randomise(rng, &b);
+      wire += b.SerializeAsString();
+    }
+    if (i % 4 == 0) {
+      // Unknown fields of every wire type: varint, fixed64, length-delimited, fixed32.
+      wire += std::string("\xf8\xff\x03\x96\x01", 5);                    // field 8191 varint
+      wire += std::string("\xf9\xff\x03", 3) + std::string(8, '\x7f');   // field 8191 fixed64
+      wire += std::string("\xfa\xff\x03\x03xyz", 7);                     // field 8191 bytes
+      wire += std::string("\xfd\xff\x03", 3) + std::string(4, '\x01');   // field 8191 fixed32
+    }
+    Record parsed;
+    ASSERT_TRUE(parsed.ParseFromString(wire));
+    for (auto& t : tags) t = static_cast<uint32_t>(rng());
+    const ServerColumns server{static_cast<uint32_t>(rng()), i % 5 == 0 ? nullptr : tags.data()};
+    ASSERT_TRUE(slow.AppendRow(table, parsed, server, &slow_out, &slow_stats).ok());
+    ASSERT_TRUE(fast.AppendRow(table, Record::descriptor(), wire, server, &fast_out, &fast_stats).ok());
+    ASSERT_EQ(fast_out, slow_out) << table.name << " record " << i << ": " << parsed.ShortDebugString();
+  }
+  EXPECT_EQ(fast_stats.unknown_enum_values, slow_stats.unknown_enum_values);
+  EXPECT_EQ(fast_stats.truncated_values, slow_stats.truncated_values);
+  EXPECT_GT(slow_stats.truncated_values, 0u) << "the random values must exercise narrowing";
+}
+
+TEST(WireRowEncoderTest, ByteIdenticalToReflectionForEveryTable) {
+  std::mt19937_64 rng(20261121);
+  int tables = 0;
+  for (const auto& t : schema::AllTables()) {
+    if (t.name == "l7_request_log") ExpectSameBytes<agent::v1::L7RequestLog>(t, rng, 400);
+    else if (t.name == "l4_flow_log") ExpectSameBytes<agent::v1::L4FlowLog>(t, rng, 400);
+    else if (t.name.rfind("network_", 0) == 0) ExpectSameBytes<agent::v1::NetworkMetric>(t, rng, 400);
+    else if (t.name.rfind("application_", 0) == 0) ExpectSameBytes<agent::v1::ApplicationMetric>(t, rng, 400);
+    else continue;
+    ++tables;
+  }
+  EXPECT_GE(tables, 6);
+}
+
+TEST(WireRowEncoderTest, UnknownEnumsAreCountedLikeReflection) {
+  const schema::Table* l7 = schema::FindTable("flow_log", "l7_request_log");
+  ASSERT_NE(l7, nullptr);
+  agent::v1::L7RequestLog r;
+  r.set_l7_protocol(static_cast<common::v1::L7Protocol>(99));
+  const std::string wire = r.SerializeAsString();
+  WireRowEncoder fast;
+  RowBinaryEncoder slow;
+  std::string a, b;
+  EncodeStats sa, sb;
+  ASSERT_TRUE(fast.AppendRow(*l7, r.GetDescriptor(), wire, {}, &a, &sa).ok());
+  ASSERT_TRUE(slow.AppendRow(*l7, r, {}, &b, &sb).ok());
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(sa.unknown_enum_values, 1u);
+}
+
+TEST(WireRowEncoderTest, MalformedWireIsRejectedWithoutOutput) {
+  const schema::Table* l7 = schema::FindTable("flow_log", "l7_request_log");
+  ASSERT_NE(l7, nullptr);
+  agent::v1::L7RequestLog r;
+  r.set_request_type("GET");
+  r.set_time(1700000000);
+  const std::string good = r.SerializeAsString();
+  WireRowEncoder fast;
+  EncodeStats stats;
+  const std::vector<std::string> bad = {
+      good.substr(0, good.size() - 1),         // truncated
+      good + std::string("\x0a\x7f", 2),       // string claims 127 bytes that are missing
+      good + std::string("\x08\xff\xff", 3),   // unterminated varint
+      good + std::string("\x00", 1),           // tag 0
+      good + std::string("\x0c", 1),           // end-group without a group
+  };
+  for (const auto& wire : bad) {
+    agent::v1::L7RequestLog check;
+    EXPECT_FALSE(check.ParseFromString(wire)) << "protobuf must reject it too";
+    std::string out = "keep";
+    Status s = fast.AppendRow(*l7, r.GetDescriptor(), wire, {}, &out, &stats);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(out, "keep");
+  }
+}
+
+TEST(WireRowEncoderTest, IncompatibleFieldIsAContractError) {
+  const std::vector<schema::Column> columns = {
+      {"request_type", schema::ColumnType::kUInt32, "UInt32", nullptr, false, ""}};
+  const schema::Table table{"db", "t", columns, 0, 0, "toYYYYMMDD(time)", "", ""};
+  WireRowEncoder fast;
+  std::string out;
+  EncodeStats stats;
+  Status s = fast.AppendRow(table, agent::v1::L7RequestLog::descriptor(), "", {}, &out, &stats);
+  EXPECT_EQ(s.code(), StatusCode::kInternal);
+  EXPECT_TRUE(out.empty());
+}
+
+}  // namespace
+}  // namespace sonde::server::storage::clickhouse
