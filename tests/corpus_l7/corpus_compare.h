@@ -26,6 +26,10 @@ struct ExpectedRequest {
 struct ExpectedCapture {
   std::string source;  // deepflow | packetbeat | arkime | ndpi
   std::vector<ExpectedRequest> requests;
+  // When the source states which connection its requests are on (Packetbeat: "N transactions on
+  // A:p -> B:q"), only records of that connection are compared.
+  std::optional<std::string> client_ip, server_ip;
+  std::optional<uint32_t> client_port, server_port;
 };
 
 // The records `sonde-agent --pcap path` would emit (L7 request logs only).

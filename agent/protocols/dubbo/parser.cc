@@ -1,5 +1,5 @@
-// Dubbo framing. Only the leading Hessian2 strings of a request body are decoded (version,
-// service, service version, method); arguments and attachments are skipped with the body.
+// Dubbo framing. Only the leading Hessian2 or Kryo strings of a request body are decoded
+// (version, service, service version, method); arguments and attachments are skipped with the body.
 #include "agent/protocols/dubbo/parser.h"
 
 #include <algorithm>
@@ -55,6 +55,49 @@ bool ReadString(std::string_view b, size_t* p, std::string* out) {
     if (final) return true;
   }
   return false;
+}
+
+// Reads one Kryo string at *p (Kryo Output.writeString): either ASCII with the high bit set on
+// the last byte, or a flagged varint "characters + 1" (0x80 null, 0x81 empty) followed by the
+// characters, each 1-3 bytes. Returns false when cut short or malformed.
+bool ReadKryoString(std::string_view b, size_t* p, std::string* out) {
+  out->clear();
+  if (*p >= b.size()) return false;
+  const uint8_t first = static_cast<uint8_t>(b[*p]);
+  if ((first & 0x80) == 0) {  // ASCII
+    for (size_t i = *p; i < b.size(); ++i) {
+      const uint8_t c = static_cast<uint8_t>(b[i]);
+      if (out->size() < kMaxTextBytes) out->push_back(static_cast<char>(c & 0x7f));
+      if (c & 0x80) {
+        *p = i + 1;
+        return true;
+      }
+    }
+    return false;
+  }
+  // Flagged varint: 6 value bits in the first byte (bit 6 = more), then 7 per byte.
+  uint64_t n = first & 0x3f;
+  size_t i = *p + 1;
+  if (first & 0x40) {
+    for (int shift = 6;; shift += 7) {
+      if (i >= b.size() || shift > 27) return false;
+      const uint8_t c = static_cast<uint8_t>(b[i++]);
+      n |= static_cast<uint64_t>(c & 0x7f) << shift;
+      if ((c & 0x80) == 0) break;
+    }
+  }
+  const uint64_t chars = n == 0 ? 0 : n - 1;  // 0 is null, 1 empty
+  if (chars > kMaxBodyBytes) return false;
+  for (uint64_t k = 0; k < chars; ++k) {
+    if (i >= b.size()) return false;
+    const uint8_t lead = static_cast<uint8_t>(b[i]);
+    const size_t len = lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xe ? 3 : 0;
+    if (len == 0 || i + len > b.size()) return false;
+    if (out->size() + len <= kMaxTextBytes) out->append(b.substr(i, len));
+    i += len;
+  }
+  *p = i;
+  return true;
 }
 
 // A Hessian2 int (compact one-byte form, or 'I' + 4 bytes); -1 if neither.
@@ -115,6 +158,14 @@ ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* fr
       frame->has_exception = kind == 0 || kind == 3;
     } else {
       ReadString(body, &p, &frame->error);
+    }
+  } else if (frame->serialization == kKryo && is_request) {
+    // Same leading fields as Hessian2, as Kryo strings.
+    size_t p = 0;
+    if (ReadKryoString(body, &p, &frame->dubbo_version) &&
+        ReadKryoString(body, &p, &frame->service) &&
+        ReadKryoString(body, &p, &frame->service_version)) {
+      ReadKryoString(body, &p, &frame->method);
     }
   }
   frame->frame_bytes = total;

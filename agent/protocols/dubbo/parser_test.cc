@@ -93,6 +93,34 @@ TEST(DubboParser, HeaderAndHessianStrings) {
   EXPECT_EQ(Traits::ParseFrame(MessageType::kRequest, &rv, &f, &st), ParseState::kInvalid);
 }
 
+// Kryo (serialization 8) request bodies: ASCII strings end with the high bit set on their last
+// byte; others carry a flagged varint "characters + 1" (here 0x85: 4 characters, one of them 2 bytes of UTF-8).
+TEST(DubboParser, KryoStrings) {
+  auto ascii = [](std::string s) {
+    s.back() = static_cast<char>(s.back() | 0x80);
+    return s;
+  };
+  const std::string body = ascii("2.8.4") + ascii("com.example.OrderService") +
+                           "\x85" "v\xc3\xa9r1" + ascii("sendOrder") + "\x00\x00\x00\x02";
+  const std::string m = Message(0xc8, 0, 3962641, body);
+  State st;
+  std::string_view b(m);
+  Frame f;
+  ASSERT_EQ(Traits::ParseFrame(MessageType::kRequest, &b, &f, &st), ParseState::kSuccess);
+  EXPECT_EQ(f.serialization, kKryo);
+  EXPECT_EQ(f.dubbo_version, "2.8.4");
+  EXPECT_EQ(f.service, "com.example.OrderService");
+  EXPECT_EQ(f.service_version, "v\xc3\xa9r1");
+  EXPECT_EQ(f.method, "sendOrder");
+  // Cut short inside a string: the frame still parses, the strings stay partial or empty.
+  const std::string cut = Message(0xc8, 0, 4, ascii("2.8.4") + "com.exa");
+  std::string_view cb(cut);
+  Frame g;
+  ASSERT_EQ(Traits::ParseFrame(MessageType::kRequest, &cb, &g, &st), ParseState::kSuccess);
+  EXPECT_EQ(g.dubbo_version, "2.8.4");
+  EXPECT_EQ(g.method, "");
+}
+
 TEST(DubboStitcher, PairsByIdWithStatuses) {
   for (size_t step : {1, 7, 10000}) {
     testing::ReplayResult r = ReplayBytes(

@@ -12,6 +12,7 @@ inline constexpr size_t kHeaderBytes = 16;
 inline constexpr uint32_t kMaxBodyBytes = 8u << 20;  // Dubbo's default payload limit
 inline constexpr size_t kMaxTextBytes = 256;
 inline constexpr uint8_t kHessian2 = 2;
+inline constexpr uint8_t kKryo = 8;
 
 struct Frame {
   uint64_t timestamp_ns = 0;
