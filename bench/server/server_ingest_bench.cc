@@ -11,11 +11,13 @@
 //
 //   sonde_server_ingest_bench [--rows N] [--batch N] [--pods N] [--services N]
 //                             [--endpoints-per-service N] [--variants smart,string,lowcard]
+//                             [--encoder wire|reflection]   (smart rows from wire bytes or messages)
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -43,6 +45,7 @@
 #include "server/storage/clickhouse/clickhouse_process.h"
 #include "server/storage/clickhouse/clickhouse_storage.h"
 #include "server/storage/clickhouse/row_binary_encoder.h"
+#include "server/storage/clickhouse/wire_row_encoder.h"
 
 namespace {
 
@@ -58,6 +61,7 @@ struct Options {
   uint32_t endpoints_per_service = 20;
   uint32_t nodes = 60;
   std::string variants = "smart,string,lowcard";
+  std::string encoder = "wire";  // wire: AgentBatch::wire set as the spool sets it; reflection: not
   std::string clickhouse_url;  // empty: supervise a private one
 };
 
@@ -461,6 +465,9 @@ int Run(const Options& o) {
   StringTagWriter string_writer(&world.model, &dictionary, &world);
   storage::clickhouse::RowBinaryEncoder side_encoder;
   side_encoder.SetTagColumns(tagging.Columns());
+  storage::clickhouse::WireRowEncoder side_wire_encoder;
+  side_wire_encoder.SetTagColumns(tagging.Columns());
+  std::array<std::vector<std::string_view>, 4> side_spans;
 
   const std::string where = fmt::format("time >= {} AND time < {}", t0, t0 + 3600);
   const std::string map_sonde_sql = fmt::format(
@@ -492,6 +499,7 @@ int Run(const Options& o) {
       for (size_t i = 0; i < spooled.size(); ++i) {
         std::memcpy(&batches[i].agent_id, spooled[i].data(), 4);
         batches[i].records.ParseFromArray(spooled[i].data() + 4, static_cast<int>(spooled[i].size() - 4));
+        if (o.encoder == "wire") batches[i].wire.assign(spooled[i], 4);  // the spool moves, we copy
       }
       r.parse_cpu_s += ThreadCpuS() - cpu0;
       Status s;
@@ -524,6 +532,13 @@ int Run(const Options& o) {
         storage::clickhouse::EncodeStats stats;
         size_t k = 0;
         for (const auto& b : batches) {
+          if (o.encoder == "wire" && storage::clickhouse::SplitRecordBatch(b.wire, &side_spans)) {
+            const auto* d = agent::v1::L7RequestLog::descriptor();
+            for (std::string_view m : side_spans[0]) {
+              side_wire_encoder.AppendRow(*l7, d, m, {b.agent_id, ids.data() + (k++) * 24}, &rows, &stats).IgnoreError();
+            }
+            continue;
+          }
           for (const auto& m : b.records.l7_request_logs()) {
             side_encoder.AppendRow(*l7, m, {b.agent_id, ids.data() + (k++) * 24}, &rows, &stats).IgnoreError();
           }
@@ -615,6 +630,7 @@ int main(int argc, char** argv) {
     else if (a == "--endpoints-per-service") o.endpoints_per_service = static_cast<uint32_t>(std::stoul(v));
     else if (a == "--nodes") o.nodes = static_cast<uint32_t>(std::stoul(v));
     else if (a == "--variants") o.variants = v;
+    else if (a == "--encoder" && (v == "wire" || v == "reflection")) o.encoder = v;
     else if (a == "--clickhouse-url") o.clickhouse_url = v;
     else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());

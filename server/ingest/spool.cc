@@ -245,6 +245,9 @@ std::vector<SpoolEntry> Spool::ReadOldest(size_t max_files, uint64_t max_bytes) 
     }
     e.batch.agent_id = GetU32(data.data() + 4);
     e.records = CountRecords(e.batch.records);
+    // Storage encodes rows from these bytes instead of walking the parsed messages.
+    data.erase(0, kHeaderBytes);
+    e.batch.wire = std::move(data);
     out.push_back(std::move(e));
   }
   if (!bad.empty()) Quarantine(bad);

@@ -16,6 +16,10 @@ namespace sonde::server::storage {
 struct AgentBatch {
   uint32_t agent_id = 0;
   agent::v1::RecordBatch records;
+  // The serialized form of `records` when the reader kept it (the spool does): storage then
+  // encodes rows straight from these bytes. Empty: rows are encoded from `records`. When set it
+  // must be exactly what `records` was parsed from.
+  std::string wire;
 };
 
 // Names ("db.table") of the tables a multi-table Write already stored, so a retry of the same

@@ -60,6 +60,7 @@ void ClickHouseStorage::SetTagger(RecordTagger* tagger) {
   std::lock_guard lock(write_mu_);
   tagger_ = tagger;
   encoder_.SetTagColumns(tagger != nullptr ? tagger->Columns() : std::vector<std::string>{});
+  wire_encoder_.SetTagColumns(tagger != nullptr ? tagger->Columns() : std::vector<std::string>{});
 }
 
 Status ClickHouseStorage::ApplySchema() {
@@ -104,17 +105,30 @@ Status ClickHouseStorage::Write(std::span<const AgentBatch> batches, WriteProgre
 
   const size_t tag_width = tagger_ != nullptr ? tagger_->Columns().size() : 0;
   size_t record_index = 0;  // of the current batch, in the tagger's record order
-  auto add = [&](const schema::Table* table, const google::protobuf::Message& m, uint32_t agent_id) -> Status {
+  bool use_wire = false;  // the current batch's records are encoded from spans_
+  size_t kind_index = 0;  // of the current record within its kind
+  auto add = [&](const schema::Table* table, const google::protobuf::Message& m, size_t kind,
+                 uint32_t agent_id) -> Status {
     TableBuffer& b = buffers[table];
     ServerColumns server{agent_id, nullptr};
     if (tag_width != 0) server.tag_ids = tag_ids_.data() + record_index * tag_width;
-    SONDE_RETURN_IF_ERROR(encoder_.AppendRow(*table, m, server, &b.rows, &stats));
+    Status s = InvalidArgumentError("no wire bytes");
+    if (use_wire) s = wire_encoder_.AppendRow(*table, m.GetDescriptor(), spans_[kind][kind_index], server, &b.rows, &stats);
+    // Bytes the wire walk rejects were still parsed into `m` (cannot happen for spooled
+    // batches; kept as a safety net): encode the message instead.
+    if (s.code() == StatusCode::kInvalidArgument) s = encoder_.AppendRow(*table, m, server, &b.rows, &stats);
+    SONDE_RETURN_IF_ERROR(s);
     ++b.count;
     return Status::Ok();
   };
   for (const AgentBatch& batch : batches) {
     const auto& r = batch.records;
     record_index = 0;
+    use_wire = !batch.wire.empty() && SplitRecordBatch(batch.wire, &spans_) &&
+               spans_[0].size() == static_cast<size_t>(r.l7_request_logs_size()) &&
+               spans_[1].size() == static_cast<size_t>(r.l4_flow_logs_size()) &&
+               spans_[2].size() == static_cast<size_t>(r.network_metrics_size()) &&
+               spans_[3].size() == static_cast<size_t>(r.application_metrics_size());
     if (tagger_ != nullptr) {
       tag_ids_.clear();
       SONDE_RETURN_IF_ERROR(tagger_->Tag(batch, &tag_ids_));
@@ -124,31 +138,39 @@ Status ClickHouseStorage::Write(std::span<const AgentBatch> batches, WriteProgre
         return InternalError(fmt::format("tagger returned {} ids for {} records", tag_ids_.size(), records));
       }
     }
+    kind_index = 0;
     for (const auto& m : r.l7_request_logs()) {
-      SONDE_RETURN_IF_ERROR(add(kL7, m, batch.agent_id));
+      SONDE_RETURN_IF_ERROR(add(kL7, m, 0, batch.agent_id));
       ++record_index;
+      ++kind_index;
     }
+    kind_index = 0;
     for (const auto& m : r.l4_flow_logs()) {
-      SONDE_RETURN_IF_ERROR(add(kL4, m, batch.agent_id));
+      SONDE_RETURN_IF_ERROR(add(kL4, m, 1, batch.agent_id));
       ++record_index;
+      ++kind_index;
     }
+    kind_index = 0;
     for (const auto& m : r.network_metrics()) {
       const schema::Table* t = TableFor("flow_metrics", "network", m.granularity_s());
       if (t == nullptr) {
         ++dropped_granularity;
       } else {
-        SONDE_RETURN_IF_ERROR(add(t, m, batch.agent_id));
+        SONDE_RETURN_IF_ERROR(add(t, m, 2, batch.agent_id));
       }
       ++record_index;
+      ++kind_index;
     }
+    kind_index = 0;
     for (const auto& m : r.application_metrics()) {
       const schema::Table* t = TableFor("flow_metrics", "application", m.granularity_s());
       if (t == nullptr) {
         ++dropped_granularity;
       } else {
-        SONDE_RETURN_IF_ERROR(add(t, m, batch.agent_id));
+        SONDE_RETURN_IF_ERROR(add(t, m, 3, batch.agent_id));
       }
       ++record_index;
+      ++kind_index;
     }
     skipped_processes += static_cast<uint64_t>(r.processes_size());
   }

@@ -1,13 +1,16 @@
 // StorageBackend on ClickHouse: schema from the catalog, RowBinary inserts, partition retention.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "common/metrics/registry.h"
 #include "server/storage/clickhouse/clickhouse_client.h"
 #include "server/storage/clickhouse/row_binary_encoder.h"
+#include "server/storage/clickhouse/wire_row_encoder.h"
 #include "server/storage/record_tagger.h"
 #include "server/storage/storage_backend.h"
 
@@ -35,7 +38,9 @@ class ClickHouseStorage : public StorageBackend {
   const ClickHouseClient* client_;
   metrics::Registry* registry_;
   std::mutex write_mu_;
-  RowBinaryEncoder encoder_;
+  RowBinaryEncoder encoder_;       // batches without wire bytes, and the fallback
+  WireRowEncoder wire_encoder_;    // batches with wire bytes
+  std::array<std::vector<std::string_view>, 4> spans_;  // scratch: records of one batch per kind
   RecordTagger* tagger_ = nullptr;
   std::vector<uint32_t> tag_ids_;  // scratch of Write, reused
   metrics::Histogram* write_seconds_;

@@ -10,13 +10,24 @@ namespace {
 
 using StorageTest = testing::ClickHouseTest;
 
+// Runs a test with rows encoded from the parsed records (false) and from their wire bytes, as
+// the spool hands batches over (true): both must store the same values.
+class StorageEncodingTest : public testing::ClickHouseTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  void MaybeSetWire(std::vector<AgentBatch>* batches) {
+    if (!GetParam()) return;
+    for (auto& b : *batches) b.wire = b.records.SerializeAsString();
+  }
+};
+INSTANTIATE_TEST_SUITE_P(FromMessagesAndWire, StorageEncodingTest, ::testing::Bool());
+
 QueryResult MustQuery(const ClickHouseClient& c, const std::string& sql) {
   auto r = c.Query(sql);
   EXPECT_TRUE(r.ok()) << sql << ": " << r.status().ToString();
   return r.ok() ? *r : QueryResult{};
 }
 
-TEST_F(StorageTest, RoundTripsEveryRecordType) {
+TEST_P(StorageEncodingTest, RoundTripsEveryRecordType) {
   metrics::Registry registry;
   ClickHouseStorage storage(&clickhouse_client(), &registry);
   ASSERT_TRUE(storage.ApplySchema().ok());
@@ -53,6 +64,7 @@ TEST_F(StorageTest, RoundTripsEveryRecordType) {
     am->set_requests(g * 10);
   }
   batches[0].records.add_processes()->set_pid(1);
+  MaybeSetWire(&batches);
 
   WriteProgress progress;
   Status s = storage.Write(batches, &progress);
@@ -118,7 +130,7 @@ class CountingTagger : public RecordTagger {
   bool fail = false;
 };
 
-TEST_F(StorageTest, TaggerFillsTagColumnsOfEveryTable) {
+TEST_P(StorageEncodingTest, TaggerFillsTagColumnsOfEveryTable) {
   metrics::Registry registry;
   ClickHouseStorage storage(&clickhouse_client(), &registry);
   CountingTagger tagger;
@@ -139,6 +151,7 @@ TEST_F(StorageTest, TaggerFillsTagColumnsOfEveryTable) {
   auto* am = batches[1].records.add_application_metrics();
   am->set_time(1700000000);
   am->set_granularity_s(60);
+  MaybeSetWire(&batches);
   WriteProgress progress;
   tagger.fail = true;
   EXPECT_EQ(storage.Write(batches, &progress).code(), StatusCode::kUnavailable);

@@ -2,6 +2,7 @@
 // them into messages: the fast path of RowBinaryEncoder (same output, byte for byte).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -16,6 +17,11 @@
 #include "server/storage/clickhouse/row_binary_encoder.h"
 
 namespace sonde::server::storage::clickhouse {
+
+// The serialized records of a RecordBatch per kind, indexed l7_request_logs, l4_flow_logs,
+// network_metrics, application_metrics (fields 1-4), in wire order, which is the order of the
+// parsed repeated fields. Views point into `wire`. False when the bytes are malformed.
+bool SplitRecordBatch(std::string_view wire, std::array<std::vector<std::string_view>, 4>* spans);
 
 // Walks the protobuf wire format of one record with CodedInputStream. Field numbers map to
 // column slots through a plan computed once per (table, message type) from the descriptors;
