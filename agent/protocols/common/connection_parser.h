@@ -24,6 +24,7 @@ struct ParserOptions {
 struct ParserCounters {
   metrics::Counter* invalid_frames = nullptr;      // ParseFrame returned kInvalid
   metrics::Counter* truncated_datagrams = nullptr; // a datagram ended mid-frame
+  metrics::Counter* truncated_frames = nullptr;    // a stream ended mid-frame; salvaged
   metrics::Counter* gaps = nullptr;                // capture gaps: buffer dropped, resync
   metrics::Counter* buffer_overflows = nullptr;    // buffer bound hit: buffer dropped, resync
   metrics::Counter* resync_skipped_bytes = nullptr;

@@ -54,6 +54,31 @@ class FrameParser final : public ConnectionParser {
   }
 
   void Stitch(const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) override {
+    // Optional Traits::ParseTruncatedFrame(type, buf, frame, state): when the connection ends
+    // with an incomplete frame left in a direction, the protocol may still make one frame of it
+    // (a head cut short by the capture). Called once per direction, requests first.
+    if constexpr (requires(std::string_view* b, Frame* f, State* s) {
+                    Traits::ParseTruncatedFrame(MessageType::kRequest, b, f, s);
+                  }) {
+      if (ctx.connection_closed && !gave_up_) {
+        for (size_t i = 0; i < 2; ++i) {
+          Direction& d = dirs_[i];
+          if (d.resync || d.size() == 0) continue;
+          Frame frame{};
+          std::string_view view = d.view();
+          std::string_view rest = view;
+          const ParseState s = Traits::ParseTruncatedFrame(
+              i == 0 ? MessageType::kRequest : MessageType::kResponse, &rest, &frame, &state_);
+          const size_t used = view.size() - std::min(view.size(), rest.size());
+          if (s == ParseState::kSuccess && used > 0) {
+            counters_->truncated_frames->Inc();
+            d.Stamp(&frame, used);
+            d.frames.push_back(std::move(frame));
+          }
+          d.Clear();
+        }
+      }
+    }
     uint64_t unpaired = 0;
     StitchContext c = ctx;
     c.unpaired_responses = &unpaired;

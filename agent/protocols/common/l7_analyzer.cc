@@ -64,6 +64,7 @@ ParserCounters ParserCounters::Create(metrics::Registry* r, std::string_view pro
   ParserCounters c;
   c.invalid_frames = invalid("invalid");
   c.truncated_datagrams = invalid("truncated_datagram");
+  c.truncated_frames = invalid("truncated_frame");
   c.gaps = invalid("gap");
   c.buffer_overflows = invalid("buffer_overflow");
   c.frames_dropped = invalid("pending_overflow");

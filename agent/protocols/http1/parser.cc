@@ -222,13 +222,24 @@ bool ParseHeaders(std::string_view lines, Frame* f, Head* h) {
   return true;
 }
 
-ParseState ParseHead(bool is_request, std::string_view* buf, Frame* f, State* state) {
+// `truncated`: the stream ended inside this head; its complete lines are all there will be.
+ParseState ParseHead(bool is_request, std::string_view* buf, Frame* f, State* state,
+                     bool truncated = false) {
   std::string_view b = *buf;
   bool maybe = false;
   if (is_request ? !StartsWithMethod(b, &maybe) : !IsResponseStart(b, &maybe)) {
-    return maybe ? ParseState::kNeedsMoreData : ParseState::kInvalid;
+    return maybe && !truncated ? ParseState::kNeedsMoreData : ParseState::kInvalid;
   }
   size_t end = FindHeadEnd(b);
+  if (end == std::string_view::npos && truncated) {
+    const size_t last_nl = b.substr(0, kMaxHeadBytes).rfind('\n');
+    if (last_nl == std::string_view::npos) return ParseState::kInvalid;
+    end = last_nl + 1;
+    const size_t first_nl = b.find('\n');
+    if (is_request && b.substr(0, first_nl).find(" HTTP/1.") == std::string_view::npos) {
+      return ParseState::kInvalid;
+    }
+  }
   if (end == std::string_view::npos) {
     size_t first_nl = b.find('\n');
     if (first_nl == std::string_view::npos && b.size() > kMaxLineBytes) return ParseState::kInvalid;
@@ -429,9 +440,23 @@ ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* fr
   return ParseHead(is_request, buf, frame, state);
 }
 
+ParseState Traits::ParseTruncatedFrame(MessageType type, std::string_view* buf, Frame* frame,
+                                       State* state) {
+  bool is_request = type != MessageType::kResponse;
+  if (type == MessageType::kUnknown) is_request = !buf->starts_with("HTTP/");
+  // Inside a body there is no head to salvage.
+  if (state->dir[is_request ? 0 : 1].mode != BodyMode::kNone) return ParseState::kInvalid;
+  return ParseHead(is_request, buf, frame, state, /*truncated=*/true);
+}
+
 void Traits::Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State*,
                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
   while (!responses->empty()) {
+    if (requests->empty() && !IsTimedOut(responses->front().timestamp_ns, ctx)) {
+      // The request head may still be arriving (or be cut short, then salvaged at close):
+      // the response waits for it until the request timeout.
+      break;
+    }
     if (requests->empty() || responses->front().timestamp_ns < requests->front().timestamp_ns) {
       // A response to a request we never saw (capture started mid-exchange, or a gap).
       CountUnpairedResponses(ctx);

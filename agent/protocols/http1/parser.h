@@ -21,6 +21,10 @@ struct Traits {
                                   State* state);
   static ParseState ParseFrame(MessageType type, std::string_view* buf, Frame* frame,
                                State* state);
+  // The stream ended inside a head (connection closed, or a capture cut short): the start line
+  // and complete header lines still make a frame, as the peer saw them.
+  static ParseState ParseTruncatedFrame(MessageType type, std::string_view* buf, Frame* frame,
+                                        State* state);
   static void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
                      const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
 };

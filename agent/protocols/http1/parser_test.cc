@@ -111,6 +111,42 @@ TEST_F(Http1Test, GapInBodyResyncsOnNextHead) {
   EXPECT_EQ(counters_.gaps->Value(), 1u);
 }
 
+// A capture that ends inside heads (deepflow__client-ip, deepflow__istio-tcp-frag): the start
+// lines seen still make a request and its status; a partial last header line is dropped.
+TEST_F(Http1Test, HeadsCutShortAtCloseStillReport) {
+  Req("POST /check?x=1 HTTP/1.1\r\nHost: a.example\r\nContent-Type: appl");
+  Resp("HTTP/1.0 200 OK\r\n");
+  EXPECT_TRUE(Stitch().empty());  // still open: the rest may come
+  auto recs = Stitch(/*closed=*/true);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].request_type(), "POST");
+  EXPECT_EQ(recs[0].request_resource(), "/check?x=1");
+  EXPECT_EQ(recs[0].request_domain(), "a.example");
+  EXPECT_EQ(recs[0].response_code(), 200);
+  EXPECT_EQ(recs[0].response_status(), common::v1::RESPONSE_STATUS_OK);
+  EXPECT_EQ(counters_.truncated_frames->Value(), 2u);
+}
+
+TEST_F(Http1Test, ResponseWaitsForRequestHeadStillArriving) {
+  Req("PUT /late HTTP/1.1\r\nHost: b.example\r\nX-Long: aaaa", 5000);
+  Resp("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n", 6000);
+  EXPECT_TRUE(Stitch().empty());
+  auto recs = Stitch(/*closed=*/true);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].request_resource(), "/late");
+  EXPECT_EQ(recs[0].response_code(), 413);
+  EXPECT_EQ(counters_.unpaired_responses->Value(), 0u);
+}
+
+TEST_F(Http1Test, NoStartLineNothingSalvaged) {
+  Req("GET /a HTTP/1.1\r\n\r\n", 3000);
+  Resp("HTTP/1.1 20", 4000);
+  auto recs = Stitch(/*closed=*/true);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].response_status(), common::v1::RESPONSE_STATUS_TIMEOUT);
+  EXPECT_EQ(counters_.truncated_frames->Value(), 0u);
+}
+
 TEST_F(Http1Test, CloseDelimitedResponseAndHttp10) {
   Req("GET /old HTTP/1.0\r\n\r\n");
   Resp("HTTP/1.0 200 OK\r\n\r\nbody without length");
