@@ -248,10 +248,11 @@ std::optional<ExpectedCapture> ParseDeepflow(const std::string& text, const std:
       if (!req.empty()) {
         ExpectedRequest r;
         r.method = Upper(RustField(line, "request_type").value_or(""));
-        std::istringstream words(req);
-        std::string verb, key;
-        words >> verb >> key;
-        if (!key.empty()) r.resource = key;
+        // DeepFlow prints the command's arguments joined by spaces, so argument boundaries are
+        // lost: keep everything after the verb; ResourceMatches accepts our key when it is the
+        // whole rest or its first space-separated part(s).
+        const size_t sp = req.find(' ');
+        if (sp != std::string::npos && sp + 1 < req.size()) r.resource = req.substr(sp + 1);
         add(std::move(r), std::nullopt);
       } else if (ExpectedRequest* r = answer(std::nullopt)) {
         r->ok = RustField(line, "error").value_or("").empty();
@@ -504,6 +505,9 @@ bool ResourceMatches(const std::string& folder, const ExpectedRequest& e, const 
       return trim(std::move(s));
     };
     return bare(got) == bare(want);
+  }
+  if (folder == "redis") {
+    return EqualNoCase(got, want) || (!got.empty() && want.starts_with(got + " "));
   }
   if (folder == "dubbo") {
     // Our resource is Dubbo's service key "service[:version]"; DeepFlow's is the bare service

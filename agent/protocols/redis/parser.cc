@@ -298,6 +298,24 @@ ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* fr
   return ParseState::kSuccess;
 }
 
+ParseState Traits::ParseTruncatedFrame(MessageType type, std::string_view* buf, Frame* frame,
+                                       State* /*state*/) {
+  if (type != MessageType::kResponse || buf->empty() || (*buf)[0] != '$') {
+    return ParseState::kInvalid;
+  }
+  size_t pos = 1;
+  std::string_view line;
+  int64_t n = 0;
+  if (ReadLine(*buf, &pos, &line) != ParseState::kSuccess || !ParseInt(line, &n) || n < 0) {
+    return ParseState::kInvalid;
+  }
+  frame->type = '$';
+  frame->result = Capped(buf->substr(pos));
+  frame->frame_bytes = buf->size();
+  buf->remove_prefix(buf->size());
+  return ParseState::kSuccess;
+}
+
 }  // namespace sonde::agent::protocols::redis
 
 namespace sonde::agent::protocols::redis {

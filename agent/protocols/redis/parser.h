@@ -31,6 +31,10 @@ struct Traits {
                                   State* state);
   static ParseState ParseFrame(MessageType type, std::string_view* buf, Frame* frame,
                                State* state);
+  // The stream ended inside a reply: a bulk string whose length line arrived is still a reply
+  // (the capture or connection cut its payload short). Requests are not salvaged.
+  static ParseState ParseTruncatedFrame(MessageType type, std::string_view* buf, Frame* frame,
+                                        State* state);
   static void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
                      const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
 };

@@ -102,6 +102,27 @@ TEST(RedisParser, BoundaryResynchronises) {
   EXPECT_EQ(junk.substr(p, 4), "*1\r\n");
 }
 
+// deepflow__redis ends 2 bytes short of a 490493-byte bulk reply: at close it is still a reply.
+TEST(RedisParser, TruncatedBulkReplyAtClose) {
+  State st;
+  Frame f;
+  std::string_view cut = "$490493\r\n{\"OPT_STATUS\": \"SUC";
+  ASSERT_EQ(Traits::ParseFrame(MessageType::kResponse, &cut, &f, &st), ParseState::kNeedsMoreData);
+  ASSERT_EQ(Traits::ParseTruncatedFrame(MessageType::kResponse, &cut, &f, &st), ParseState::kSuccess);
+  EXPECT_TRUE(cut.empty());
+  EXPECT_EQ(f.type, '$');
+  EXPECT_FALSE(f.is_error);
+  EXPECT_EQ(f.result, "{\"OPT_STATUS\": \"SUC");
+  // Nothing to salvage without a complete length line, from other types, or from requests.
+  for (std::string_view bad : {"$4900", "+OK", "$-1x", "*2\r\n$3\r\nGET"}) {
+    std::string_view b = bad;
+    Frame g;
+    EXPECT_EQ(Traits::ParseTruncatedFrame(MessageType::kResponse, &b, &g, &st), ParseState::kInvalid) << bad;
+  }
+  std::string_view req = "$3\r\nGE";
+  EXPECT_EQ(Traits::ParseTruncatedFrame(MessageType::kRequest, &req, &f, &st), ParseState::kInvalid);
+}
+
 TEST(RedisStitcher, PipelinedRepliesPairInOrderAndTimeout) {
   std::deque<Frame> reqs(3), resps(2);
   for (int i = 0; i < 3; ++i) {
