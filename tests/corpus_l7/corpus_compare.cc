@@ -480,9 +480,15 @@ std::optional<ExpectedCapture> ParseNdpi(const std::string& text, const std::str
 
 bool EqualNoCase(const std::string& a, const std::string& b) { return Upper(a) == Upper(b); }
 
-bool MethodMatches(const ExpectedRequest& e, const L7RequestLog& r) {
+bool MethodMatches(const std::string& folder, const ExpectedRequest& e, const L7RequestLog& r) {
   // Packetbeat names SQL verbs where DeepFlow names commands: either of our two fields may carry it.
-  return EqualNoCase(*e.method, r.request_type()) || EqualNoCase(*e.method, r.endpoint());
+  if (EqualNoCase(*e.method, r.request_type()) || EqualNoCase(*e.method, r.endpoint())) return true;
+  // Vocabulary: DeepFlow names an extended-protocol batch (Parse, Bind, Describe, Execute, Sync)
+  // "P" when it parses a statement; we name a batch after its most significant message, Execute,
+  // and carry the statement text. Such a record must still have the text (the resource check
+  // then compares it).
+  return folder == "pgsql" && *e.method == "Parse" && r.request_type() == "Execute" &&
+         !r.request_resource().empty();
 }
 
 bool ResourceMatches(const std::string& folder, const ExpectedRequest& e, const L7RequestLog& r) {
@@ -620,7 +626,7 @@ Agreement Compare(const std::string& folder, const ExpectedCapture& expected,
       const ExpectedRequest& e = expected.requests[i];
       for (size_t k = 0; k < records.size(); ++k) {
         if (used[k]) continue;
-        const bool m = e.method && MethodMatches(e, records[k]);
+        const bool m = e.method && MethodMatches(folder, e, records[k]);
         const bool r = e.resource && ResourceMatches(folder, e, records[k]);
         const bool fit = pass == 0   ? (m || !e.method) && (r || !e.resource) && (e.method || e.resource)
                          : pass == 1 ? m || r
@@ -655,7 +661,7 @@ Agreement Compare(const std::string& folder, const ExpectedCapture& expected,
         all = false;
       }
     };
-    count(e.method.has_value(), e.method && MethodMatches(e, r), &a.method_matched);
+    count(e.method.has_value(), e.method && MethodMatches(folder, e, r), &a.method_matched);
     count(e.resource.has_value(), e.resource && ResourceMatches(folder, e, r), &a.resource_matched);
     count(e.ok.has_value(), e.ok && *e.ok == (r.response_status() == common::v1::RESPONSE_STATUS_OK),
           &a.status_matched);
