@@ -468,6 +468,7 @@ int Run(const Options& o) {
   storage::clickhouse::WireRowEncoder side_wire_encoder;
   side_wire_encoder.SetTagColumns(tagging.Columns());
   std::array<std::vector<std::string_view>, 4> side_spans;
+  std::string side_rows;
 
   const std::string where = fmt::format("time >= {} AND time < {}", t0, t0 + 3600);
   const std::string map_sonde_sql = fmt::format(
@@ -528,7 +529,8 @@ int Run(const Options& o) {
         std::vector<uint32_t> ids;
         for (const auto& b : batches) tagging.Tag(b, &ids).IgnoreError();
         const double t1_cpu = ThreadCpuS();
-        std::string rows;
+        std::string& rows = side_rows;  // capacity reused, as ClickHouseStorage does
+        rows.clear();
         storage::clickhouse::EncodeStats stats;
         size_t k = 0;
         for (const auto& b : batches) {

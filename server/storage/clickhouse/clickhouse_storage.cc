@@ -41,7 +41,7 @@ std::string SqlString(std::string_view s) {
 }
 
 struct TableBuffer {
-  std::string rows;
+  std::string* rows = nullptr;  // one of ClickHouseStorage::row_buffers_
   uint64_t count = 0;
 };
 
@@ -110,13 +110,17 @@ Status ClickHouseStorage::Write(std::span<const AgentBatch> batches, WriteProgre
   auto add = [&](const schema::Table* table, const google::protobuf::Message& m, size_t kind,
                  uint32_t agent_id) -> Status {
     TableBuffer& b = buffers[table];
+    if (b.rows == nullptr) {
+      b.rows = &row_buffers_[table];
+      b.rows->clear();
+    }
     ServerColumns server{agent_id, nullptr};
     if (tag_width != 0) server.tag_ids = tag_ids_.data() + record_index * tag_width;
     Status s = InvalidArgumentError("no wire bytes");
-    if (use_wire) s = wire_encoder_.AppendRow(*table, m.GetDescriptor(), spans_[kind][kind_index], server, &b.rows, &stats);
+    if (use_wire) s = wire_encoder_.AppendRow(*table, m.GetDescriptor(), spans_[kind][kind_index], server, b.rows, &stats);
     // Bytes the wire walk rejects were still parsed into `m` (cannot happen for spooled
     // batches; kept as a safety net): encode the message instead.
-    if (s.code() == StatusCode::kInvalidArgument) s = encoder_.AppendRow(*table, m, server, &b.rows, &stats);
+    if (s.code() == StatusCode::kInvalidArgument) s = encoder_.AppendRow(*table, m, server, b.rows, &stats);
     SONDE_RETURN_IF_ERROR(s);
     ++b.count;
     return Status::Ok();
@@ -204,7 +208,7 @@ Status ClickHouseStorage::Write(std::span<const AgentBatch> batches, WriteProgre
     if (progress->count(name)) continue;
     const auto start = std::chrono::steady_clock::now();
     Status s = client_->InsertRowBinary(table->database, table->name, RowBinaryEncoder::ColumnList(*table),
-                                        buffer.rows);
+                                        *buffer.rows);
     write_seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     if (!s.ok()) {
       registry_->GetCounter("sonde_server_clickhouse_write_errors_total", "Failed INSERTs", {{"table", name}})->Inc();
