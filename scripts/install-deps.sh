@@ -22,6 +22,7 @@ PACKAGES=(
   python3-grpcio
   nodejs
   libclang-rt-14-dev
+  zlib1g-dev
 )
 
 missing=()

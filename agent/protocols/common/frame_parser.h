@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <concepts>
 #include <deque>
 #include <string>
 #include <string_view>
@@ -26,11 +27,25 @@ class FrameParser final : public ConnectionParser {
   FrameParser(const ParserOptions& options, const ParserCounters* counters)
       : options_(options), counters_(counters) {}
 
-  void OnData(flow::StreamDirection dir, const flow::StreamChunk& chunk) override {
+  void OnData(flow::StreamDirection dir, const flow::StreamChunk& in) override {
     if (gave_up_) return;
     Direction& d = dirs_[static_cast<size_t>(dir)];
     const MessageType type =
         dir == flow::StreamDirection::kRequest ? MessageType::kRequest : MessageType::kResponse;
+    // Optional Traits::Unwrap(type, bytes, gap, state, out) -> bool: a transport layer under the
+    // frames (MySQL's compressed protocol). When it returns true, `out` replaces the chunk's
+    // bytes (possibly empty while a wrapper packet is incomplete).
+    flow::StreamChunk chunk = in;
+    if constexpr (requires(std::string* o, State* s) {
+                    { Traits::Unwrap(MessageType::kRequest, std::string_view{}, false, s, o) } -> std::same_as<bool>;
+                  }) {
+      unwrapped_.clear();
+      const std::string_view bytes(reinterpret_cast<const char*>(in.data.data()), in.data.size());
+      if (!in.is_datagram &&
+          Traits::Unwrap(type, bytes, in.gap_bytes_before > 0, &state_, &unwrapped_)) {
+        chunk.data = {reinterpret_cast<const uint8_t*>(unwrapped_.data()), unwrapped_.size()};
+      }
+    }
     if (chunk.gap_bytes_before > 0 && !chunk.is_datagram) {
       counters_->gaps->Inc();
       d.Clear();
@@ -225,6 +240,7 @@ class FrameParser final : public ConnectionParser {
   const ParserCounters* counters_;
   State state_{};
   Direction dirs_[2];
+  std::string unwrapped_;  // Traits::Unwrap output for the chunk being handled
   bool gave_up_ = false;
 };
 

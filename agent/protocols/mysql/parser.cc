@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include <zlib.h>
+
 namespace sonde::agent::protocols::mysql {
 namespace {
 
@@ -14,7 +16,67 @@ uint32_t Le24(std::string_view b, size_t p) {
          static_cast<uint32_t>(static_cast<uint8_t>(b[p + 2])) << 16;
 }
 
+constexpr size_t kCompressedHeaderBytes = 7;
+
+// True when `b` (the first bytes seen on a connection) is exactly one compressed-protocol packet:
+// 3-byte compressed length covering the rest, sequence, 3-byte uncompressed length, and either
+// plain packets filling the payload exactly (uncompressed length 0) or a zlib stream. A plain
+// packet alone cannot pass: its length would cover all but 4 bytes, not 7.
+bool LooksCompressed(std::string_view b) {
+  if (b.size() < kCompressedHeaderBytes + 4) return false;
+  const uint32_t comp = Le24(b, 0);
+  if (comp != b.size() - kCompressedHeaderBytes) return false;
+  const uint32_t uncomp = Le24(b, 4);
+  if (uncomp != 0) {
+    return static_cast<uint8_t>(b[7]) == 0x78 && uncomp >= comp / 2 && uncomp < (1u << 24);
+  }
+  size_t p = kCompressedHeaderBytes;
+  for (int n = 0; n < 64 && p + 4 <= b.size(); ++n) {
+    const size_t len = Le24(b, p);
+    if (len == 0) return false;
+    p += 4 + len;
+  }
+  return p == b.size();
+}
+
 }  // namespace
+
+bool Traits::Unwrap(MessageType type, std::string_view bytes, bool gap, State* state,
+                    std::string* out) {
+  if (state->compressed == 0 || (state->compressed < 0 && bytes.empty())) return false;
+  if (state->compressed < 0) {
+    state->compressed = LooksCompressed(bytes) ? 1 : 0;
+    if (state->compressed == 0) return false;
+  }
+  std::string& z = state->zbuf[type == MessageType::kResponse ? 1 : 0];
+  if (gap) z.clear();  // the framing is lost; the next chunk should start a packet
+  z.append(bytes);
+  size_t p = 0;
+  for (int n = 0; n < 4096 && p + kCompressedHeaderBytes <= z.size(); ++n) {
+    const size_t comp = Le24(z, p);
+    const size_t uncomp = Le24(z, p + 4);
+    if (p + kCompressedHeaderBytes + comp > z.size()) break;
+    std::string_view payload(z.data() + p + kCompressedHeaderBytes, comp);
+    if (uncomp == 0) {
+      out->append(payload);
+    } else {
+      const size_t at = out->size();
+      out->resize(at + uncomp);
+      uLongf got = static_cast<uLongf>(uncomp);
+      if (uncompress(reinterpret_cast<Bytef*>(out->data() + at), &got,
+                     reinterpret_cast<const Bytef*>(payload.data()),
+                     static_cast<uLong>(payload.size())) != Z_OK ||
+          got != uncomp) {
+        out->resize(at);
+        ++state->bad_compressed_packets;
+      }
+    }
+    p += kCompressedHeaderBytes + comp;
+  }
+  z.erase(0, p);
+  if (z.size() > kMaxCompressedBuffer) z.clear();  // bounded: resynchronise on later packets
+  return true;
+}
 
 std::string_view CommandName(uint8_t command) {
   static constexpr std::string_view kNames[] = {
@@ -80,8 +142,12 @@ ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* fr
 
 namespace sonde::agent::protocols::mysql {
 
-InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::ConnectionInfo&) {
+InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::ConnectionInfo& conn) {
   if (data.size() < 5) return InferResult::kMaybe;
+  // A compressed-protocol packet whose plain payload is itself a recognisable command.
+  if (dir == flow::StreamDirection::kRequest && LooksCompressed(data) && Le24(data, 4) == 0) {
+    return Infer(dir, data.substr(kCompressedHeaderBytes), conn);
+  }
   const uint32_t len = Le24(data, 0);
   const uint8_t seq = static_cast<uint8_t>(data[3]);
   const uint8_t first = static_cast<uint8_t>(data[4]);

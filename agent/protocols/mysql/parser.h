@@ -21,6 +21,10 @@ struct Traits {
 
   static size_t FindFrameBoundary(MessageType type, std::string_view buf, size_t start,
                                   State* state);
+  // Compressed protocol: strips the 7-byte compressed headers and inflates zlib payloads, so
+  // ParseFrame sees plain packets. False (bytes used as they are) on a plain connection.
+  static bool Unwrap(MessageType type, std::string_view bytes, bool gap, State* state,
+                     std::string* out);
   static ParseState ParseFrame(MessageType type, std::string_view* buf, Frame* frame,
                                State* state);
   static void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,

@@ -3,7 +3,9 @@
 #include "agent/protocols/mysql/parser.h"
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 
+#include "agent/protocols/common/frame_parser.h"
 #include "agent/protocols/redis/pcap_replay.h"
 
 namespace sonde::agent::protocols::mysql {
@@ -105,6 +107,63 @@ TEST(MysqlStitcher, QueryAttributesPrefixIsNotPartOfTheStatement) {
   EXPECT_EQ(r.records[0].request_resource(), "select * from test_table");
   EXPECT_EQ(r.records[0].endpoint(), "SELECT");
   EXPECT_EQ(Infer(flow::StreamDirection::kRequest, req, {}), InferResult::kYes);
+}
+
+// The compressed protocol (deepflow__mysql-use, deepflow__mysql-compressed-response): 7-byte
+// headers, payloads stored (uncompressed length 0) or zlib-deflated, through the FrameParser.
+std::string Compressed(uint8_t seq, std::string_view plain, bool deflate) {
+  std::string payload(plain);
+  if (deflate) {
+    uLongf n = compressBound(plain.size());
+    payload.resize(n);
+    EXPECT_EQ(compress(reinterpret_cast<Bytef*>(payload.data()), &n,
+                       reinterpret_cast<const Bytef*>(plain.data()), plain.size()),
+              Z_OK);
+    payload.resize(n);
+  }
+  std::string h = Packet(seq, payload);  // 3-byte length and sequence, as in plain packets
+  const size_t u = deflate ? plain.size() : 0;
+  h.insert(4, Bin({static_cast<int>(u & 0xff), static_cast<int>(u >> 8 & 0xff), static_cast<int>(u >> 16)}));
+  return h;
+}
+
+TEST(MysqlParser, CompressedProtocolStoredAndDeflated) {
+  const std::string use = Compressed(0, Packet(0, "\x03use `test`"), false);
+  EXPECT_EQ(Infer(flow::StreamDirection::kRequest, use, {}), InferResult::kYes);
+  metrics::Registry registry;
+  ParserCounters counters = ParserCounters::Create(&registry, "MYSQL");
+  FrameParser<Traits> parser(ParserOptions{}, &counters);
+  // Recognised from the first chunk (a client's first write arrives whole); later packets are
+  // split inside headers and payloads.
+  size_t step = 1 << 20;
+  auto feed = [&](flow::StreamDirection dir, const std::string& bytes, uint64_t ts) {
+    for (size_t i = 0; i < bytes.size(); i += step) {
+      flow::StreamChunk c;
+      c.timestamp_ns = ts;
+      std::string_view part = std::string_view(bytes).substr(i, step);
+      c.data = {reinterpret_cast<const uint8_t*>(part.data()), part.size()};
+      parser.OnData(dir, c);
+    }
+  };
+  feed(flow::StreamDirection::kRequest, use, 1000);
+  step = 5;
+  feed(flow::StreamDirection::kResponse, Compressed(1, Packet(1, Bin({0, 0, 0, 2, 0, 0, 0})), false), 2000);
+  const std::string query = "SELECT * FROM `az_controller_connection`";
+  feed(flow::StreamDirection::kRequest, Compressed(0, Packet(0, "\x03" + query), false), 3000);
+  feed(flow::StreamDirection::kResponse, Compressed(1, ClassicResultSet(), true), 4000);
+  std::vector<v1::L7RequestLog> out;
+  parser.Stitch({5000, 1'000'000'000, true}, &out);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].request_resource(), "use `test`");
+  EXPECT_EQ(out[0].response_status(), ::sonde::common::v1::RESPONSE_STATUS_OK);
+  EXPECT_EQ(out[1].request_resource(), query);
+  EXPECT_EQ(out[1].response_status(), ::sonde::common::v1::RESPONSE_STATUS_OK);
+  EXPECT_EQ(counters.invalid_frames->Value(), 0u);
+  // A plain first packet keeps the connection plain.
+  State st;
+  std::string unused;
+  EXPECT_FALSE(Traits::Unwrap(MessageType::kRequest, Packet(0, "\x03select 1"), false, &st, &unused));
+  EXPECT_EQ(st.compressed, 0);
 }
 
 TEST(MysqlStitcher, UnansweredQueryTimesOut) {

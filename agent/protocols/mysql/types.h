@@ -45,6 +45,7 @@ enum class Command : uint8_t {
   kResetConnection = 0x1f,
 };
 
+inline constexpr size_t kMaxCompressedBuffer = 1u << 20;  // an incomplete compressed packet
 inline constexpr size_t kMaxRequestPayloadKept = 4096;  // query text beyond this is cut
 inline constexpr size_t kMaxResponsePayloadKept = 600;  // enough for ERR messages
 inline constexpr size_t kMaxStatements = 1024;          // prepared statements tracked per connection
@@ -80,6 +81,11 @@ struct State {
   int deprecate_eof = -1;    // CLIENT_DEPRECATE_EOF negotiated: -1 unknown, 0 no, 1 yes
   uint32_t server_capabilities = 0;
   bool encrypted = false;    // the client asked for TLS: everything after is opaque
+  // Compressed protocol (CLIENT_COMPRESS), recognised from the first chunk seen: -1 not yet
+  // known, 0 plain, 1 compressed. zbuf holds each direction's incomplete compressed packet.
+  int compressed = -1;
+  std::string zbuf[2];
+  uint64_t bad_compressed_packets = 0;
   std::map<uint32_t, std::string> statements;  // statement id -> text, from prepare replies
 
   // Response in progress (for the oldest request).
