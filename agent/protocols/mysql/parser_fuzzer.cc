@@ -1,6 +1,8 @@
-// Fuzzes the MySQL parser in both directions plus stitching and inference; the first byte picks the direction.
+// Fuzzes the MySQL parser in both directions plus stitching and inference; the first byte picks
+// the direction (bit 0) and the compressed-protocol layer (bit 1).
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "agent/protocols/mysql/parser.h"
@@ -14,6 +16,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                              : sonde::agent::flow::StreamDirection::kResponse,
                    buf, sonde::agent::flow::ConnectionInfo{});
   mysql::State state;
+  // Bit 1 of the first byte: the bytes go through the compressed-protocol layer first.
+  std::string unwrapped;
+  if ((data[0] & 2) && mysql::Traits::Unwrap(type, buf, false, &state, &unwrapped)) buf = unwrapped;
   std::deque<mysql::Frame> reqs, resps;
   for (int i = 0; i < 10000 && !buf.empty(); ++i) {
     mysql::Frame f;

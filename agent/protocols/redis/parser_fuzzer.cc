@@ -30,6 +30,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     }
   }
+  if (!buf.empty()) {  // the stream ends here: what is left may be a reply cut short
+    redis::Frame f;
+    const size_t before = buf.size();
+    if (redis::Traits::ParseTruncatedFrame(type, &buf, &f, &state) == ParseState::kSuccess) {
+      if (buf.size() >= before) __builtin_trap();
+      (type == MessageType::kRequest ? reqs : resps).push_back(std::move(f));
+    }
+  }
   std::vector<sonde::agent::v1::L7RequestLog> out;
   redis::Traits::Stitch(&reqs, &resps, &state, StitchContext{1, 0, true}, &out);
   return 0;
