@@ -166,6 +166,40 @@ TEST(MysqlParser, CompressedProtocolStoredAndDeflated) {
   EXPECT_EQ(st.compressed, 0);
 }
 
+// Compression negotiated in the handshake starts after the login's OK.
+TEST(MysqlParser, CompressionNegotiatedInHandshake) {
+  metrics::Registry registry;
+  ParserCounters counters = ParserCounters::Create(&registry, "MYSQL");
+  FrameParser<Traits> parser(ParserOptions{}, &counters);
+  std::vector<v1::L7RequestLog> out;
+  uint64_t ts = 1000;
+  auto feed = [&](flow::StreamDirection dir, const std::string& bytes) {
+    flow::StreamChunk c;
+    c.timestamp_ns = ++ts;
+    c.data = {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()};
+    parser.OnData(dir, c);
+    parser.Stitch({ts, 1'000'000'000, false}, &out);  // as the analyzer does after each chunk
+  };
+  // Greeting: protocol 10, version, thread id, salt, filler, capabilities (low: PROTOCOL_41 |
+  // COMPRESS | SECURE_CONNECTION), charset, status, capabilities (high), rest.
+  const std::string greeting = Packet(0, std::string("\x0a" "8.0.36\0", 8) + std::string(4 + 8 + 1, '\1') +
+                                             Bin({0x20, 0x82, 0x21, 0x02, 0x00, 0x00, 0x00}) +
+                                             std::string(10 + 13, '\0'));
+  std::string hs = Bin({0x20, 0x82, 0x00, 0x00}) + Bin({0, 0, 0, 1}) + Bin({0x21}) + std::string(23, '\0');
+  hs += std::string("bob\0", 4) + Bin({0});  // user, empty auth response
+  feed(flow::StreamDirection::kResponse, greeting);
+  feed(flow::StreamDirection::kRequest, Packet(1, hs));
+  feed(flow::StreamDirection::kResponse, Packet(2, Bin({0, 0, 0, 2, 0, 0, 0})));
+  feed(flow::StreamDirection::kRequest, Compressed(0, Packet(0, "\x03select 1"), true));
+  feed(flow::StreamDirection::kResponse, Compressed(0, ClassicResultSet(), true));
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].request_resource(), "bob");
+  EXPECT_EQ(out[1].request_resource(), "select 1");
+  EXPECT_EQ(out[1].response_status(), ::sonde::common::v1::RESPONSE_STATUS_OK);
+  EXPECT_EQ(out[1].response_result(), "rows=2");
+  EXPECT_EQ(counters.invalid_frames->Value(), 0u);
+}
+
 TEST(MysqlStitcher, UnansweredQueryTimesOut) {
   testing::ReplayResult r = ReplayBytes(Packet(0, "\x03SELECT SLEEP(100)"), "", 1000);
   ASSERT_EQ(r.records.size(), 1u);

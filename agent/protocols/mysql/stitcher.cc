@@ -14,6 +14,7 @@ namespace {
 using ::sonde::common::v1::ResponseStatus;
 
 constexpr uint32_t kClientConnectWithDb = 0x8;
+constexpr uint32_t kClientCompress = 0x20;
 constexpr uint32_t kClientProtocol41 = 0x200;
 constexpr uint32_t kClientSecureConnection = 0x8000;
 constexpr uint32_t kClientPluginAuthLenencData = 0x200000;
@@ -126,6 +127,8 @@ void ParseHandshakeResponse(const Frame& f, State* s) {
   const bool both = (caps & kClientDeprecateEof) &&
                     (!server_knows || (s->server_capabilities & kClientDeprecateEof));
   s->deprecate_eof = both ? 1 : 0;
+  s->compress_negotiated = (caps & kClientCompress) &&
+                           (!server_knows || (s->server_capabilities & kClientCompress));
 }
 
 void ParseErr(const Frame& f, State* s) {
@@ -403,7 +406,16 @@ void Emit(const Frame& req, bool login, uint64_t end_ns, bool timed_out, State* 
 
 // Bookkeeping once a response completed without error.
 void OnSuccess(const Frame& req, bool login, State* s) {
-  if (login) return;
+  if (login) {
+    // Negotiated compression starts with the packets after the login's OK (the analyzer
+    // stitches after every chunk, so the next chunk is unwrapped).
+    if (s->compress_negotiated) {
+      s->compressed = 1;
+      s->zbuf[0].clear();
+      s->zbuf[1].clear();
+    }
+    return;
+  }
   const uint8_t cmd = Head(req);
   if (cmd == static_cast<uint8_t>(Command::kInitDb)) {
     std::string_view body = std::string_view(req.payload).substr(1);

@@ -81,9 +81,10 @@ struct State {
   int deprecate_eof = -1;    // CLIENT_DEPRECATE_EOF negotiated: -1 unknown, 0 no, 1 yes
   uint32_t server_capabilities = 0;
   bool encrypted = false;    // the client asked for TLS: everything after is opaque
-  // Compressed protocol (CLIENT_COMPRESS), recognised from the first chunk seen: -1 not yet
-  // known, 0 plain, 1 compressed. zbuf holds each direction's incomplete compressed packet.
+  // Compressed protocol (CLIENT_COMPRESS), from the handshake or, mid-stream, from the first
+  // chunk seen: -1 not yet known, 0 plain, 1 compressed. zbuf holds each direction's incomplete compressed packet.
   int compressed = -1;
+  bool compress_negotiated = false;  // CLIENT_COMPRESS on both sides of the handshake
   std::string zbuf[2];
   uint64_t bad_compressed_packets = 0;
   std::map<uint32_t, std::string> statements;  // statement id -> text, from prepare replies
