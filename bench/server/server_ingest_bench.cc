@@ -5,6 +5,9 @@
 //            SmartEncoding ids) -> RowBinaryEncoder -> flow_log.l7_request_log
 //   string   the same tags matched the same way but stored as String columns
 //   lowcard  ... stored as LowCardinality(String) columns
+//   dense    (opt-in) the smart ids renumbered 1, 2, 3... per dimension in first-seen order,
+//            as UInt32 columns: what a dense id allocation scheme would store (estimate only:
+//            no such allocator exists yet, see docs/design/smart-encoding.md)
 // and prints, per variant: server CPU per row (this process's thread CPU in the write path),
 // ClickHouse CPU per row (its /proc stat), bytes per row on disk (whole row and tag columns
 // only, after OPTIMIZE FINAL), and the time of a service-map query over the hour of data.
@@ -338,7 +341,7 @@ std::string TagColumnsPredicate(const std::string& variant) {
   for (int side = 0; side < 2; ++side) {
     for (const auto& d : enrich::AllTagDimensions()) {
       if (!names.empty()) names += ", ";
-      names += "'" + (variant == "smart" ? enrich::IdColumnName(d.dimension, side)
+      names += "'" + (variant == "smart" || variant == "dense" ? enrich::IdColumnName(d.dimension, side)
                                          : fmt::format("{}_{}", d.name, side)) +
                "'";
     }
@@ -440,13 +443,30 @@ int Run(const Options& o) {
     return 1;
   }
   client.Execute("CREATE DATABASE IF NOT EXISTS bench").status().IgnoreError();
-  for (const char* variant : {"string", "lowcard"}) {
+  // dense: per (side, dimension) in table order, the index of its value in tagging.Columns().
+  std::vector<size_t> dense_source;
+  std::vector<std::unordered_map<uint32_t, uint32_t>> dense_ids(enrich::AllTagDimensions().size());
+  std::vector<size_t> dense_dimension;
+  std::string dense_column_list = storage::clickhouse::RowBinaryEncoder::ColumnList(base);
+  for (int side = 0; side < 2; ++side) {
+    size_t di = 0;
+    for (const auto& d : enrich::AllTagDimensions()) {
+      const std::string name = enrich::IdColumnName(d.dimension, side);
+      const auto& tc = tagging.Columns();
+      dense_source.push_back(static_cast<size_t>(std::find(tc.begin(), tc.end(), name) - tc.begin()));
+      dense_dimension.push_back(di++);
+      dense_column_list += fmt::format(", `{}`", name);
+    }
+  }
+  for (const char* variant : {"string", "lowcard", "dense"}) {
+    const std::string v = variant;
     std::string cols;
     for (const auto& c : base_columns) cols += fmt::format("`{}` {}, ", c.name, c.clickhouse_type);
     for (int side = 0; side < 2; ++side) {
       for (const auto& d : enrich::AllTagDimensions()) {
-        cols += fmt::format("`{}_{}` {}, ", d.name, side,
-                            std::string(variant) == "string" ? "String" : "LowCardinality(String)");
+        cols += v == "dense" ? fmt::format("`{}` UInt32, ", enrich::IdColumnName(d.dimension, side))
+                             : fmt::format("`{}_{}` {}, ", d.name, side,
+                                           v == "string" ? "String" : "LowCardinality(String)");
       }
     }
     cols.resize(cols.size() - 2);
@@ -507,6 +527,33 @@ int Run(const Options& o) {
       if (variant == "smart") {
         storage::WriteProgress progress;
         s = smart_storage.Write(batches, &progress);
+      } else if (variant == "dense") {
+        std::string& rows = side_rows;
+        rows.clear();
+        storage::clickhouse::EncodeStats stats;
+        for (const auto& b : batches) {
+          std::vector<uint32_t> ids;
+          if (Status ts = tagging.Tag(b, &ids); !ts.ok()) {
+            s = ts;
+            break;
+          }
+          const size_t width = tagging.Columns().size();
+          size_t k = 0;
+          for (const auto& m : b.records.l7_request_logs()) {
+            side_encoder.AppendRow(base, m, {b.agent_id, nullptr}, &rows, &stats).IgnoreError();
+            for (size_t c = 0; c < dense_source.size(); ++c) {
+              const uint32_t id = dense_source[c] < width ? ids[k * width + dense_source[c]] : 0;
+              uint32_t dense = 0;
+              if (id != 0) {
+                auto& m2 = dense_ids[dense_dimension[c]];
+                dense = m2.emplace(id, static_cast<uint32_t>(m2.size() + 1)).first->second;
+              }
+              rows.append(reinterpret_cast<const char*>(&dense), 4);  // little endian host
+            }
+            ++k;
+          }
+        }
+        if (s.ok()) s = client.InsertRowBinary("bench", "l7_dense", dense_column_list, rows);
       } else {
         std::string rows;
         for (const auto& b : batches) string_writer.Append(b, base, &rows);
@@ -566,6 +613,14 @@ int Run(const Options& o) {
     r.clickhouse_insert_cpu_s = ProcessCpuS(ch_pid) - ch0;
     if (variant == "smart") {
       Measure(client, ch_pid, "flow_log", "l7_request_log", variant, translated->sql, &r);
+    } else if (variant == "dense") {
+      // No dictionary for the renumbered ids: the service map by id (no name joins).
+      std::string sql = fmt::format(
+          "SELECT service_id_0, service_id_1, count() AS requests, countIf(response_status = 'server_error') AS "
+          "errors, quantile(0.99)(response_duration) AS p99_us FROM bench.l7_dense WHERE {} GROUP BY service_id_0, "
+          "service_id_1 ORDER BY requests DESC",
+          where);
+      Measure(client, ch_pid, "bench", "l7_dense", variant, sql, &r);
     } else {
       std::string sql = fmt::format(
           "SELECT service_0, service_1, count() AS requests, countIf(response_status = 'server_error') AS errors, "
