@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include "agent/protocols/common/frame_parser.h"
+#include "agent/protocols/common/testing/golden.h"
 #include "agent/protocols/redis/pcap_replay.h"
 
 namespace sonde::agent::protocols::mysql {
@@ -198,6 +199,28 @@ TEST(MysqlParser, CompressionNegotiatedInHandshake) {
   EXPECT_EQ(out[1].response_status(), ::sonde::common::v1::RESPONSE_STATUS_OK);
   EXPECT_EQ(out[1].response_result(), "rows=2");
   EXPECT_EQ(counters.invalid_frames->Value(), 0u);
+}
+
+// The stock client with --compress against MariaDB (testdata/record_compressed.sh), through the
+// L7 analyzer: every command after the login is read from the compressed layer.
+TEST(MysqlGolden, CompressedClientCapture) {
+  auto recs = ::sonde::agent::protocols::testing::RecordsFromPcap(
+      ::sonde::agent::protocols::testing::SourcePath("agent/protocols/mysql/testdata/mysql_compressed.pcap"));
+  std::vector<std::string> got;
+  for (const auto& r : recs) {
+    got.push_back(r.request_type() + " " + r.request_resource().substr(0, 30) + " " +
+                  ::sonde::common::v1::ResponseStatus_Name(r.response_status()) + " " +
+                  std::to_string(r.response_code()));
+  }
+  const std::vector<std::string> want = {
+      "LOGIN app RESPONSE_STATUS_OK 0",
+      "COM_QUERY CREATE TABLE t (id INT PRIMARY RESPONSE_STATUS_OK 0",
+      "COM_QUERY INSERT INTO t VALUES (1,'apple RESPONSE_STATUS_OK 0",
+      "COM_QUERY SELECT * FROM t RESPONSE_STATUS_OK 0",
+      "COM_QUERY SELECT REPEAT('x', 4000) AS bi RESPONSE_STATUS_OK 0",
+      "COM_QUERY SELECT * FROM missing_table RESPONSE_STATUS_CLIENT_ERROR 1146",
+      "COM_QUIT  RESPONSE_STATUS_OK 0"};
+  EXPECT_EQ(got, want);
 }
 
 TEST(MysqlStitcher, UnansweredQueryTimesOut) {
