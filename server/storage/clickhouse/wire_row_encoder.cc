@@ -1,6 +1,7 @@
 // WireRowEncoder: protobuf wire bytes -> ClickHouse RowBinary through a per-table column plan.
 #include "server/storage/clickhouse/wire_row_encoder.h"
 
+#include <bit>
 #include <cstring>
 #include <limits>
 
@@ -33,7 +34,11 @@ template <typename T>
 char* PutLE(T v, char* p) {
   using U = std::make_unsigned_t<T>;
   U u = static_cast<U>(v);
-  for (size_t i = 0; i < sizeof(U); ++i) p[i] = static_cast<char>((u >> (8 * i)) & 0xff);
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(p, &u, sizeof(U));
+  } else {
+    for (size_t i = 0; i < sizeof(U); ++i) p[i] = static_cast<char>((u >> (8 * i)) & 0xff);
+  }
   return p + sizeof(U);
 }
 
@@ -152,6 +157,7 @@ const WireRowEncoder::Plan& WireRowEncoder::PlanFor(const schema::Table& table,
         }
       }
     }
+    plan.fixed_bytes += FixedWidth(c.type);
     plan.steps.push_back(std::move(step));
   }
   return plans_.emplace(key, std::move(plan)).first->second;
@@ -167,7 +173,11 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
   }
 
   // Pass 1: the wire bytes into one value per slot (last occurrence wins, as in proto3).
-  values_.assign(plan.slots.size(), Value{});
+  if (values_.size() < plan.slots.size()) values_.resize(plan.slots.size());
+  if (++row_ == 0) {  // wrapped: stale values could look current
+    for (auto& v : values_) v.row = 0;
+    row_ = 1;
+  }
   google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(wire.data()),
                                             static_cast<int>(wire.size()));
   size_t string_bytes = 0;
@@ -202,7 +212,7 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
         if (size > wire.size() - at || !in.Skip(static_cast<int>(size))) {
           return InvalidArgumentError("malformed record: truncated string");
         }
-        if (v.set) string_bytes -= v.size;
+        if (v.row == row_) string_bytes -= v.size;
         v.data = wire.data() + at;
         v.size = size;
         string_bytes += size;
@@ -223,12 +233,11 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
         break;
       }
     }
-    v.set = true;
+    v.row = row_;
   }
 
   // Pass 2: columns in table order, written through a pointer into space reserved up front.
-  size_t max_row = string_bytes;
-  for (const auto& step : plan.steps) max_row += FixedWidth(step.type);
+  const size_t max_row = plan.fixed_bytes + string_bytes;
   const size_t start = out->size();
   out->resize(start + max_row);
   char* p = out->data() + start;
@@ -245,7 +254,9 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
       case Source::kField: break;
     }
     const Slot& slot = plan.slots[static_cast<size_t>(step.slot)];
-    const Value& v = values_[static_cast<size_t>(step.slot)];
+    static constexpr Value kUnset{};
+    const Value& stored = values_[static_cast<size_t>(step.slot)];
+    const Value& v = stored.row == row_ ? stored : kUnset;
     const bool is_signed =
         slot.kind == FieldKind::kInt32 || slot.kind == FieldKind::kInt64 || slot.kind == FieldKind::kEnum;
     switch (step.type) {

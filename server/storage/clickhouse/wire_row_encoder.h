@@ -62,21 +62,23 @@ class WireRowEncoder {
     std::vector<ColumnStep> steps;
     std::vector<Slot> slots;
     std::vector<int> slot_of_field;  // by field number; -1 = not a column
+    size_t fixed_bytes = 0;          // upper bound of a row without its string bytes
     Status status;
   };
-  // The value of one field in the current row.
+  // The value of one field; it belongs to the current row only when row == row_.
   struct Value {
     uint64_t bits = 0;  // integers (already narrowed), double bits, or float bits
     const char* data = nullptr;
     uint32_t size = 0;
-    bool set = false;
+    uint32_t row = 0;
   };
 
   const Plan& PlanFor(const schema::Table& table, const google::protobuf::Descriptor* descriptor);
 
   std::map<std::pair<const schema::Table*, const google::protobuf::Descriptor*>, Plan> plans_;
   std::vector<std::string> tag_columns_;
-  std::vector<Value> values_;  // scratch, one per slot
+  std::vector<Value> values_;  // scratch, one per slot, reused across rows without clearing
+  uint32_t row_ = 0;           // rows encoded so far (mod 2^32); 0 is never a current row
 };
 
 }  // namespace sonde::server::storage::clickhouse
