@@ -18,7 +18,8 @@
 namespace sonde::server::storage::clickhouse {
 
 // Routes each record type to its table (metrics by granularity_s: 1 -> *_1s, 60 -> *_1m; other
-// granularities are dropped and counted), encodes rows with RowBinaryEncoder and sends one
+// granularities are dropped and counted), encodes rows with WireRowEncoder from the batch's wire
+// bytes when it carries them (RowBinaryEncoder on the parsed records otherwise) and sends one
 // INSERT per table. With a RecordTagger the server tag columns (host_id_0, pod_id_1, ...) of
 // every row come from it; ProcessInfo records have no table and only feed the tagger (counted).
 // Write() may be called from one thread at a time; ApplySchema/DropExpiredPartitions from any.
