@@ -169,17 +169,17 @@ void ServerExporter::Flush() {
 void ServerExporter::SealLocked() {
   if (current_count_ == 0) return;
   PendingBatch b;
-  b.records = current_.SerializeAsString();
+  b.records = std::make_shared<const std::string>(current_.SerializeAsString());
   b.record_count = current_count_;
   current_.Clear();
   current_count_ = 0;
-  if (queue_bytes_ + b.records.size() > config_.queue_max_bytes) {
+  if (queue_bytes_ + b.records->size() > config_.queue_max_bytes) {
     records_dropped_->Inc(b.record_count);
     SONDE_LOG_EVERY(warn, "export queue full ({} bytes): dropped a batch of {} records",
                     queue_bytes_, b.record_count);
     return;
   }
-  queue_bytes_ += b.records.size();
+  queue_bytes_ += b.records->size();
   queue_bytes_gauge_->Set(static_cast<int64_t>(queue_bytes_));
   queue_.push_back(std::move(b));
 }
@@ -257,7 +257,7 @@ Status ServerExporter::RunSession(int fd) {
         SealLocked();
       }
       if (!queue_.empty()) {
-        batch = queue_.front();  // copy: it stays queued until acknowledged
+        batch = queue_.front();  // shares the bytes: the batch stays queued until acknowledged
         seq = next_seq_++;
         have_batch = true;
       } else {
@@ -279,14 +279,14 @@ Status ServerExporter::RunSession(int fd) {
     if (!have_batch) continue;
 
     SONDE_RETURN_IF_ERROR(
-        wire::WriteFrame(fd, EncodeBatchFrame(seq, batch.records), config_.compress, timeout));
+        wire::WriteFrame(fd, EncodeBatchFrame(seq, *batch.records), config_.compress, timeout));
     batches_sent_->Inc();
     SONDE_ASSIGN_OR_RETURN(std::string ack_bytes, wire::ReadFrame(fd, timeout));
     control::v1::ServerFrame ack;
     if (!ack.ParseFromString(ack_bytes)) return DataLossError("unreadable reply to a batch");
     if (ack.has_ack() && ack.ack().batch_seq() == seq) {
       std::lock_guard lock(mu_);
-      queue_bytes_ -= queue_.front().records.size();
+      queue_bytes_ -= queue_.front().records->size();
       queue_bytes_gauge_->Set(static_cast<int64_t>(queue_bytes_));
       records_acked_->Inc(queue_.front().record_count);
       queue_.pop_front();
@@ -298,7 +298,7 @@ Status ServerExporter::RunSession(int fd) {
       if (ack.nack().permanent()) {
         SONDE_LOG_EVERY(error, "server rejected a batch permanently: {}", ack.nack().reason());
         std::lock_guard lock(mu_);
-        queue_bytes_ -= queue_.front().records.size();
+        queue_bytes_ -= queue_.front().records->size();
         records_dropped_->Inc(queue_.front().record_count);
         queue_.pop_front();
         cv_.notify_all();

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -67,7 +68,9 @@ class ServerExporter : public RecordSink {
 
  private:
   struct PendingBatch {
-    std::string records;  // serialized v1::RecordBatch
+    // Serialized v1::RecordBatch, shared so the sender can read it outside the lock while it
+    // stays queued until acknowledged.
+    std::shared_ptr<const std::string> records;
     uint64_t record_count = 0;
   };
 
