@@ -65,34 +65,6 @@ bool Plausible(const RawHeader& h) {
   return false;
 }
 
-// Counts how many plausible frames chain from the start of `b`; *exact when the last one ends
-// exactly at the end of `b`.
-int ChainLength(std::string_view b, bool* exact, bool* truncated) {
-  int n = 0;
-  size_t pos = 0;
-  *exact = false;
-  *truncated = false;
-  while (n < 16) {
-    if (pos == b.size()) {
-      *exact = true;
-      break;
-    }
-    if (b.size() - pos < kFrameHeaderBytes) {
-      *truncated = true;
-      break;
-    }
-    RawHeader h = ReadHeader(b.substr(pos));
-    if (!Plausible(h)) break;
-    ++n;
-    if (b.size() - pos - kFrameHeaderBytes < h.length) {
-      *truncated = true;
-      break;
-    }
-    pos += kFrameHeaderBytes + h.length;
-  }
-  return n;
-}
-
 nghttp2_hd_inflater* NewInflater() {
   nghttp2_hd_inflater* p = nullptr;
   if (nghttp2_hd_inflate_new(&p) != 0) return nullptr;
@@ -296,6 +268,129 @@ void BuildRecord(uint32_t id, const Stream& s, bool timed_out, v1::L7RequestLog*
   if (s.reset && rec->response_exception().empty()) {
     rec->set_response_exception("RST_STREAM " + std::to_string(s.reset_code));
   }
+}
+
+uint16_t Be16(std::string_view b, size_t i) {
+  return static_cast<uint16_t>(static_cast<uint8_t>(b[i]) << 8 | static_cast<uint8_t>(b[i + 1]));
+}
+
+uint32_t Be32At(std::string_view b, size_t i) {
+  return static_cast<uint32_t>(Be16(b, i)) << 16 | Be16(b, i + 2);
+}
+
+// Stricter per-frame checks for inference without the connection preface: binary payloads of
+// other protocols (e.g. RowBinary bodies) often look like a chain of loosely plausible frames.
+// `max_len` is SETTINGS_MAX_FRAME_SIZE (16384 unless a SETTINGS frame raised it).
+bool InferPlausible(flow::StreamDirection dir, const RawHeader& h, std::string_view payload,
+                    uint32_t max_len) {
+  if (h.reserved_bit || h.length > max_len || !Plausible(h)) return false;
+  const bool client_stream = (h.stream_id & 1) == 1;
+  const bool request = dir == flow::StreamDirection::kRequest;
+  switch (static_cast<FrameType>(h.type)) {
+    case FrameType::kData:
+      // Even (server-pushed) streams carry data only from the server.
+      if (!client_stream && request) return false;
+      // The pad length must leave room in the frame.
+      if ((h.flags & kPadded) != 0 && static_cast<uint8_t>(payload[0]) >= h.length) return false;
+      // An empty DATA frame without END_STREAM carries nothing; peers do not send them.
+      return h.length > 0 || (h.flags & kEndStream) != 0;
+    case FrameType::kHeaders:
+      return (client_stream || !request) && h.length > 0;
+    case FrameType::kContinuation:
+      return h.length > 0;
+    case FrameType::kPriority:
+      return h.flags == 0;
+    case FrameType::kRstStream:
+      return Be32At(payload, 0) <= 0xd;  // a defined error code
+    case FrameType::kPushPromise:
+      return !request && client_stream;
+    case FrameType::kSettings:
+      // An ACK carries no payload; unknown setting ids are legal (and ignored by peers).
+      return (h.flags & 1) == 0 || h.length == 0;
+    case FrameType::kPing:
+      return true;
+    case FrameType::kGoaway:
+      return h.flags == 0 && (static_cast<uint8_t>(payload[0]) & 0x80) == 0 &&
+             Be32At(payload, 4) <= 0xd;
+    case FrameType::kWindowUpdate: {
+      const uint32_t inc = Be32At(payload, 0);
+      return h.flags == 0 && (inc & 0x80000000u) == 0 && inc != 0;
+    }
+  }
+  return false;
+}
+
+// A HEADERS frame (END_HEADERS, no padding/priority) whose block a fresh HPACK decoder accepts,
+// yielding at least one header, every name lowercase printable.
+bool HeadersDecodeFresh(const RawHeader& h, std::string_view payload) {
+  if ((h.flags & (kPadded | kPriority)) != 0 || (h.flags & kEndHeaders) == 0) return false;
+  nghttp2_hd_inflater* inf = NewInflater();
+  if (inf == nullptr) return false;
+  std::vector<Header> headers;
+  const bool ok = Inflate(inf, payload, &headers);
+  nghttp2_hd_inflate_del(inf);
+  if (!ok || headers.empty()) return false;
+  for (const Header& hd : headers) {
+    if (hd.name.empty()) return false;
+    for (char c : hd.name) {
+      const auto u = static_cast<unsigned char>(c);
+      if ((c >= 'A' && c <= 'Z') || u <= 0x20 || u >= 0x7f) return false;
+    }
+  }
+  return true;
+}
+
+// Inference without the preface: two consecutive complete well-formed frames, or a first frame
+// that is hard to hit by chance (a HEADERS block that decodes, a non-empty SETTINGS).
+InferResult InferFrames(flow::StreamDirection dir, std::string_view data) {
+  uint32_t max_len = 16384;
+  size_t pos = 0;
+  int complete = 0;
+  bool strong = false;
+  int non_data = 0;                 // DATA-only chains are too easy to hit in zero-heavy data
+  uint32_t ended_stream = 0;        // a stream that carried END_STREAM in the previous frame
+  for (int n = 0; n < 16 && pos < data.size(); ++n) {
+    if (data.size() - pos < kFrameHeaderBytes) break;
+    const RawHeader h = ReadHeader(data.substr(pos));
+    if (data.size() - pos - kFrameHeaderBytes < h.length) {
+      // Truncated frame: its header alone must be plausible.
+      if (h.reserved_bit || h.length > max_len || !Plausible(h)) {
+        return complete >= 2 && non_data > 0 ? InferResult::kYes : InferResult::kNo;
+      }
+      break;
+    }
+    const std::string_view payload = data.substr(pos + kFrameHeaderBytes, h.length);
+    const bool data_frame = h.type == static_cast<uint8_t>(FrameType::kData);
+    // Nothing follows END_STREAM on the same stream from the same sender.
+    const bool after_end = ended_stream != 0 && h.stream_id == ended_stream &&
+                           (data_frame || h.type == static_cast<uint8_t>(FrameType::kHeaders));
+    if (after_end || !InferPlausible(dir, h, payload, max_len)) {
+      return complete >= 2 && non_data > 0 ? InferResult::kYes : InferResult::kNo;
+    }
+    if (!data_frame) ++non_data;
+    ended_stream = ((data_frame || h.type == static_cast<uint8_t>(FrameType::kHeaders)) &&
+                    (h.flags & kEndStream) != 0)
+                       ? h.stream_id
+                       : 0;
+    if (h.type == static_cast<uint8_t>(FrameType::kSettings) && (h.flags & 1) == 0) {
+      // A first SETTINGS frame whose ids are all defined ones is strong evidence.
+      bool known_ids = h.length > 0;
+      for (size_t i = 0; i + 6 <= payload.size(); i += 6) {
+        const uint16_t id = Be16(payload, i);
+        const uint32_t v = Be32At(payload, i + 2);
+        known_ids = known_ids && id != 0 && id != 7 && id <= 9;
+        if (id == 5 && v >= 16384 && v <= 16777215) max_len = v;
+      }
+      strong = strong || (complete == 0 && known_ids);
+    }
+    if (complete == 0 && h.type == static_cast<uint8_t>(FrameType::kHeaders) &&
+        HeadersDecodeFresh(h, payload)) {
+      strong = true;
+    }
+    ++complete;
+    pos += kFrameHeaderBytes + h.length;
+  }
+  return (complete >= 2 && non_data > 0) || strong ? InferResult::kYes : InferResult::kMaybe;
 }
 
 }  // namespace
@@ -575,21 +670,8 @@ InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::
                                                                  : InferResult::kNo;
     }
   }
-  bool exact = false, truncated = false;
-  const int chain = ChainLength(data, &exact, &truncated);
-  if (chain >= 2 && (exact || truncated)) return InferResult::kYes;
-  if (chain == 1 && exact) {
-    // A single complete frame: accept only the unambiguous connection-level ones or HEADERS.
-    RawHeader h = ReadHeader(data);
-    if (h.type == static_cast<uint8_t>(FrameType::kSettings) ||
-        h.type == static_cast<uint8_t>(FrameType::kHeaders)) {
-      return InferResult::kYes;
-    }
-  }
-  if ((chain == 1 && truncated) || (chain == 0 && data.size() < kFrameHeaderBytes)) {
-    return InferResult::kMaybe;
-  }
-  return InferResult::kNo;
+  // No preface (joined mid-stream): demand a plausible frame sequence, strictly checked.
+  return InferFrames(dir, data);
 }
 
 }  // namespace sonde::agent::protocols::http2

@@ -292,23 +292,66 @@ ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* fr
 
 namespace sonde::agent::protocols::kafka {
 
+namespace {
+
+// Highest request version per api key (Apache Kafka 3.7 request schemas, plus one for newer
+// clients); -1 for keys that are not client requests we know.
+int16_t MaxKnownVersion(int16_t api_key) {
+  static constexpr int16_t kMax[] = {
+      11, 16, 8, 12, 7, 4, 8, 3, 9, 9,  // 0-9
+      5,  9,  4, 5,  5, 5, 5, 1, 3, 7,  // 10-19
+      6,  2,  4, 4,  4, 3, 3, 1, 3, 3,  // 20-29
+      3,  3,  4, 2,  2, 4, 2, 3, 3, 2,  // 30-39
+      2,  3,  2, 2,  1, 0, 0, 0, 1, 1,  // 40-49
+      0,  0,  0, 0,  0, 1, 3, 1, 0, 0,  // 50-59
+      1,  0,  3, 1,  0, 0, 1, 0, 0};    // 60-68
+  if (api_key < 0 || static_cast<size_t>(api_key) >= std::size(kMax)) return -1;
+  return static_cast<int16_t>(kMax[api_key] + 1);
+}
+
+// The fixed request header at the start of `data` (>= 14 bytes): a known api key with a version
+// in its range, a non-negative correlation id, and a client id that fits the message and is
+// printable and non-empty. `size` is the request size field.
+bool PlausibleRequestHeader(std::string_view data, int32_t* size) {
+  Reader h(data.substr(0, 14));
+  *size = static_cast<int32_t>(h.Int(4));
+  const auto key = static_cast<int16_t>(h.Int(2));
+  const auto version = static_cast<int16_t>(h.Int(2));
+  const auto correlation = static_cast<int32_t>(h.Int(4));
+  const auto client_len = static_cast<int16_t>(h.Int(2));
+  if (*size < 10 || *size > kMaxMessageBytes) return false;
+  if (version < 0 || version > MaxKnownVersion(key) || correlation < 0) return false;
+  // Clients name themselves: an empty client id is legal but, in zero-filled binary data, too
+  // easy to hit by chance; a null one (-1) needs 0xffff.
+  if (client_len < -1 || client_len == 0 || client_len > *size - 10) return false;
+  if (client_len > 0) {
+    const size_t n = std::min(data.size() - 14, static_cast<size_t>(client_len));
+    for (char c : data.substr(14, n)) {
+      if (c < 0x20 || c > 0x7e) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::ConnectionInfo&) {
   // Responses carry nothing but a correlation id: only requests can be recognised.
   if (dir != flow::StreamDirection::kRequest) return InferResult::kNo;
   if (data.size() < 14) return InferResult::kMaybe;
+  int32_t size = 0;
+  if (!PlausibleRequestHeader(data, &size)) return InferResult::kNo;
   State state;
   Frame frame;
   std::string_view buf = data;
   const ParseState s = Traits::ParseFrame(MessageType::kRequest, &buf, &frame, &state);
   if (s == ParseState::kInvalid) return InferResult::kNo;
-  // The client id is printable text.
-  Reader h(data.substr(12));
-  std::string_view client = h.String(false);
-  for (char c : client) {
-    if (c < 0x20 || c > 0x7e) return InferResult::kNo;
-  }
-  if (ApiName(frame.api_key).empty() && s == ParseState::kSuccess) return InferResult::kNo;
-  return s == ParseState::kSuccess ? InferResult::kYes : InferResult::kMaybe;
+  if (s == ParseState::kNeedsMoreData) return InferResult::kMaybe;
+  // The request must fill the chunk exactly, or be followed by another plausible request.
+  if (buf.empty()) return InferResult::kYes;
+  if (buf.size() < 14) return InferResult::kMaybe;
+  int32_t next_size = 0;
+  return PlausibleRequestHeader(buf, &next_size) ? InferResult::kYes : InferResult::kNo;
 }
 
 }  // namespace sonde::agent::protocols::kafka
