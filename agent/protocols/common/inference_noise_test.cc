@@ -96,5 +96,39 @@ TEST(InferenceNoiseTest, MidStreamBinaryBodiesAreNeverInferred) {
   EXPECT_TRUE(sink.l7.empty()) << sink.l7.size() << " records from noise";
 }
 
+// Every Infer function directly, on many more chunks than the analyzer test: none may say kYes.
+TEST(InferenceNoiseTest, NoInferFunctionAcceptsBinaryNoise) {
+  std::mt19937_64 rng(0xc11c4);
+  flow::ConnectionInfo conn;
+  conn.tuple.src_port = 40000;
+  conn.tuple.dst_port = 8123;
+  std::map<std::string, int> accepted;
+  std::map<std::string, std::string> sample;  // hex of the first 48 bytes of one accepted chunk
+  for (int i = 0; i < 30000; ++i) {
+    const int kind = i % 3;
+    const size_t size = 1 + static_cast<size_t>(rng() % ((i % 2 == 0) ? 4096 : 64));
+    const std::string data = NoiseChunk(&rng, kind, size);
+    for (const ProtocolSpec& p : AllProtocols()) {
+      if (p.infer == nullptr) continue;
+      for (auto dir : {flow::StreamDirection::kRequest, flow::StreamDirection::kResponse}) {
+        if (p.infer(dir, data, conn) == InferResult::kYes) {
+          const std::string what =
+              std::string(p.name) + (kind == 0 ? " random" : kind == 1 ? " rows" : " zeros");
+          if (accepted[what]++ == 0) {
+            static constexpr char kHex[] = "0123456789abcdef";
+            for (size_t b = 0; b < std::min<size_t>(48, data.size()); ++b) {
+              sample[what] += kHex[static_cast<uint8_t>(data[b]) >> 4];
+              sample[what] += kHex[static_cast<uint8_t>(data[b]) & 0xf];
+            }
+          }
+        }
+      }
+    }
+  }
+  for (const auto& [what, n] : accepted) {
+    ADD_FAILURE() << what << ": " << n << " chunks accepted, e.g. " << sample[what];
+  }
+}
+
 }  // namespace
 }  // namespace sonde::agent::protocols

@@ -288,14 +288,15 @@ bool InferPlausible(flow::StreamDirection dir, const RawHeader& h, std::string_v
   const bool request = dir == flow::StreamDirection::kRequest;
   switch (static_cast<FrameType>(h.type)) {
     case FrameType::kData:
-      // Even (server-pushed) streams carry data only from the server.
-      if (!client_stream && request) return false;
+      // Even (server-pushed) streams are not accepted: push is rare and disabled by most
+      // clients, and mid-stream we would not have seen the PUSH_PROMISE anyway.
+      if (!client_stream) return false;
       // The pad length must leave room in the frame.
       if ((h.flags & kPadded) != 0 && static_cast<uint8_t>(payload[0]) >= h.length) return false;
       // An empty DATA frame without END_STREAM carries nothing; peers do not send them.
       return h.length > 0 || (h.flags & kEndStream) != 0;
     case FrameType::kHeaders:
-      return (client_stream || !request) && h.length > 0;
+      return client_stream && h.length > 0;
     case FrameType::kContinuation:
       return h.length > 0;
     case FrameType::kPriority:
@@ -349,6 +350,7 @@ InferResult InferFrames(flow::StreamDirection dir, std::string_view data) {
   bool strong = false;
   int non_data = 0;                 // DATA-only chains are too easy to hit in zero-heavy data
   uint32_t ended_stream = 0;        // a stream that carried END_STREAM in the previous frame
+  uint32_t open_block = 0;          // stream whose header block awaits CONTINUATION
   for (int n = 0; n < 16 && pos < data.size(); ++n) {
     if (data.size() - pos < kFrameHeaderBytes) break;
     const RawHeader h = ReadHeader(data.substr(pos));
@@ -364,10 +366,18 @@ InferResult InferFrames(flow::StreamDirection dir, std::string_view data) {
     // Nothing follows END_STREAM on the same stream from the same sender.
     const bool after_end = ended_stream != 0 && h.stream_id == ended_stream &&
                            (data_frame || h.type == static_cast<uint8_t>(FrameType::kHeaders));
-    if (after_end || !InferPlausible(dir, h, payload, max_len)) {
+    // A header block without END_HEADERS continues in CONTINUATION frames of the same stream,
+    // and only there.
+    const bool continuation = h.type == static_cast<uint8_t>(FrameType::kContinuation);
+    const bool bad_sequence = (open_block != 0) != continuation ||
+                              (continuation && h.stream_id != open_block);
+    if (after_end || bad_sequence || !InferPlausible(dir, h, payload, max_len)) {
       return complete >= 2 && non_data > 0 ? InferResult::kYes : InferResult::kNo;
     }
     if (!data_frame) ++non_data;
+    const bool opens_block = h.type == static_cast<uint8_t>(FrameType::kHeaders) ||
+                             h.type == static_cast<uint8_t>(FrameType::kPushPromise) || continuation;
+    open_block = opens_block && (h.flags & kEndHeaders) == 0 ? h.stream_id : 0;
     ended_stream = ((data_frame || h.type == static_cast<uint8_t>(FrameType::kHeaders)) &&
                     (h.flags & kEndStream) != 0)
                        ? h.stream_id

@@ -104,16 +104,57 @@ ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* fr
 
 namespace sonde::agent::protocols::postgres {
 
+namespace {
+
+// Text the way clients send it: no NUL, no control bytes other than tab/newline/CR (UTF-8 ok).
+bool IsQueryText(std::string_view t) {
+  for (char c : t) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 && c != '\t' && c != '\n' && c != '\r') return false;
+    if (u == 0x7f) return false;
+  }
+  return true;
+}
+
+// A StartupMessage body (after length and version): printable "key\0value\0" pairs with a
+// "user" key, closed by a final NUL at the end of the message.
+bool IsStartupBody(std::string_view body) {
+  if (body.empty() || body.back() != '\0') return false;
+  body.remove_suffix(1);
+  bool user = false;
+  for (int pairs = 0; !body.empty() && pairs < 64; ++pairs) {
+    const size_t k = body.find('\0');
+    if (k == std::string_view::npos || k == 0) return false;
+    const std::string_view key = body.substr(0, k);
+    body.remove_prefix(k + 1);
+    const size_t v = body.find('\0');
+    if (v == std::string_view::npos) return false;
+    if (!IsQueryText(key) || !IsQueryText(body.substr(0, v))) return false;
+    user = user || key == "user";
+    body.remove_prefix(v + 1);
+  }
+  return user && body.empty();
+}
+
+}  // namespace
+
 InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::ConnectionInfo&) {
   if (data.size() < 5) return InferResult::kMaybe;
   if (dir == flow::StreamDirection::kRequest) {
     if (data[0] == '\0') {  // startup, SSLRequest, GSSENCRequest, CancelRequest
       if (data.size() < 8) return InferResult::kMaybe;
       const uint32_t len = Be32(data, 0), code = Be32(data, 4);
-      if (len < 8 || len > 10000) return InferResult::kNo;
-      return code == kProtocol30 || code == kSslCode || code == kGssCode || code == kCancelCode
-                 ? InferResult::kYes
-                 : InferResult::kNo;
+      if (code == kSslCode || code == kGssCode) {
+        // Sent alone: the client waits for the one-byte answer.
+        return len == 8 && data.size() == 8 ? InferResult::kYes : InferResult::kNo;
+      }
+      if (code == kCancelCode) {
+        if (len != 16) return InferResult::kNo;
+        return data.size() < 16 ? InferResult::kMaybe : InferResult::kYes;
+      }
+      if (code != kProtocol30 || len < 8 + 5 || len > 10000) return InferResult::kNo;
+      if (data.size() < len) return InferResult::kMaybe;
+      return IsStartupBody(data.substr(8, len - 8)) ? InferResult::kYes : InferResult::kNo;
     }
     if (data[0] != 'Q' && data[0] != 'P') return InferResult::kNo;
     // A query or parse message whose text ends at its NUL exactly where the length says.
@@ -121,15 +162,40 @@ InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::
     if (len < 5 || len > (1u << 24)) return InferResult::kNo;
     if (data.size() < 1 + static_cast<size_t>(len)) return InferResult::kMaybe;
     if (data[len] != '\0') return InferResult::kNo;
+    std::string_view body = data.substr(5, len - 4);  // ends with the NUL at data[len]
+    if (data[0] == 'Q') {
+      return IsQueryText(body.substr(0, body.size() - 1)) ? InferResult::kYes : InferResult::kNo;
+    }
+    // Parse: statement name NUL, query text NUL, then parameter types.
+    const size_t name_end = body.find('\0');
+    if (name_end == std::string_view::npos || !IsQueryText(body.substr(0, name_end))) {
+      return InferResult::kNo;
+    }
+    const std::string_view rest = body.substr(name_end + 1);
+    const size_t query_end = rest.find('\0');
+    if (query_end == std::string_view::npos || query_end == 0 ||
+        !IsQueryText(rest.substr(0, query_end))) {
+      return InferResult::kNo;
+    }
     return InferResult::kYes;
   }
-  // Server side: an authentication request ('R', length 8..) opens every session.
+  // Server side: an authentication request ('R') opens every session; its length follows from
+  // the request code.
   if (data[0] != 'R') return InferResult::kNo;
   const uint32_t len = Be32(data, 1);
   if (len < 8 || len > 1024) return InferResult::kNo;
   if (data.size() < 9) return InferResult::kMaybe;
   const uint32_t code = Be32(data, 5);
-  return code <= 12 ? InferResult::kYes : InferResult::kNo;
+  switch (code) {
+    case 0: case 2: case 3: case 7: case 9:  // ok, kerberos, cleartext, gss, sspi
+      return len == 8 ? InferResult::kYes : InferResult::kNo;
+    case 5:  // md5 with a 4-byte salt
+      return len == 12 ? InferResult::kYes : InferResult::kNo;
+    case 8: case 10: case 11: case 12:  // gss continue, SASL, SASL continue, SASL final
+      return len > 8 ? InferResult::kYes : InferResult::kNo;
+    default:
+      return InferResult::kNo;
+  }
 }
 
 }  // namespace sonde::agent::protocols::postgres
