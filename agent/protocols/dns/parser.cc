@@ -272,7 +272,36 @@ void Traits::Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, S
   }
 }
 
-InferResult Infer(flow::StreamDirection, std::string_view data, const flow::ConnectionInfo& conn) {
+namespace {
+
+// Header and first question of a DNS-over-TCP message (after the length prefix), checked the
+// way a real client or server writes them: binary data that merely parses is not enough.
+bool PlausibleTcpMessage(flow::StreamDirection dir, std::string_view m) {
+  const uint16_t flags = Be16(m, 2);
+  const bool qr = (flags & 0x8000) != 0;
+  const unsigned opcode = (flags >> 11) & 0xf;
+  if (qr != (dir == flow::StreamDirection::kResponse)) return false;
+  if ((flags & 0x0200) != 0) return false;  // TC: never set over TCP
+  if (opcode == 3 || opcode > 5) return false;
+  if (!qr && (Be16(m, 6) != 0 || Be16(m, 8) != 0 || Be16(m, 10) > 1)) return false;
+  if (!qr && (flags & 0x000f) != 0) return false;  // a query has no RCODE
+  // The question name: labels of 1..63 bytes, then QTYPE != 0 and a known QCLASS.
+  size_t pos = kHeaderBytes;
+  for (int labels = 0; labels < 128; ++labels) {
+    if (pos >= m.size()) return false;
+    const uint8_t l = static_cast<uint8_t>(m[pos]);
+    if (l == 0) break;
+    if (l > 63) return false;
+    pos += 1 + l;
+  }
+  if (pos + 5 > m.size()) return false;
+  const uint16_t qtype = Be16(m, pos + 1), qclass = Be16(m, pos + 3);
+  return qtype != 0 && (qclass == 1 || qclass == 3 || qclass == 4 || qclass == 254 || qclass == 255);
+}
+
+}  // namespace
+
+InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::ConnectionInfo& conn) {
   Frame f;
   if (conn.tuple.protocol == net::IpProtocol::kUdp) {
     return ParseMessage(data, &f) ? InferResult::kYes : InferResult::kNo;
@@ -280,6 +309,9 @@ InferResult Infer(flow::StreamDirection, std::string_view data, const flow::Conn
   if (data.size() < 2 + kHeaderBytes) return InferResult::kMaybe;
   const uint16_t len = Be16(data, 0);
   if (len < kHeaderBytes + 5 || Be16(data, 6) != 1) return InferResult::kNo;
+  if (data.size() >= 2u + len && !PlausibleTcpMessage(dir, data.substr(2, len))) {
+    return InferResult::kNo;
+  }
   if (data.size() < 2u + len) return len < 4096 ? InferResult::kMaybe : InferResult::kNo;
   return ParseMessage(data.substr(2, len), &f) ? InferResult::kYes : InferResult::kNo;
 }

@@ -311,7 +311,7 @@ int16_t MaxKnownVersion(int16_t api_key) {
 
 // The fixed request header at the start of `data` (>= 14 bytes): a known api key with a version
 // in its range, a non-negative correlation id, and a client id that fits the message and is
-// printable and non-empty. `size` is the request size field.
+// printable. `size` is the request size field.
 bool PlausibleRequestHeader(std::string_view data, int32_t* size) {
   Reader h(data.substr(0, 14));
   *size = static_cast<int32_t>(h.Int(4));
@@ -321,9 +321,7 @@ bool PlausibleRequestHeader(std::string_view data, int32_t* size) {
   const auto client_len = static_cast<int16_t>(h.Int(2));
   if (*size < 10 || *size > kMaxMessageBytes) return false;
   if (version < 0 || version > MaxKnownVersion(key) || correlation < 0) return false;
-  // Clients name themselves: an empty client id is legal but, in zero-filled binary data, too
-  // easy to hit by chance; a null one (-1) needs 0xffff.
-  if (client_len < -1 || client_len == 0 || client_len > *size - 10) return false;
+  if (client_len < -1 || client_len > *size - 10) return false;
   if (client_len > 0) {
     const size_t n = std::min(data.size() - 14, static_cast<size_t>(client_len));
     for (char c : data.substr(14, n)) {
@@ -331,6 +329,20 @@ bool PlausibleRequestHeader(std::string_view data, int32_t* size) {
     }
   }
   return true;
+}
+
+// Whether `body` holds an int16-length-prefixed printable string (a topic, group or transaction
+// id: nearly every request body names one).
+bool HasNamedString(std::string_view body) {
+  for (size_t i = 0; i + 3 <= body.size(); ++i) {
+    const size_t n = static_cast<size_t>(static_cast<uint8_t>(body[i])) << 8 |
+                     static_cast<uint8_t>(body[i + 1]);
+    if (n == 0 || n > 249 || i + 2 + n > body.size()) continue;
+    bool printable = true;
+    for (char c : body.substr(i + 2, n)) printable = printable && c > 0x20 && c < 0x7f;
+    if (printable) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -347,6 +359,14 @@ InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::
   const ParseState s = Traits::ParseFrame(MessageType::kRequest, &buf, &frame, &state);
   if (s == ParseState::kInvalid) return InferResult::kNo;
   if (s == ParseState::kNeedsMoreData) return InferResult::kMaybe;
+  // Without a client id the header is mostly zeros, as zero-filled binary data is: then the body
+  // must name something.
+  if (frame.client_id.empty()) {
+    const size_t header = 14 + frame.client_id.size();
+    if (!HasNamedString(data.substr(header, static_cast<size_t>(size) + 4 - header))) {
+      return InferResult::kNo;
+    }
+  }
   // The request must fill the chunk exactly, or be followed by another plausible request.
   if (buf.empty()) return InferResult::kYes;
   if (buf.size() < 14) return InferResult::kMaybe;

@@ -210,6 +210,20 @@ InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::
   const auto first = static_cast<PacketType>(b0 >> 4);
   if (!request) {
     if (b0 != 0x20) return InferResult::kNo;
+    // CONNACK: remaining length 2 (3.1.1: flags, return code 0..5) or, in MQTT 5, 2 plus a
+    // property block whose length fills the packet (reason codes 0 or 0x80..0x9f).
+    const uint8_t rem = static_cast<uint8_t>(data[1]);
+    if (rem < 2 || rem > 127) return InferResult::kNo;
+    if (data.size() < 4) return InferResult::kMaybe;
+    const uint8_t ack_flags = static_cast<uint8_t>(data[2]), code = static_cast<uint8_t>(data[3]);
+    if (ack_flags > 1) return InferResult::kNo;
+    if (rem == 2) {
+      if (code > 5 && (code < 0x80 || code > 0x9f)) return InferResult::kNo;
+    } else {
+      if (code != 0 && (code < 0x80 || code > 0x9f)) return InferResult::kNo;
+      if (data.size() < 5) return InferResult::kMaybe;
+      if (static_cast<uint8_t>(data[4]) != rem - 3) return InferResult::kNo;
+    }
   } else if (first != PacketType::kConnect && first != PacketType::kSubscribe &&
              first != PacketType::kUnsubscribe && first != PacketType::kPublish) {
     return InferResult::kNo;

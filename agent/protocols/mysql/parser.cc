@@ -167,9 +167,26 @@ InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::
     if (first == 0 || first > kMaxCommand) return InferResult::kNo;
     if (data.size() < 4 + static_cast<size_t>(len)) return InferResult::kMaybe;
     if (!complete_alone) return InferResult::kNo;
+    switch (first) {
+      case 0x0b: case 0x0f: case 0x10: case 0x13: case 0x14:  // server-internal commands
+        return InferResult::kNo;
+      case 0x01: case 0x09: case 0x0a: case 0x0d: case 0x0e: case 0x1f:  // no arguments
+        if (len != 1) return InferResult::kNo;
+        break;
+      case 0x02: case 0x05: case 0x06:  // init/create/drop db: a non-empty printable name
+        if (len < 2) return InferResult::kNo;
+        for (size_t i = 5; i < data.size(); ++i) {
+          const unsigned char c = static_cast<unsigned char>(data[i]);
+          if (c < 0x20 || c == 0x7f) return InferResult::kNo;
+        }
+        break;
+      default:
+        break;
+    }
     if (first == static_cast<uint8_t>(Command::kQuery) || first == static_cast<uint8_t>(Command::kStmtPrepare)) {
       // MySQL 8 with CLIENT_QUERY_ATTRIBUTES and no attributes prefixes the text with 00 01.
       const size_t text = data.size() >= 7 && data[5] == 0 && data[6] == 1 ? 7 : 5;
+      if (data.size() <= text) return InferResult::kNo;  // no statement text
       for (size_t i = text; i < data.size(); ++i) {
         const unsigned char c = static_cast<unsigned char>(data[i]);
         if (c < 0x09 || (c > 0x0d && c < 0x20)) return InferResult::kNo;  // SQL is text
@@ -179,10 +196,20 @@ InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::
   }
   if (seq == 1 && len >= 32) {  // handshake response (capture started after the greeting)
     if (data.size() < 4 + 32) return InferResult::kMaybe;
-    for (size_t i = 4 + 9; i < 4 + 28; ++i) {
+    // capability flags, max packet size, charset, 23 zero bytes, then the NUL-terminated user.
+    for (size_t i = 4 + 9; i < 4 + 32; ++i) {
       if (data[i] != 0) return InferResult::kNo;
     }
-    return (static_cast<uint8_t>(data[5]) & 0x02) ? InferResult::kYes : InferResult::kNo;  // PROTOCOL_41
+    if ((static_cast<uint8_t>(data[5]) & 0x02) == 0) return InferResult::kNo;  // PROTOCOL_41
+    if (Le24(data, 8) == 0 && data[11] == 0) return InferResult::kNo;        // max packet size
+    if (data[12] == 0) return InferResult::kNo;                              // a collation id
+    const size_t end = std::min(data.size(), 4 + static_cast<size_t>(len));
+    for (size_t i = 4 + 32; i < end; ++i) {
+      const unsigned char c = static_cast<unsigned char>(data[i]);
+      if (c == 0) return i > 4 + 32 ? InferResult::kYes : InferResult::kNo;  // non-empty user
+      if (c < 0x20 || c == 0x7f) return InferResult::kNo;
+    }
+    return end < 4 + static_cast<size_t>(len) ? InferResult::kMaybe : InferResult::kNo;
   }
   return InferResult::kNo;
 }
