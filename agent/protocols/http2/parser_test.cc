@@ -142,6 +142,36 @@ TEST_F(Http2Test, InferenceSignatures) {
   EXPECT_EQ(Infer(kResp, "HTTP/1.1 200 OK\r\n", c), InferResult::kNo);
 }
 
+// Without the preface (joined mid-stream) inference needs a plausible frame sequence.
+TEST_F(Http2Test, MidStreamInferenceIsStrict) {
+  flow::ConnectionInfo c;
+  const std::string window = FrameBytes(8, 0, 0, std::string("\0\0\x10\0", 4));
+  const std::string ping = FrameBytes(6, 0, 0, std::string(8, '\x01'));
+  const std::string headers =
+      FrameBytes(1, 4, 5, client_.Block({{":method", "GET"}, {":path", "/x"}}));
+  EXPECT_EQ(Infer(kReq, window + ping, c), InferResult::kYes);
+  EXPECT_EQ(Infer(kReq, headers, c), InferResult::kYes);  // a HEADERS block that decodes
+  EXPECT_EQ(Infer(kReq, window, c), InferResult::kMaybe);  // one frame: wait for the next
+  // Two empty DATA frames (nine zero-ish bytes each) are what zero-filled binary data looks like.
+  const std::string empty_data = FrameBytes(0, 0, 1, "");
+  EXPECT_EQ(Infer(kReq, empty_data + empty_data, c), InferResult::kNo);
+  // DATA-only chains, even stream ids, frames over 16384 bytes, reserved bit, bad flags.
+  const std::string data = FrameBytes(0, 0, 1, "abc");
+  EXPECT_EQ(Infer(kReq, data + data + data, c), InferResult::kMaybe);
+  EXPECT_EQ(Infer(kReq, FrameBytes(0, 0, 2, "abc") + window, c), InferResult::kNo);
+  EXPECT_EQ(Infer(kReq, FrameBytes(0, 0, 1, std::string(16385, 'a')) + window, c),
+            InferResult::kNo);
+  std::string reserved = window + ping;
+  reserved[5] = static_cast<char>(0x80);
+  EXPECT_EQ(Infer(kReq, reserved, c), InferResult::kNo);
+  EXPECT_EQ(Infer(kReq, FrameBytes(8, 1, 0, std::string("\0\0\x10\0", 4)) + ping, c),
+            InferResult::kNo);
+  // Nothing after END_STREAM on the same stream; HEADERS without END_HEADERS needs CONTINUATION.
+  EXPECT_EQ(Infer(kReq, FrameBytes(0, 1, 1, "abc") + FrameBytes(0, 0, 1, "abc"), c),
+            InferResult::kNo);
+  EXPECT_EQ(Infer(kReq, FrameBytes(1, 0, 3, "\x82") + window, c), InferResult::kNo);
+}
+
 TEST(Http2GoldenTest, NghttpdPriorKnowledge) {
   auto recs = testing::RecordsFromPcap(
       testing::SourcePath("agent/protocols/http2/testdata/h2c_nghttpd.pcap"));

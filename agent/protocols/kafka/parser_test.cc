@@ -135,6 +135,33 @@ TEST(KafkaParser, RequestHeaderAndTopics) {
   EXPECT_EQ(Traits::ParseFrame(MessageType::kRequest, &hb, &f, &st), ParseState::kInvalid);
 }
 
+// Inference is strict: binary data joined mid-stream (e.g. a RowBinary body) must not pass.
+TEST(KafkaParser, InferenceRequiresAPlausibleRequest) {
+  const auto kReq = flow::StreamDirection::kRequest;
+  const flow::ConnectionInfo c;
+  auto request = [](int key, int version, int corr, std::string_view client, std::string body) {
+    W w;
+    w.I16(key).I16(version).I32(corr).Str(client).Raw(body);
+    return Sized(w.b);
+  };
+  const std::string topic_body = W().I32(1).Str("orders").b;
+  EXPECT_EQ(Infer(kReq, ProduceV2(7, 1), c), InferResult::kYes);
+  EXPECT_EQ(Infer(kReq, ProduceV2(7, 1) + ProduceV2(8, 1), c), InferResult::kYes);
+  EXPECT_EQ(Infer(flow::StreamDirection::kResponse, ProduceV2(7, 1), c), InferResult::kNo);
+  EXPECT_EQ(Infer(kReq, ProduceV2(7, 1).substr(0, 20), c), InferResult::kMaybe);
+  // Size not consistent with the chunk: trailing bytes that are no request header.
+  EXPECT_EQ(Infer(kReq, ProduceV2(7, 1) + std::string(20, '\x07'), c), InferResult::kNo);
+  // Version outside the api's range, unknown api key, negative correlation id.
+  EXPECT_EQ(Infer(kReq, request(17, 5, 1, "cli", topic_body), c), InferResult::kNo);   // SaslHandshake v5
+  EXPECT_EQ(Infer(kReq, request(70, 0, 1, "cli", topic_body), c), InferResult::kNo);
+  EXPECT_EQ(Infer(kReq, request(3, 1, -5, "cli", topic_body), c), InferResult::kNo);
+  // Client id: must fit and be printable.
+  EXPECT_EQ(Infer(kReq, request(3, 1, 1, "a\x01b", topic_body), c), InferResult::kNo);
+  // An empty client id passes only when the body names something (all zeros does not).
+  EXPECT_EQ(Infer(kReq, request(2, 0, 0, "", topic_body), c), InferResult::kYes);
+  EXPECT_EQ(Infer(kReq, request(2, 0, 0, "", std::string(40, '\0')), c), InferResult::kNo);
+}
+
 TEST(KafkaStitcher, PairsByCorrelationIdWithErrors) {
   for (size_t step : {1, 5, 10000}) {
     testing::ReplayResult r = ReplayBytes(
