@@ -181,6 +181,14 @@ InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::
   if (data.size() < kHeaderBytes) return InferResult::kMaybe;
   const bool is_request = static_cast<uint8_t>(data[2]) & kFlagRequest;
   if (is_request != (dir == flow::StreamDirection::kRequest)) return InferResult::kNo;
+  // Requests carry status 0; responses one of the defined status codes.
+  const uint8_t status = static_cast<uint8_t>(data[3]);
+  if (is_request ? status != 0
+                 : status != 20 && status != 30 && status != 31 && status != 40 && status != 50 &&
+                       status != 60 && status != 70 && status != 80 && status != 90 &&
+                       status != 100) {
+    return InferResult::kNo;
+  }
   return Be(data, 12, 4) <= kMaxBodyBytes ? InferResult::kYes : InferResult::kNo;
 }
 

@@ -263,8 +263,15 @@ InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::
   }
   if (!ValidRecordHeader(data) || data[0] != 22) return InferResult::kNo;
   const uint8_t hs = static_cast<uint8_t>(data[5]);
-  if (dir == flow::StreamDirection::kRequest) return hs == 1 ? InferResult::kYes : InferResult::kNo;
-  return hs == 2 ? InferResult::kYes : InferResult::kNo;
+  if (hs != (dir == flow::StreamDirection::kRequest ? 1 : 2)) return InferResult::kNo;
+  // The hello's own length fits in the (possibly fragmented) handshake, and its legacy
+  // version is 3.x (x <= 4).
+  if (data.size() < 11) return InferResult::kMaybe;
+  const uint32_t hello_len = static_cast<uint32_t>(static_cast<uint8_t>(data[6])) << 16 |
+                             Be16(data, 7);
+  if (hello_len < 38 || hello_len > (1u << 16)) return InferResult::kNo;  // version+random+...
+  if (data[9] != 3 || static_cast<uint8_t>(data[10]) > 4) return InferResult::kNo;
+  return InferResult::kYes;
 }
 
 }  // namespace sonde::agent::protocols::tls

@@ -29,8 +29,19 @@ TEST(TlsGoldenTest, OpensslLoopbackCapture) {
 
 TEST(TlsTest, InferenceAndGarbage) {
   flow::ConnectionInfo c;
+  // Record header + ClientHello type: wait for the hello's length and legacy version.
   EXPECT_EQ(Infer(flow::StreamDirection::kRequest, std::string("\x16\x03\x01\x00\x50\x01", 6), c),
+            InferResult::kMaybe);
+  EXPECT_EQ(Infer(flow::StreamDirection::kRequest,
+                  std::string("\x16\x03\x01\x00\x50\x01\x00\x00\x4c\x03\x03", 11), c),
             InferResult::kYes);
+  // A hello length below the minimum, or a legacy version that is not 3.x.
+  EXPECT_EQ(Infer(flow::StreamDirection::kRequest,
+                  std::string("\x16\x03\x01\x00\x50\x01\x00\x00\x02\x03\x03", 11), c),
+            InferResult::kNo);
+  EXPECT_EQ(Infer(flow::StreamDirection::kRequest,
+                  std::string("\x16\x03\x01\x00\x50\x01\x00\x00\x4c\x00\x00", 11), c),
+            InferResult::kNo);
   EXPECT_EQ(Infer(flow::StreamDirection::kRequest, "\x16\x03", c), InferResult::kMaybe);
   EXPECT_EQ(Infer(flow::StreamDirection::kRequest, "GET / HTTP/1.1", c), InferResult::kNo);
   Frame f;
