@@ -292,7 +292,10 @@ bool InferPlausible(flow::StreamDirection dir, const RawHeader& h, std::string_v
       // clients, and mid-stream we would not have seen the PUSH_PROMISE anyway.
       if (!client_stream) return false;
       // The pad length must leave room in the frame.
-      if ((h.flags & kPadded) != 0 && static_cast<uint8_t>(payload[0]) >= h.length) return false;
+      if ((h.flags & kPadded) != 0 &&
+          (h.length == 0 || static_cast<uint8_t>(payload[0]) >= h.length)) {
+        return false;
+      }
       // An empty DATA frame without END_STREAM carries nothing; peers do not send them.
       return h.length > 0 || (h.flags & kEndStream) != 0;
     case FrameType::kHeaders:
