@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,62 @@ inline bool IsTimedOut(uint64_t request_ts_ns, const StitchContext& ctx) {
 // Adds `n` to the context's unpaired-response counter when the caller asked for one.
 inline void CountUnpairedResponses(const StitchContext& ctx, uint64_t n = 1) {
   if (ctx.unpaired_responses != nullptr) *ctx.unpaired_responses += n;
+}
+
+// Sets start/end time (microseconds), `time` (seconds of the end) and response_duration from a
+// request start and a response end (an end before the start is taken as the start).
+inline void FillTiming(uint64_t start_ns, uint64_t end_ns, v1::L7RequestLog* r) {
+  if (end_ns < start_ns) end_ns = start_ns;
+  r->set_start_time_us(start_ns / 1000);
+  r->set_end_time_us(end_ns / 1000);
+  r->set_time(static_cast<uint32_t>(end_ns / 1000000000ull));
+  r->set_response_duration(end_ns / 1000 - start_ns / 1000);
+}
+
+// Stitching for protocols that pair a response with the oldest earlier request carrying the same
+// id (Kafka correlation id, Dubbo request id). In order: requests that expect no response are
+// emitted as complete; each response is paired (unmatched ones are counted in *unpaired and in
+// the context); requests still unanswered after ctx.timeout_ns (or at close) become timeouts.
+// emit(req, resp_or_null, timed_out) appends the record.
+template <typename Frame, typename ExpectsResponse, typename SameId, typename Emit>
+void StitchById(std::deque<Frame>* requests, std::deque<Frame>* responses, uint64_t* unpaired,
+                const StitchContext& ctx, ExpectsResponse expects_response, SameId same_id,
+                Emit emit) {
+  for (auto it = requests->begin(); it != requests->end();) {
+    if (!expects_response(*it)) {
+      emit(*it, nullptr, false);
+      it = requests->erase(it);
+    } else {
+      ++it;
+    }
+  }
+  while (!responses->empty()) {
+    const Frame& resp = responses->front();
+    auto match = requests->end();
+    for (auto it = requests->begin(); it != requests->end(); ++it) {
+      if (same_id(*it, resp) && it->timestamp_ns <= resp.timestamp_ns) {
+        match = it;
+        break;
+      }
+    }
+    if (match == requests->end()) {
+      ++*unpaired;
+      CountUnpairedResponses(ctx);
+    } else {
+      emit(*match, &resp, false);
+      requests->erase(match);
+    }
+    responses->pop_front();
+  }
+  while (!requests->empty()) {
+    const Frame& req = requests->front();
+    if (!ctx.connection_closed &&
+        (ctx.now_ns < req.timestamp_ns || ctx.now_ns - req.timestamp_ns < ctx.timeout_ns)) {
+      break;
+    }
+    emit(req, nullptr, true);
+    requests->pop_front();
+  }
 }
 
 // Fills start/end time, duration, lengths, TCP sequence numbers and eBPF syscall fields from a

@@ -20,14 +20,6 @@ ResponseStatus ErrorStatus(int16_t code) {
   }
 }
 
-void FillTiming(uint64_t start_ns, uint64_t end_ns, v1::L7RequestLog* r) {
-  if (end_ns < start_ns) end_ns = start_ns;
-  r->set_start_time_us(start_ns / 1000);
-  r->set_end_time_us(end_ns / 1000);
-  r->set_time(static_cast<uint32_t>(end_ns / 1000000000ull));
-  r->set_response_duration(end_ns / 1000 - start_ns / 1000);
-}
-
 void Emit(const Frame& req, const Frame* resp, bool timed_out, uint64_t now_ns,
           std::vector<v1::L7RequestLog>* out) {
   v1::L7RequestLog r;
@@ -62,41 +54,13 @@ void Emit(const Frame& req, const Frame* resp, bool timed_out, uint64_t now_ns,
 
 void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
             const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
-  // Requests that get no response are complete when sent.
-  for (auto it = requests->begin(); it != requests->end();) {
-    if (!it->expects_response) {
-      Emit(*it, nullptr, false, ctx.now_ns, out);
-      it = requests->erase(it);
-    } else {
-      ++it;
-    }
-  }
-  while (!responses->empty()) {
-    const Frame& resp = responses->front();
-    auto match = requests->end();
-    for (auto it = requests->begin(); it != requests->end(); ++it) {
-      if (it->correlation_id == resp.correlation_id && it->timestamp_ns <= resp.timestamp_ns) {
-        match = it;
-        break;
-      }
-    }
-    if (match == requests->end()) {
-      ++state->unpaired_responses, CountUnpairedResponses(ctx);
-    } else {
-      Emit(*match, &resp, false, ctx.now_ns, out);
-      requests->erase(match);
-    }
-    responses->pop_front();
-  }
-  while (!requests->empty()) {
-    const Frame& req = requests->front();
-    if (!ctx.connection_closed &&
-        (ctx.now_ns < req.timestamp_ns || ctx.now_ns - req.timestamp_ns < ctx.timeout_ns)) {
-      break;
-    }
-    Emit(req, nullptr, true, ctx.now_ns, out);
-    requests->pop_front();
-  }
+  StitchById(
+      requests, responses, &state->unpaired_responses, ctx,
+      [](const Frame& req) { return req.expects_response; },
+      [](const Frame& req, const Frame& resp) { return req.correlation_id == resp.correlation_id; },
+      [&](const Frame& req, const Frame* resp, bool timed_out) {
+        Emit(req, resp, timed_out, ctx.now_ns, out);
+      });
 }
 
 void Traits::Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,

@@ -44,14 +44,6 @@ ResponseStatus CodeStatus(PacketType request, int32_t code) {
   }
 }
 
-void FillTiming(uint64_t start_ns, uint64_t end_ns, v1::L7RequestLog* r) {
-  if (end_ns < start_ns) end_ns = start_ns;
-  r->set_start_time_us(start_ns / 1000);
-  r->set_end_time_us(end_ns / 1000);
-  r->set_time(static_cast<uint32_t>(end_ns / 1000000000ull));
-  r->set_response_duration(end_ns / 1000 - start_ns / 1000);
-}
-
 void Emit(const Pending& p, bool answered, bool timed_out, uint64_t now_ns, const State& s,
           std::vector<v1::L7RequestLog>* out) {
   const Frame& q = p.request;

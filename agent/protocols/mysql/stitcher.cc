@@ -320,14 +320,6 @@ std::string FirstKeyword(std::string_view sql) {
   return k;
 }
 
-void FillTiming(uint64_t start_ns, uint64_t end_ns, v1::L7RequestLog* r) {
-  if (end_ns < start_ns) end_ns = start_ns;
-  r->set_start_time_us(start_ns / 1000);
-  r->set_end_time_us(end_ns / 1000);
-  r->set_time(static_cast<uint32_t>(end_ns / 1000000000ull));
-  r->set_response_duration(end_ns / 1000 - start_ns / 1000);
-}
-
 // The record for `req` from the accumulated response in *s (has_response false: none).
 void Emit(const Frame& req, bool login, uint64_t end_ns, bool timed_out, State* s,
           std::vector<v1::L7RequestLog>* out) {

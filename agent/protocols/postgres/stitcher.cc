@@ -51,14 +51,6 @@ ResponseStatus ErrorStatus(std::string_view sqlstate) {
   return ::sonde::common::v1::RESPONSE_STATUS_CLIENT_ERROR;
 }
 
-void FillTiming(uint64_t start_ns, uint64_t end_ns, v1::L7RequestLog* r) {
-  if (end_ns < start_ns) end_ns = start_ns;
-  r->set_start_time_us(start_ns / 1000);
-  r->set_end_time_us(end_ns / 1000);
-  r->set_time(static_cast<uint32_t>(end_ns / 1000000000ull));
-  r->set_response_duration(end_ns / 1000 - start_ns / 1000);
-}
-
 // Describes the request batch [begin, end] and updates named statements.
 void DescribeBatch(const std::deque<Frame>& reqs, size_t end, State* s, v1::L7RequestLog* r) {
   int rank = 0;  // Execute > Bind > Parse > Describe > Close > Sync

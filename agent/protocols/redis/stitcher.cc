@@ -9,14 +9,6 @@ namespace {
 
 using ::sonde::common::v1::ResponseStatus;
 
-void FillTiming(uint64_t start_ns, uint64_t end_ns, v1::L7RequestLog* r) {
-  if (end_ns < start_ns) end_ns = start_ns;
-  r->set_start_time_us(start_ns / 1000);
-  r->set_end_time_us(end_ns / 1000);
-  r->set_time(static_cast<uint32_t>(end_ns / 1000000000ull));
-  r->set_response_duration(end_ns / 1000 - start_ns / 1000);
-}
-
 v1::L7RequestLog Base() {
   v1::L7RequestLog r;
   r.set_l7_protocol(Traits::kProtocol);
