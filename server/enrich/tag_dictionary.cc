@@ -72,7 +72,7 @@ void TagDictionary::Adopt(TagDimension d, const std::vector<TagClaim>& claims) {
 }
 
 Status TagDictionary::Load() {
-  for (const auto& info : AllTagDimensions()) {
+  for (const auto& info : AllTagDictionaries()) {
     SONDE_ASSIGN_OR_RETURN(auto claims, store_->LiveClaims(info.dimension, {}));
     Adopt(info.dimension, claims);
   }

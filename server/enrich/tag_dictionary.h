@@ -70,7 +70,7 @@ class TagDictionary {
   TagDictionaryOptions options_;
   mutable std::mutex mu_;                  // guards caches_
   std::mutex alloc_mu_;                    // one allocation round at a time per server
-  std::array<Cache, kTagDimensionCount> caches_;
+  std::array<Cache, kTagDictionaryCount> caches_;
   metrics::Counter* allocated_ = nullptr;
   metrics::Counter* collisions_ = nullptr;
   metrics::Counter* slow_claims_ = nullptr;

@@ -2,6 +2,7 @@
 // integer id columns of the stored tables, and which flow_tag dictionary holds each.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -23,8 +24,15 @@ enum class TagDimension : uint8_t {
   kService,
   kWorkload,
   kProcessName,
+  // Not a user-facing tag: the dictionary of tag sets. A tag set is one side's ids of all the
+  // dimensions above; data rows store only its id (tag_set_id_0 / tag_set_id_1), so a row
+  // pays for two integers however many dimensions there are (docs/design/smart-encoding.md).
+  kTagSet,
 };
+// User-facing dimensions (AllTagDimensions()); kTagSet comes after them.
 inline constexpr size_t kTagDimensionCount = 12;
+// Dictionaries the TagDictionary keeps: every dimension plus the tag sets.
+inline constexpr size_t kTagDictionaryCount = kTagDimensionCount + 1;
 
 struct TagDimensionInfo {
   TagDimension dimension;
@@ -38,12 +46,23 @@ struct TagDimensionInfo {
 };
 
 std::span<const TagDimensionInfo> AllTagDimensions();
+// AllTagDimensions() plus the tag-set dictionary: what TagDictionary loads and TagStore creates.
+std::span<const TagDimensionInfo> AllTagDictionaries();
 const TagDimensionInfo& InfoOf(TagDimension d);
 // By user-facing name ("pod"); nullopt when unknown.
 std::optional<TagDimension> FindTagDimension(std::string_view name);
 
-// "pod_id_0" for (kPod, side 0).
+// "pod_id_0" for (kPod, side 0); "tag_set_id_1" for (kTagSet, side 1).
 std::string IdColumnName(TagDimension d, int side);
+
+// A tag set's dictionary value: its dimension ids in AllTagDimensions() order, in decimal,
+// separated by ','; "" when every id is 0 (untagged, tag set id 0). Query time splits it with
+// splitByChar(',', value)[position] (TagSetPosition()).
+std::string TagSetValue(std::span<const uint32_t, kTagDimensionCount> ids);
+// The inverse of TagSetValue (missing trailing ids read 0); nullopt when `value` is malformed.
+std::optional<std::array<uint32_t, kTagDimensionCount>> ParseTagSetValue(std::string_view value);
+// 1-based position of `d` in a tag set value.
+inline size_t TagSetPosition(TagDimension d) { return static_cast<size_t>(d) + 1; }
 
 // The database holding dictionaries and Kubernetes metadata.
 inline constexpr std::string_view kTagDatabase = "flow_tag";

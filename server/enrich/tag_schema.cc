@@ -11,7 +11,7 @@ std::vector<std::string> TagSchemaDdl() {
   out.push_back("CREATE DATABASE IF NOT EXISTS " + db);
   // One row per claim of (id, value). A claim that lost a collision is released (released = 1
   // replaces the 0 row). Readers take, per id, the smallest value among live claims.
-  for (const auto& d : AllTagDimensions()) {
+  for (const auto& d : AllTagDictionaries()) {
     out.push_back("CREATE TABLE IF NOT EXISTS " + db + "." + std::string(d.dictionary) +
                   " (id UInt32, value String, claimed_at_ms UInt64, released UInt8)"
                   " ENGINE = ReplacingMergeTree(released) ORDER BY (id, value)");

@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "common/log/log.h"
+#include "server/storage/record_sides.h"
 
 namespace sonde::server::enrich {
 namespace {
@@ -27,11 +28,6 @@ uint64_t NowMs() {
 
 uint32_t NowS() { return static_cast<uint32_t>(NowMs() / 1000); }
 
-net::IpAddress AddressOf(uint32_t is_ipv4, uint32_t ip4, const std::string& ip6) {
-  if (is_ipv4 != 0 || ip6.size() != 16) return net::IpAddress::V4(ip4);
-  return net::IpAddress::V6(reinterpret_cast<const uint8_t*>(ip6.data()));
-}
-
 std::string StringField(const nlohmann::json& o, const char* key) {
   auto it = o.find(key);
   return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -51,9 +47,7 @@ TaggingService::TaggingService(ResourceModel model, TagDictionary* dictionary, T
       store_(store),
       agents_(std::move(agents)),
       options_(std::move(options)) {
-  for (int side = 0; side < 2; ++side) {
-    for (const auto& d : AllTagDimensions()) columns_.push_back(IdColumnName(d.dimension, side));
-  }
+  for (int side = 0; side < 2; ++side) columns_.push_back(IdColumnName(TagDimension::kTagSet, side));
   // Inventory pods need their labels published too.
   if (!model_.pods().empty()) pod_changes_ = 1;
   if (registry != nullptr) {
@@ -102,8 +96,9 @@ void TaggingService::NoteAgentHost(const AgentHost& host) {
 
 Status TaggingService::Tag(const storage::AgentBatch& batch, std::vector<uint32_t>* ids) {
   const auto& r = batch.records;
-  const size_t records = static_cast<size_t>(r.l7_request_logs_size() + r.l4_flow_logs_size() +
-                                             r.network_metrics_size() + r.application_metrics_size());
+  std::vector<storage::RecordSide> record_sides;
+  SONDE_RETURN_IF_ERROR(storage::ExtractSides(batch, &record_sides));
+  const size_t records = record_sides.size() / 2;
   const size_t width = columns_.size();
   const size_t base = ids->size();
   ids->resize(base + records * width, 0);
@@ -134,27 +129,11 @@ Status TaggingService::Tag(const storage::AgentBatch& batch, std::vector<uint32_
   std::vector<SideKey> sides;
   std::vector<uint32_t> record_slots;  // two per record
   record_slots.reserve(records * 2);
-  auto add = [&](uint32_t time_s, const net::IpAddress& ip, uint32_t pid) {
-    SideKey k{ip, time_s, pid};
+  for (const storage::RecordSide& rs : record_sides) {
+    SideKey k{rs.ip, rs.time_s, rs.pid};
     auto [it, inserted] = slot_of.emplace(k, static_cast<uint32_t>(sides.size()));
     if (inserted) sides.push_back(k);
     record_slots.push_back(it->second);
-  };
-  for (const auto& m : r.l7_request_logs()) {
-    add(m.time(), AddressOf(m.is_ipv4(), m.ip4_0(), m.ip6_0()), m.process_id_0());
-    add(m.time(), AddressOf(m.is_ipv4(), m.ip4_1(), m.ip6_1()), m.process_id_1());
-  }
-  for (const auto& m : r.l4_flow_logs()) {
-    add(m.time(), AddressOf(m.is_ipv4(), m.ip4_0(), m.ip6_0()), m.process_id_0());
-    add(m.time(), AddressOf(m.is_ipv4(), m.ip4_1(), m.ip6_1()), m.process_id_1());
-  }
-  for (const auto& m : r.network_metrics()) {
-    add(m.time(), AddressOf(m.is_ipv4(), m.ip4_0(), m.ip6_0()), 0);
-    add(m.time(), AddressOf(m.is_ipv4(), m.ip4_1(), m.ip6_1()), 0);
-  }
-  for (const auto& m : r.application_metrics()) {
-    add(m.time(), AddressOf(m.is_ipv4(), m.ip4_0(), m.ip6_0()), 0);
-    add(m.time(), AddressOf(m.is_ipv4(), m.ip4_1(), m.ip6_1()), 0);
   }
 
   // Answers only change at lifetime boundaries: sides that differ only in their second within
@@ -174,20 +153,21 @@ Status TaggingService::Tag(const storage::AgentBatch& batch, std::vector<uint32_
     }
     tags = enricher_.MatchSides(host, to_match);
   }
-  auto encoded = enricher_.EncodeSides(std::move(tags));
-  if (!encoded.ok()) {
-    if (Transient(encoded.status())) return encoded.status();
+  // One tag set per distinct match: rows store its id, the dimension ids live in the set.
+  auto sets = [&]() -> StatusOr<std::vector<uint32_t>> {
+    SONDE_ASSIGN_OR_RETURN(auto encoded, enricher_.EncodeSides(std::move(tags)));
+    std::vector<std::string> values(encoded.size());
+    for (size_t i = 0; i < encoded.size(); ++i) values[i] = TagSetValue(encoded[i]);
+    return dictionary_->Encode(TagDimension::kTagSet, values);
+  }();
+  if (!sets.ok()) {
+    if (Transient(sets.status())) return sets.status();
     // Not worth blocking the spool over: store the rows untagged and say so.
-    SONDE_LOG_EVERY(warn, "tagging a batch failed, storing it untagged: {}", encoded.status().ToString());
+    SONDE_LOG_EVERY(warn, "tagging a batch failed, storing it untagged: {}", sets.status().ToString());
     return Status::Ok();
   }
   uint32_t* out = ids->data() + base;
-  for (size_t i = 0; i < records; ++i) {
-    for (int side = 0; side < 2; ++side) {
-      const TagIdArray& a = (*encoded)[match_of[record_slots[i * 2 + side]]];
-      std::copy(a.begin(), a.end(), out + i * width + side * kTagDimensionCount);
-    }
-  }
+  for (size_t i = 0; i < records * 2; ++i) out[i] = (*sets)[match_of[record_slots[i]]];
   if (rows_tagged_ != nullptr) rows_tagged_->Inc(records);
   return Status::Ok();
 }

@@ -51,8 +51,8 @@ class TaggingService : public storage::RecordTagger {
   TaggingService(ResourceModel model, TagDictionary* dictionary, TagStore* store, AgentLookup agents,
                  TaggingServiceOptions options, metrics::Registry* registry);
 
-  // storage::RecordTagger: id columns in the order region_id_0 ... process_name_id_0,
-  // region_id_1 ... process_name_id_1.
+  // storage::RecordTagger: tag_set_id_0, tag_set_id_1 (the client's and the server's tag set:
+  // the ids of every dimension of that side, see TagSetValue()).
   const std::vector<std::string>& Columns() const override { return columns_; }
   Status Tag(const storage::AgentBatch& batch, std::vector<uint32_t>* ids) override;
 

@@ -49,17 +49,24 @@ class TaggingServiceTest : public ::testing::Test {
         },
         options, &registry_);
   }
-  // Value of `column` of record `i` in the tagger's output, decoded through the dictionary.
+  // Value of tag id `column` (e.g. "pod_id_1") of record `i` in the tagger's output: the side's
+  // tag set id, decoded through the tag set dictionary and then the dimension's.
   std::string Decoded(const std::vector<uint32_t>& ids, size_t i, const std::string& column) {
     const auto& cols = service_->Columns();
+    const int side = column.back() - '0';
+    const std::string set_column = IdColumnName(TagDimension::kTagSet, side);
     for (size_t c = 0; c < cols.size(); ++c) {
-      if (cols[c] != column) continue;
+      if (cols[c] != set_column) continue;
       const std::string dim = column.substr(0, column.rfind("_id_"));
       auto d = FindTagDimension(dim);
       EXPECT_TRUE(d.has_value()) << dim;
-      return dictionary_.Decode(*d, ids[i * cols.size() + c]).value_or("<unknown id>");
+      auto set = dictionary_.Decode(TagDimension::kTagSet, ids[i * cols.size() + c]);
+      if (!set) return "<unknown tag set>";
+      auto set_ids = ParseTagSetValue(*set);
+      if (!set_ids) return "<malformed tag set " + *set + ">";
+      return dictionary_.Decode(*d, (*set_ids)[static_cast<size_t>(*d)]).value_or("<unknown id>");
     }
-    ADD_FAILURE() << "no column " << column;
+    ADD_FAILURE() << "no column " << set_column;
     return "";
   }
   static sonde::agent::v1::L7RequestLog L7(uint32_t time, const char* client, const char* server,
@@ -82,9 +89,9 @@ class TaggingServiceTest : public ::testing::Test {
 
 TEST_F(TaggingServiceTest, BothSidesOfEveryRecordType) {
   const auto& cols = service_->Columns();
-  ASSERT_EQ(cols.size(), 2 * kTagDimensionCount);
-  EXPECT_EQ(cols.front(), "region_id_0");
-  EXPECT_EQ(cols.back(), "process_name_id_1");
+  ASSERT_EQ(cols.size(), 2u);
+  EXPECT_EQ(cols.front(), "tag_set_id_0");
+  EXPECT_EQ(cols.back(), "tag_set_id_1");
 
   storage::AgentBatch batch;
   batch.agent_id = 7;
@@ -129,8 +136,11 @@ TEST_F(TaggingServiceTest, BothSidesOfEveryRecordType) {
   // Network metric: the internet side stays untagged.
   EXPECT_EQ(Decoded(ids, 2, "vpc_id_0"), "");
   EXPECT_EQ(Decoded(ids, 2, "pod_id_1"), "db-0");
-  // Application metric with unknown addresses: all zero.
+  // Application metric with unknown addresses: untagged, tag set 0.
   for (size_t c = 0; c < cols.size(); ++c) EXPECT_EQ(ids[3 * cols.size() + c], 0u) << cols[c];
+  // Sides with the same tags share one tag set: the L7 and network-metric servers are db-0.
+  EXPECT_EQ(ids[0 * cols.size() + 1], ids[2 * cols.size() + 1]);
+  EXPECT_NE(ids[0 * cols.size() + 0], ids[0 * cols.size() + 1]);
   // A process before its start time is not named.
   batch.records.clear_processes();
   batch.records.mutable_l7_request_logs(0)->set_time(10);

@@ -18,14 +18,9 @@ bool HasIpColumns(const schema::Table& t, int side) {
          schema::FindColumn(t, "ip6_" + n);
 }
 
-bool HasTag(const schema::Table& t, enrich::TagDimension d, int side) {
-  return schema::FindColumn(t, enrich::IdColumnName(d, side)) != nullptr;
-}
-
-bool HasPodKey(const schema::Table& t, int side) {
-  using enrich::TagDimension;
-  return HasTag(t, TagDimension::kPodCluster, side) && HasTag(t, TagDimension::kPodNamespace, side) &&
-         HasTag(t, TagDimension::kPod, side);
+// Every dimension of a side comes from its tag set column.
+bool HasTags(const schema::Table& t, int side) {
+  return schema::FindColumn(t, enrich::IdColumnName(enrich::TagDimension::kTagSet, side)) != nullptr;
 }
 
 }  // namespace
@@ -83,17 +78,26 @@ std::optional<ResolvedColumn> Catalog::Resolve(const schema::Table& table,
   for (auto [prefix, kind] : {std::pair{kLabel, ColumnKind::kK8sLabel},
                               std::pair{kAnnotation, ColumnKind::kK8sAnnotation}}) {
     if (base.size() > prefix.size() && base.substr(0, prefix.size()) == prefix) {
-      if (!HasPodKey(table, side)) return std::nullopt;
+      if (!HasTags(table, side)) return std::nullopt;
       r.kind = kind;
       r.key = std::string(base.substr(prefix.size()));
       return r;
     }
   }
   if (auto d = enrich::FindTagDimension(base)) {
-    if (!HasTag(table, *d, side)) return std::nullopt;
+    if (!HasTags(table, side)) return std::nullopt;
     r.kind = ColumnKind::kTag;
     r.dimension = *d;
     return r;
+  }
+  constexpr std::string_view kIdSuffix = "_id";
+  if (base.size() > kIdSuffix.size() && base.substr(base.size() - kIdSuffix.size()) == kIdSuffix) {
+    if (auto d = enrich::FindTagDimension(base.substr(0, base.size() - kIdSuffix.size()))) {
+      if (!HasTags(table, side)) return std::nullopt;
+      r.kind = ColumnKind::kTagId;
+      r.dimension = *d;
+      return r;
+    }
   }
   return std::nullopt;
 }
@@ -106,17 +110,18 @@ std::vector<VirtualColumnInfo> Catalog::VirtualColumns(const schema::Table& tabl
     if (HasIpColumns(table, side)) {
       out.push_back({"ip" + s, "String", std::string(who) + " address as text (IPv4 or IPv6)"});
     }
+    if (!HasTags(table, side)) continue;
     for (const auto& d : enrich::AllTagDimensions()) {
-      if (HasTag(table, d.dimension, side)) {
-        out.push_back({std::string(d.name) + s, "String",
-                       std::string(d.doc) + " of the " + who + " (SmartEncoding tag)"});
-      }
+      out.push_back({std::string(d.name) + s, "String",
+                     std::string(d.doc) + " of the " + who + " (SmartEncoding tag)"});
     }
-    if (HasPodKey(table, side)) {
-      out.push_back({"k8s.label.<key>" + s, "String", std::string("label <key> of the ") + who + " pod"});
-      out.push_back({"k8s.annotation.<key>" + s, "String",
-                     std::string("annotation <key> of the ") + who + " pod"});
+    for (const auto& d : enrich::AllTagDimensions()) {
+      out.push_back({std::string(d.id_column) + s, "UInt32",
+                     std::string("SmartEncoding id of ") + std::string(d.name) + s + " (0 = none)"});
     }
+    out.push_back({"k8s.label.<key>" + s, "String", std::string("label <key> of the ") + who + " pod"});
+    out.push_back({"k8s.annotation.<key>" + s, "String",
+                   std::string("annotation <key> of the ") + who + " pod"});
   }
   return out;
 }

@@ -16,7 +16,8 @@ namespace sonde::server::query {
 enum class ColumnKind : uint8_t {
   kPhysical,       // a stored column
   kIp,             // ip_0 / ip_1: text rendering of ip4_N or ip6_N by is_ipv4
-  kTag,            // pod_0, service_1, ...: string for the tag id column via flow_tag dictionary
+  kTag,            // pod_0, service_1, ...: the side's tag set, then the dimension's dictionary
+  kTagId,          // pod_id_0, service_id_1, ...: the dimension's id inside the side's tag set
   kK8sLabel,       // k8s.label.<key>_N: the pod's label, from Kubernetes metadata
   kK8sAnnotation,  // k8s.annotation.<key>_N
 };
@@ -25,7 +26,7 @@ struct ResolvedColumn {
   ColumnKind kind = ColumnKind::kPhysical;
   const schema::Column* column = nullptr;  // kPhysical only
   int side = 0;                            // all virtual kinds
-  enrich::TagDimension dimension{};        // kTag
+  enrich::TagDimension dimension{};        // kTag, kTagId
   std::string key;                         // label or annotation key
 };
 

@@ -1,6 +1,8 @@
 // Sonde SQL -> ClickHouse SQL. Parse, resolve names against the catalog, render ClickHouse text.
 #include "server/query/translator.h"
 
+#include <algorithm>
+#include <array>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -260,12 +262,14 @@ class Translator {
     std::string sql = "SELECT ";
     if (s.distinct) sql += "DISTINCT ";
     sql += Join(select_parts, ", ");
+    BuildSideJoins();
     if (joins_.empty()) {
       sql += "\nFROM " + table_ref;
       if (!base_where.empty()) sql += "\nWHERE " + Join(base_where, " AND ");
     } else {
-      // Innermost: only the stored columns the query needs, filtered; then one dictionary
-      // join per level (ClickHouse 18.16 allows one JOIN per SELECT).
+      // Innermost: only the stored columns the query needs, filtered; then one join per side
+      // whose tags the query shows, on the row's tag set id (ClickHouse 18.16 allows one JOIN
+      // per SELECT; dictionary lookups happen inside the small right-hand side).
       std::vector<std::string> cols;
       for (const auto& c : table_->columns) {
         if (used_.count(std::string(c.name)) || select_star_) cols.push_back(QuoteIdent(c.name));
@@ -316,6 +320,9 @@ class Translator {
   }
 
   // --- flow_tag lookups -------------------------------------------------------------------
+  //
+  // Rows store one tag set id per side (tag_set_id_0/1); a tag set's value lists the ids of
+  // every dimension (enrich::TagSetValue), and each dimension's dictionary maps ids to names.
 
   static std::string DictReader(TagDimension d) {
     // One value per id: the allocation protocol's winner is the smallest live claim
@@ -324,14 +331,20 @@ class Translator {
            std::string(enrich::InfoOf(d).dictionary) + " FINAL WHERE released = 0 GROUP BY id";
   }
 
-  static std::string_view MetaTable(ColumnKind k) {
-    return k == ColumnKind::kK8sLabel ? enrich::kPodLabelTable : enrich::kPodAnnotationTable;
+  // Tag sets as (id, t): t is the array of the set's dimension ids as text.
+  static std::string TagSetReader() {
+    return "SELECT id, splitByChar(',', min(value)) AS t FROM " + std::string(enrich::kTagDatabase) +
+           "." + std::string(enrich::InfoOf(TagDimension::kTagSet).dictionary) +
+           " FINAL WHERE released = 0 GROUP BY id";
   }
 
-  std::string PodKeyTuple(int side) {
-    return "(" + Use(enrich::IdColumnName(TagDimension::kPodCluster, side)) + ", " +
-           Use(enrich::IdColumnName(TagDimension::kPodNamespace, side)) + ", " +
-           Use(enrich::IdColumnName(TagDimension::kPod, side)) + ")";
+  // The id of dimension `d` inside a TagSetReader row.
+  static std::string IdInSet(TagDimension d) {
+    return "toUInt32OrZero(t[" + std::to_string(enrich::TagSetPosition(d)) + "])";
+  }
+
+  static std::string_view MetaTable(ColumnKind k) {
+    return k == ColumnKind::kK8sLabel ? enrich::kPodLabelTable : enrich::kPodAnnotationTable;
   }
 
   std::string MetaReader(const ResolvedColumn& c, std::string_view select_list) {
@@ -340,36 +353,77 @@ class Translator {
            " AND deleted = 0";
   }
 
-  // Name of the joined column that carries this tag, adding the join on first use.
+  std::string TagSetColumn(int side) {
+    return Use(enrich::IdColumnName(TagDimension::kTagSet, side));
+  }
+
+  // What the query shows of one side's tags: the right-hand side of that side's join.
+  struct SideNeeds {
+    std::vector<TagDimension> names;  // <dim>_N columns (dictionary names)
+    std::vector<TagDimension> ids;    // <dim>_id_N columns
+    std::vector<std::pair<ResolvedColumn, std::string>> metas;  // label/annotation -> column
+    bool any() const { return !names.empty() || !ids.empty() || !metas.empty(); }
+  };
+
+  static void AddOnce(std::vector<TagDimension>* v, TagDimension d) {
+    if (std::find(v->begin(), v->end(), d) == v->end()) v->push_back(d);
+  }
+
+  // Name of the joined column that carries this tag, registering it with its side's join.
   std::string JoinFor(const ResolvedColumn& c, std::string_view user_name) {
     const std::string key = std::string(user_name);
     auto it = join_names_.find(key);
     if (it != join_names_.end()) return it->second;
-    std::string col;
-    JoinSpec j;
+    TagSetColumn(c.side);
+    SideNeeds& n = side_needs_[c.side];
+    std::string col = key;
     if (c.kind == ColumnKind::kTag) {
-      const std::string id_col = enrich::IdColumnName(c.dimension, c.side);
-      Use(id_col);
-      col = key;
-      j.right = "(SELECT id AS " + QuoteIdent(id_col) + ", name AS " + QuoteIdent(col) +
-                " FROM (" + DictReader(c.dimension) + "))";
-      j.using_cols = QuoteIdent(id_col);
+      AddOnce(&n.names, c.dimension);
+    } else if (c.kind == ColumnKind::kTagId) {
+      AddOnce(&n.ids, c.dimension);
     } else {
-      PodKeyTuple(c.side);
       col = "_meta_" + std::to_string(join_names_.size());
-      const std::string s = "_" + std::to_string(c.side);
-      j.right = "(" + MetaReader(c, "pod_cluster_id AS pod_cluster_id" + s + ", pod_ns_id AS pod_ns_id" +
-                                      s + ", pod_id AS pod_id" + s + ", value AS " + col) +
-                ")";
-      j.using_cols = "(pod_cluster_id" + s + ", pod_ns_id" + s + ", pod_id" + s + ")";
+      n.metas.emplace_back(c, col);
     }
-    joins_.push_back(std::move(j));
     join_names_.emplace(key, col);
     return col;
   }
 
-  // `tag OP 'literal'` (and IN lists) in WHERE as an id lookup that needs no join. nullopt when
-  // the shape does not fit (the generic joined path handles it).
+  // One join per side on its tag set id. The right-hand side is small (one row per tag set):
+  // dimension ids split out of the set, then the dictionary names and pod metadata joined in.
+  void BuildSideJoins() {
+    for (int side = 0; side < 2; ++side) {
+      const SideNeeds& n = side_needs_[side];
+      if (!n.any()) continue;
+      const std::string s = "_" + std::to_string(side);
+      std::vector<TagDimension> ids = n.ids;
+      for (TagDimension d : n.names) AddOnce(&ids, d);
+      if (!n.metas.empty()) {
+        for (TagDimension d : {TagDimension::kPodCluster, TagDimension::kPodNamespace, TagDimension::kPod}) {
+          AddOnce(&ids, d);
+        }
+      }
+      std::string right = "SELECT id AS " + QuoteIdent(enrich::IdColumnName(TagDimension::kTagSet, side));
+      for (TagDimension d : ids) right += ", " + IdInSet(d) + " AS " + QuoteIdent(enrich::IdColumnName(d, side));
+      right += " FROM (" + TagSetReader() + ")";
+      for (TagDimension d : n.names) {
+        const std::string id_col = QuoteIdent(enrich::IdColumnName(d, side));
+        right = "SELECT * FROM (" + right + ") ANY LEFT JOIN (SELECT id AS " + id_col + ", name AS " +
+                QuoteIdent(std::string(enrich::InfoOf(d).name) + s) + " FROM (" + DictReader(d) +
+                ")) USING " + id_col;
+      }
+      for (const auto& [rc, col] : n.metas) {
+        right = "SELECT * FROM (" + right + ") ANY LEFT JOIN (" +
+                MetaReader(rc, "pod_cluster_id AS pod_cluster_id" + s + ", pod_ns_id AS pod_ns_id" + s +
+                                   ", pod_id AS pod_id" + s + ", value AS " + col) +
+                ") USING (pod_cluster_id" + s + ", pod_ns_id" + s + ", pod_id" + s + ")";
+      }
+      joins_.push_back({"(" + right + ")", QuoteIdent(enrich::IdColumnName(TagDimension::kTagSet, side))});
+    }
+  }
+
+  // `tag OP 'literal'` (and IN lists) in WHERE as a tag set lookup that needs no join. nullopt
+  // when the shape does not fit (the generic joined path handles it).
   std::optional<std::string> TagFilter(const Expr& e) {
     const Expr* col = nullptr;
     std::vector<const Expr*> literals;
@@ -396,7 +450,10 @@ class Translator {
     }
     if (col == nullptr) return std::nullopt;
     auto rc = catalog_.Resolve(*table_, col->text);
-    if (!rc || rc->kind == ColumnKind::kPhysical || rc->kind == ColumnKind::kIp) return std::nullopt;
+    if (!rc || (rc->kind != ColumnKind::kTag && rc->kind != ColumnKind::kK8sLabel &&
+                rc->kind != ColumnKind::kK8sAnnotation)) {
+      return std::nullopt;
+    }
     std::string cond;
     if (op == "IN") {
       std::vector<std::string> v;
@@ -405,16 +462,20 @@ class Translator {
     } else {
       cond = op + " " + QuoteString(literals[0]->text);
     }
-    const std::string in = negated ? " NOT IN " : " IN ";
+    const std::string sets = "(SELECT id FROM (" + TagSetReader() + ") WHERE ";
     if (rc->kind == ColumnKind::kTag) {
-      const std::string id_col = enrich::IdColumnName(rc->dimension, rc->side);
-      // Untagged rows carry id 0, which no dictionary entry has: '' means "no tag".
-      if (op == "=" && literals[0]->text.empty()) return Use(id_col) + (negated ? " != 0" : " = 0");
-      return Use(id_col) + in + "(SELECT id FROM (" + DictReader(rc->dimension) +
-             ") WHERE name " + cond + ")";
+      const std::string id = IdInSet(rc->dimension);
+      // Untagged rows carry tag set 0 and sets without the dimension id 0: '' means "no tag".
+      if (op == "=" && literals[0]->text.empty()) {
+        return TagSetColumn(rc->side) + (negated ? " IN " : " NOT IN ") + sets + id + " != 0)";
+      }
+      return TagSetColumn(rc->side) + (negated ? " NOT IN " : " IN ") + sets + id + " IN (SELECT id FROM (" +
+             DictReader(rc->dimension) + ") WHERE name " + cond + "))";
     }
-    return PodKeyTuple(rc->side) + in + "(" +
-           MetaReader(*rc, "pod_cluster_id, pod_ns_id, pod_id") + " AND value " + cond + ")";
+    return TagSetColumn(rc->side) + (negated ? " NOT IN " : " IN ") + sets + "(" +
+           IdInSet(TagDimension::kPodCluster) + ", " + IdInSet(TagDimension::kPodNamespace) + ", " +
+           IdInSet(TagDimension::kPod) + ") IN (" + MetaReader(*rc, "pod_cluster_id, pod_ns_id, pod_id") +
+           " AND value " + cond + "))";
   }
 
   // --- expressions ------------------------------------------------------------------------
@@ -433,6 +494,7 @@ class Translator {
           return r;
         }
         case ColumnKind::kTag:
+        case ColumnKind::kTagId:
         case ColumnKind::kK8sLabel:
         case ColumnKind::kK8sAnnotation:
           r.text = QuoteIdent(JoinFor(*rc, e.text));
@@ -657,6 +719,7 @@ class Translator {
   std::set<std::string> used_;
   bool select_star_ = false;
   std::vector<JoinSpec> joins_;
+  std::array<SideNeeds, 2> side_needs_;
   std::map<std::string, std::string> join_names_;  // user column name -> joined column
 };
 

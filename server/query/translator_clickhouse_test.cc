@@ -46,18 +46,26 @@ class TranslatorClickHouseTest : public ClickHouseTest {
     Exec("INSERT INTO flow_tag.pod_k8s_label VALUES (3, 1, 5, 'app', 'web', 1, 0), "
          "(3, 1, 6, 'app', 'old', 1, 0), (3, 1, 6, 'app', 'web', 2, 0), "
          "(3, 1, 7, 'app', 'db', 1, 0), (3, 1, 7, 'app.kubernetes.io/name', 'postgres', 1, 0)");
-    // Requests: client (side 0) untagged or tagged by region; server pods web-1 x3, web-2 x2,
-    // db-0 x1; one IPv6 request to an untagged server.
+    // Tag sets (enrich::TagSetValue: ids in dimension order region, zone, vpc, subnet, host,
+    // pod_cluster, pod_node, pod_ns, pod, service, workload, process_name): 101 = region eu-1;
+    // 201/202/203 = pods web-1/web-2/db-0 with their cluster, namespace and service. 204 has a
+    // losing claim that sorts after the winner (the min rule picks web-2's set).
+    Exec("INSERT INTO flow_tag.tag_set_map VALUES (101, '21,0,0,0,0,0,0,0,0,0,0,0', 1, 0), "
+         "(201, '0,0,0,0,0,3,0,1,5,11,0,0', 1, 0), (202, '0,0,0,0,0,3,0,1,6,11,0,0', 1, 0), "
+         "(203, '0,0,0,0,0,3,0,1,7,12,0,0', 1, 0), (204, '0,0,0,0,0,3,0,1,6,11,0,0', 1, 0), "
+         "(204, '9,9,9,9,9,9,9,9,9,9,9,9', 2, 0)");
+    // Requests: client (side 0) untagged or tagged by region; server pods web-1 x3, web-2 x2
+    // (one through tag set 204), db-0 x1; one IPv6 request to an untagged server.
     Exec("INSERT INTO flow_log.l7_request_log (time, is_ipv4, ip4_0, ip4_1, ip6_0, ip6_1, "
-         "server_port, l7_protocol, response_status, response_duration, endpoint, region_id_0, "
-         "pod_cluster_id_1, pod_ns_id_1, pod_id_1, service_id_1) VALUES "
-         "(1700000000, 1, 167772161, 167772417, toFixedString('', 16), toFixedString('', 16), 80, 'HTTP1', 'ok', 100, '/a', 21, 3, 1, 5, 11),"
-         "(1700000010, 1, 167772161, 167772417, toFixedString('', 16), toFixedString('', 16), 80, 'HTTP1', 'ok', 200, '/a', 21, 3, 1, 5, 11),"
-         "(1700000070, 1, 167772162, 167772417, toFixedString('', 16), toFixedString('', 16), 80, 'HTTP1', 'server_error', 300, '/b', 0, 3, 1, 5, 11),"
-         "(1700000075, 1, 167772162, 167772418, toFixedString('', 16), toFixedString('', 16), 80, 'HTTP1', 'ok', 400, '/b', 0, 3, 1, 6, 11),"
-         "(1700000080, 1, 167772162, 167772418, toFixedString('', 16), toFixedString('', 16), 80, 'HTTP1', 'timeout', 500, '/b', 0, 3, 1, 6, 11),"
-         "(1700000090, 1, 167772163, 167772419, toFixedString('', 16), toFixedString('', 16), 5432, 'PostgreSQL', 'ok', 600, 'SELECT', 0, 3, 1, 7, 12),"
-         "(1700000100, 0, 0, 0, IPv6StringToNum('2001:db8::1'), IPv6StringToNum('2001:db8::2'), 443, 'HTTP2', 'ok', 700, '/c', 0, 0, 0, 0, 0)");
+         "server_port, l7_protocol, response_status, response_duration, endpoint, tag_set_id_0, "
+         "tag_set_id_1) VALUES "
+         "(1700000000, 1, 167772161, 167772417, toFixedString('', 16), toFixedString('', 16), 80, 'HTTP1', 'ok', 100, '/a', 101, 201),"
+         "(1700000010, 1, 167772161, 167772417, toFixedString('', 16), toFixedString('', 16), 80, 'HTTP1', 'ok', 200, '/a', 101, 201),"
+         "(1700000070, 1, 167772162, 167772417, toFixedString('', 16), toFixedString('', 16), 80, 'HTTP1', 'server_error', 300, '/b', 0, 201),"
+         "(1700000075, 1, 167772162, 167772418, toFixedString('', 16), toFixedString('', 16), 80, 'HTTP1', 'ok', 400, '/b', 0, 202),"
+         "(1700000080, 1, 167772162, 167772418, toFixedString('', 16), toFixedString('', 16), 80, 'HTTP1', 'timeout', 500, '/b', 0, 204),"
+         "(1700000090, 1, 167772163, 167772419, toFixedString('', 16), toFixedString('', 16), 5432, 'PostgreSQL', 'ok', 600, 'SELECT', 0, 203),"
+         "(1700000100, 0, 0, 0, IPv6StringToNum('2001:db8::1'), IPv6StringToNum('2001:db8::2'), 443, 'HTTP2', 'ok', 700, '/c', 0, 0)");
   }
 
   void Exec(const std::string& sql) {
@@ -126,6 +134,14 @@ TEST_F(TranslatorClickHouseTest, TagsGroupAndOrderByName) {
                   R"(["web-2","web",2,500])"}));
   // A tag in a non-literal WHERE predicate is evaluated after the join.
   EXPECT_EQ(Run("SELECT count() FROM l7_request_log WHERE upper(pod_1) = 'WEB-2'"), (Rows{"[2]"}));
+  // Both sides in one query: one join per side.
+  EXPECT_EQ(Run("SELECT region_0, service_1, count() AS n FROM l7_request_log "
+                "WHERE service_1 != '' GROUP BY region_0, service_1 ORDER BY region_0, service_1"),
+            (Rows{R"(["","db",1])", R"(["","web",3])", R"(["eu-1","web",2])"}));
+  // Dimension ids come out of the tag set too.
+  EXPECT_EQ(Run("SELECT pod_id_1, pod_ns_id_1, count() AS n FROM l7_request_log GROUP BY pod_id_1, pod_ns_id_1 "
+                "ORDER BY pod_id_1"),
+            (Rows{R"([0,0,1])", R"([5,1,3])", R"([6,1,2])", R"([7,1,1])"}));
 }
 
 TEST_F(TranslatorClickHouseTest, KubernetesLabelsJoinAtQueryTime) {
