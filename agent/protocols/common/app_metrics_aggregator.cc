@@ -10,59 +10,102 @@ namespace sonde::agent::protocols {
 AppMetricsAggregator::AppMetricsAggregator(exporting::RecordSink* sink, uint64_t delay_ns)
     : sink_(sink), delay_ns_(delay_ns) {}
 
-size_t AppMetricsAggregator::KeyHash::operator()(const Key& k) const {
-  auto mix = [](size_t h, uint64_t v) { return (h ^ v) * 0x100000001b3ULL; };
-  size_t h = 0xcbf29ce484222325ULL;
-  h = mix(h, (uint64_t{k.granularity_s} << 32) | k.time);
-  h = mix(h, (uint64_t{k.ip4_0} << 32) | k.ip4_1);
-  h = mix(h, (uint64_t{k.server_port} << 32) | (k.protocol << 16) |
-                 static_cast<uint32_t>(k.l7_protocol) << 4 | k.is_ipv4 << 3 |
-                 static_cast<uint32_t>(k.signal_source));
-  h = mix(h, std::hash<std::string_view>()(k.endpoint));
-  if (!k.ip6_0.empty()) h = mix(h, std::hash<std::string_view>()(k.ip6_0));
-  if (!k.ip6_1.empty()) h = mix(h, std::hash<std::string_view>()(k.ip6_1));
+namespace {
+
+uint64_t Mix(uint64_t h, uint64_t v) {
+  h = (h ^ v) * 0x9e3779b97f4a7c15ULL;
+  return h ^ (h >> 29);
+}
+
+// Hash of the bucket key fields other than the interval.
+uint64_t KeyHash(const v1::L7RequestLog& rec) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  h = Mix(h, (uint64_t{rec.ip4_0()} << 32) | rec.ip4_1());
+  h = Mix(h, (uint64_t{rec.server_port()} << 32) | (uint64_t{rec.protocol()} << 16) |
+                 (static_cast<uint64_t>(rec.l7_protocol()) << 4) | (uint64_t{rec.is_ipv4()} << 3) |
+                 static_cast<uint64_t>(rec.signal_source()));
+  h = Mix(h, std::hash<std::string_view>()(rec.endpoint()));
+  if (!rec.ip6_0().empty()) h = Mix(h, std::hash<std::string_view>()(rec.ip6_0()));
+  if (!rec.ip6_1().empty()) h = Mix(h, std::hash<std::string_view>()(rec.ip6_1()));
   return h;
+}
+
+// True when `m` is the bucket of `rec` (the interval is compared by the caller).
+bool SameKey(const v1::ApplicationMetric& m, const v1::L7RequestLog& rec) {
+  return m.ip4_0() == rec.ip4_0() && m.ip4_1() == rec.ip4_1() &&
+         m.server_port() == rec.server_port() && m.protocol() == rec.protocol() &&
+         m.l7_protocol() == rec.l7_protocol() && m.is_ipv4() == rec.is_ipv4() &&
+         m.signal_source() == rec.signal_source() && m.endpoint() == rec.endpoint() &&
+         m.ip6_0() == rec.ip6_0() && m.ip6_1() == rec.ip6_1();
+}
+
+constexpr uint32_t kGranularities[2] = {1, 60};
+
+}  // namespace
+
+AppMetricsAggregator::Interval* AppMetricsAggregator::IntervalOf(size_t g_index,
+                                                                 uint32_t granularity_s,
+                                                                 uint32_t time) {
+  CachedInterval& c = cached_[g_index];
+  if (c.interval == nullptr || c.time != time) {
+    c.interval = &intervals_[{granularity_s, time}];
+    c.time = time;
+  }
+  return c.interval;
+}
+
+v1::ApplicationMetric& AppMetricsAggregator::Bucket(Interval* interval, uint32_t g, uint32_t time,
+                                                    uint64_t hash, const v1::L7RequestLog& rec) {
+  if (interval->slots.empty()) interval->slots.resize(64);
+  size_t mask = interval->slots.size() - 1;
+  // Bounded: the table is at most half full, so an empty slot ends every probe.
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    const Slot& slot = interval->slots[i];
+    if (slot.index_plus_1 == 0) break;
+    if (slot.hash == hash) {
+      v1::ApplicationMetric& m = interval->metrics[slot.index_plus_1 - 1];
+      if (SameKey(m, rec)) return m;
+    }
+  }
+  v1::ApplicationMetric& m = interval->metrics.emplace_back();
+  m.set_time(time);
+  m.set_granularity_s(g);
+  m.set_signal_source(rec.signal_source());
+  m.set_is_ipv4(rec.is_ipv4());
+  m.set_ip4_0(rec.ip4_0());
+  m.set_ip4_1(rec.ip4_1());
+  if (!rec.ip6_0().empty()) m.set_ip6_0(rec.ip6_0());
+  if (!rec.ip6_1().empty()) m.set_ip6_1(rec.ip6_1());
+  m.set_server_port(rec.server_port());
+  m.set_protocol(rec.protocol());
+  m.set_l7_protocol(rec.l7_protocol());
+  m.set_endpoint(rec.endpoint());
+  ++buckets_;
+  const uint32_t n = static_cast<uint32_t>(interval->metrics.size());
+  if (size_t{n} * 2 > interval->slots.size()) {
+    std::vector<Slot> bigger(interval->slots.size() * 2);
+    mask = bigger.size() - 1;
+    for (const Slot& old : interval->slots) {
+      if (old.index_plus_1 == 0) continue;
+      size_t j = old.hash & mask;
+      while (bigger[j].index_plus_1 != 0) j = (j + 1) & mask;
+      bigger[j] = old;
+    }
+    interval->slots.swap(bigger);
+  }
+  size_t j = hash & mask;
+  while (interval->slots[j].index_plus_1 != 0) j = (j + 1) & mask;
+  interval->slots[j] = Slot{hash, n};
+  return m;
 }
 
 void AppMetricsAggregator::Add(const v1::L7RequestLog& rec) {
   const uint64_t t_s = std::max(rec.end_time_us(), rec.start_time_us()) / 1000000;
-  for (uint32_t g : {1u, 60u}) {
-    Key k{g,
-          static_cast<uint32_t>(t_s / g * g),
-          static_cast<int>(rec.signal_source()),
-          rec.is_ipv4(),
-          rec.ip4_0(),
-          rec.ip4_1(),
-          rec.server_port(),
-          rec.protocol(),
-          static_cast<int>(rec.l7_protocol()),
-          rec.ip6_0(),
-          rec.ip6_1(),
-          rec.endpoint()};
-    Interval& interval = intervals_[{g, k.time}];
-    auto it = interval.index.find(k);
-    if (it == interval.index.end()) {
-      v1::ApplicationMetric& m = interval.metrics.emplace_back();
-      m.set_time(k.time);
-      m.set_granularity_s(g);
-      m.set_signal_source(rec.signal_source());
-      m.set_is_ipv4(rec.is_ipv4());
-      m.set_ip4_0(rec.ip4_0());
-      m.set_ip4_1(rec.ip4_1());
-      if (!rec.ip6_0().empty()) m.set_ip6_0(rec.ip6_0());
-      if (!rec.ip6_1().empty()) m.set_ip6_1(rec.ip6_1());
-      m.set_server_port(rec.server_port());
-      m.set_protocol(rec.protocol());
-      m.set_l7_protocol(rec.l7_protocol());
-      m.set_endpoint(rec.endpoint());
-      Key stable = k;  // views into the stored metric, not into the record
-      stable.ip6_0 = m.ip6_0();
-      stable.ip6_1 = m.ip6_1();
-      stable.endpoint = m.endpoint();
-      it = interval.index.emplace(stable, interval.metrics.size() - 1).first;
-      ++buckets_;
-    }
-    v1::ApplicationMetric& m = interval.metrics[it->second];
+  const uint64_t hash = KeyHash(rec);
+  for (size_t gi = 0; gi < 2; ++gi) {
+    const uint32_t g = kGranularities[gi];
+    const uint32_t time = static_cast<uint32_t>(t_s / g * g);
+    v1::ApplicationMetric& m = Bucket(IntervalOf(gi, g, time), g, time, hash, rec);
     if (rec.request_length() >= 0) m.set_requests(m.requests() + 1);
     switch (rec.response_status()) {
       case common::v1::RESPONSE_STATUS_TIMEOUT:
@@ -102,6 +145,7 @@ void AppMetricsAggregator::Advance(uint64_t now_ns) {
     if (end_ns + delay_ns_ <= now_ns) {
       EmitInterval(&it->second);
       it = intervals_.erase(it);
+      cached_[0] = cached_[1] = CachedInterval{};
     } else {
       it = intervals_.lower_bound({g + 1, 0});  // later intervals of g are open too
     }
@@ -111,6 +155,7 @@ void AppMetricsAggregator::Advance(uint64_t now_ns) {
 void AppMetricsAggregator::FlushAll() {
   for (auto& [key, interval] : intervals_) EmitInterval(&interval);
   intervals_.clear();
+  cached_[0] = cached_[1] = CachedInterval{};
 }
 
 }  // namespace sonde::agent::protocols

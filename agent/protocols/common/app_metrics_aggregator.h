@@ -8,8 +8,7 @@
 #include <utility>
 #include <string>
 #include <string_view>
-#include <tuple>
-#include <unordered_map>
+#include <vector>
 
 #include "agent/export/record_sink.h"
 #include "sonde/agent/v1/records.pb.h"
@@ -32,41 +31,37 @@ class AppMetricsAggregator {
   size_t open_intervals() const { return buckets_; }
 
  private:
-  // Numeric parts of the bucket key; the strings are compared separately so a lookup needs no
-  // copies (this runs once per record per granularity).
-  struct Key {
-    uint32_t granularity_s;
-    uint32_t time;
-    int signal_source;
-    uint32_t is_ipv4;
-    uint32_t ip4_0, ip4_1;
-    uint32_t server_port;
-    uint32_t protocol;
-    int l7_protocol;
-    std::string_view ip6_0, ip6_1, endpoint;  // view into the record, or into the bucket's metric
-    auto Tie() const {
-      return std::tie(granularity_s, time, signal_source, is_ipv4, ip4_0, ip4_1, ip6_0, ip6_1,
-                      server_port, protocol, l7_protocol, endpoint);
-    }
-    bool operator==(const Key& o) const { return Tie() == o.Tie(); }
-    bool operator<(const Key& o) const { return Tie() < o.Tie(); }
+  // One interval of one granularity. Metrics live in a deque (stable addresses) and are emitted
+  // in first-seen order, which is deterministic. `slots` is an open-addressing index (linear
+  // probing, power-of-two size, at most half full) over `metrics`: the bucket key is compared
+  // against the stored metric itself, so a lookup allocates nothing and touches two cache lines.
+  struct Slot {
+    uint64_t hash = 0;
+    uint32_t index_plus_1 = 0;  // 0: empty
   };
-  struct KeyHash {
-    size_t operator()(const Key& k) const;
-  };
-  // One interval of one granularity. Metrics live in a deque (stable addresses: the index keys'
-  // string views point into them) and are emitted in first-seen order, which is deterministic.
   struct Interval {
-    std::unordered_map<Key, size_t, KeyHash> index;
+    std::vector<Slot> slots;
     std::deque<v1::ApplicationMetric> metrics;
   };
 
+  // The bucket of `rec` in `interval` (created when new). `hash` covers every key field except
+  // the interval, so one hash serves both granularities.
+  v1::ApplicationMetric& Bucket(Interval* interval, uint32_t granularity_s, uint32_t time,
+                                uint64_t hash, const v1::L7RequestLog& rec);
+  Interval* IntervalOf(size_t g_index, uint32_t granularity_s, uint32_t time);
   void EmitInterval(Interval* interval);
 
   exporting::RecordSink* sink_;
   uint64_t delay_ns_;
   // By (granularity, interval start): Advance only touches the intervals that closed.
   std::map<std::pair<uint32_t, uint32_t>, Interval> intervals_;
+  // The interval the last record of each granularity went to (records come in time order, so
+  // this skips the map lookup almost always). Reset whenever intervals_ loses an element.
+  struct CachedInterval {
+    uint32_t time = 0;
+    Interval* interval = nullptr;
+  };
+  CachedInterval cached_[2];
   size_t buckets_ = 0;
 };
 

@@ -46,6 +46,9 @@ class ConnectionParser {
   virtual bool gave_up() const = 0;
   // True while parsed frames wait for their peer (so timeouts need a Stitch on ticks).
   virtual bool has_pending() const = 0;
+  // Back to the state of a new parser (same options and counters), keeping allocated memory
+  // where that is cheap: the analyzer reuses parsers of closed connections for new ones.
+  virtual void Reset() = 0;
 };
 
 }  // namespace sonde::agent::protocols

@@ -111,6 +111,18 @@ class FrameParser final : public ConnectionParser {
     return !dirs_[0].frames.empty() || !dirs_[1].frames.empty();
   }
 
+  void Reset() override {
+    // Optional State::Reset(): clears in place (a fresh State may allocate, e.g. a std::deque).
+    if constexpr (requires { state_.Reset(); }) {
+      state_.Reset();
+    } else {
+      state_ = State{};
+    }
+    for (Direction& d : dirs_) d.Reset();
+    unwrapped_.clear();
+    gave_up_ = false;
+  }
+
   State* state() { return &state_; }
 
  private:
@@ -123,16 +135,32 @@ class FrameParser final : public ConnectionParser {
     uint64_t syscall_trace_id = 0;
   };
 
+  static constexpr size_t kKeptBufferBytes = 16 * 1024;
+
   struct Direction {
     std::string buf;
     size_t head = 0;        // bytes of buf already consumed
     uint64_t head_pos = 0;  // stream position of buf[head]
-    std::deque<Marker> markers;
-    std::deque<Frame> frames;
+    FrameQueue<Marker> markers;
+    FrameQueue<Frame> frames;
     bool resync = false;
     uint32_t failures = 0;
 
     size_t size() const { return buf.size() - head; }
+    void Reset() {
+      // A buffer that grew large is released; a small one is kept for the next connection.
+      if (buf.capacity() > kKeptBufferBytes) {
+        std::string().swap(buf);
+      } else {
+        buf.clear();
+      }
+      head = 0;
+      head_pos = 0;
+      markers.clear();
+      frames.clear();
+      resync = false;
+      failures = 0;
+    }
     std::string_view view() const { return std::string_view(buf).substr(head); }
 
     void Clear() {

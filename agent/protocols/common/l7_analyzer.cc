@@ -119,7 +119,13 @@ L7Analyzer::Connection* L7Analyzer::FindOrCreate(const flow::ConnectionInfo& con
     connections_dropped_->Inc();
     return nullptr;
   }
-  auto c = std::make_unique<Connection>();
+  std::unique_ptr<Connection> c;
+  if (!free_conns_.empty()) {
+    c = std::move(free_conns_.back());
+    free_conns_.pop_back();
+  } else {
+    c = std::make_unique<Connection>();
+  }
   c->info = conn;
   c->last_ns = now_ns;
   Connection* raw = c.get();
@@ -154,13 +160,19 @@ void L7Analyzer::OnData(const flow::ConnectionInfo& conn, flow::StreamDirection 
 void L7Analyzer::Infer(Connection* c, flow::StreamDirection dir, const flow::StreamChunk& chunk) {
   const size_t d = static_cast<size_t>(dir);
   if (chunk.gap_bytes_before > 0 || chunk.is_datagram) c->prefix[d].clear();
+  // The bytes the Infer functions see: this direction's first max_inference_bytes. While nothing
+  // is buffered for this direction they are a view of the chunk itself, so a connection
+  // recognised from its first chunk (nearly all) costs no copies; the chunk is copied only when
+  // the protocol is still undecided.
   const size_t room = options_.max_inference_bytes - std::min(options_.max_inference_bytes,
                                                               c->prefix[d].size());
-  c->prefix[d].append(reinterpret_cast<const char*>(chunk.data.data()),
-                      std::min(room, chunk.data.size()));
-  Connection::Stashed s{dir, chunk, std::string(reinterpret_cast<const char*>(chunk.data.data()),
-                                                chunk.data.size())};
-  c->stash.push_back(std::move(s));
+  const std::string_view bytes(reinterpret_cast<const char*>(chunk.data.data()),
+                               std::min(room, chunk.data.size()));
+  std::string_view view = bytes;
+  if (!c->prefix[d].empty()) {
+    c->prefix[d].append(bytes);
+    view = c->prefix[d];
+  }
   ++c->inference_chunks;
 
   const bool udp = c->info.tuple.protocol == net::IpProtocol::kUdp;
@@ -180,7 +192,7 @@ void L7Analyzer::Infer(Connection* c, flow::StreamDirection dir, const flow::Str
   for (int pass = 0; pass < 2 && chosen == nullptr; ++pass) {
     for (const ProtocolSpec& p : protocols) {
       if (!transport_ok(p) || hinted(p) != (pass == 0)) continue;
-      if (p.infer(dir, c->prefix[d], c->info) == InferResult::kYes) {
+      if (p.infer(dir, view, c->info) == InferResult::kYes) {
         chosen = &p;
         break;
       }
@@ -194,7 +206,7 @@ void L7Analyzer::Infer(Connection* c, flow::StreamDirection dir, const flow::Str
     const flow::ConnectionInfo other = Swapped(c->info);
     for (const ProtocolSpec& p : protocols) {
       if (!transport_ok(p)) continue;
-      if (p.infer(Flip(dir), c->prefix[d], other) == InferResult::kYes) {
+      if (p.infer(Flip(dir), view, other) == InferResult::kYes) {
         chosen = &p;
         break;
       }
@@ -209,8 +221,13 @@ void L7Analyzer::Infer(Connection* c, flow::StreamDirection dir, const flow::Str
   if (chosen != nullptr) {
     inferred_->Inc();
     StartParser(c, chosen);
+    c->parser->OnData(c->swapped ? Flip(dir) : dir, chunk);  // after the older stashed chunks
     return;
   }
+  if (c->prefix[d].empty()) c->prefix[d].assign(view);
+  c->stash.push_back(Connection::Stashed{
+      dir, chunk,
+      std::string(reinterpret_cast<const char*>(chunk.data.data()), chunk.data.size())});
   if (c->inference_chunks >= options_.max_inference_chunks) {
     inference_failed_->Inc();
     c->phase = Connection::Phase::kUnknown;
@@ -223,7 +240,13 @@ void L7Analyzer::Infer(Connection* c, flow::StreamDirection dir, const flow::Str
 void L7Analyzer::StartParser(Connection* c, const ProtocolSpec* spec) {
   c->spec = spec;
   c->reported = spec->protocol;
-  c->parser = spec->make_parser(options_.parser, CountersFor(spec));
+  std::vector<std::unique_ptr<ConnectionParser>>& pool = free_parsers_[spec];
+  if (!pool.empty()) {
+    c->parser = std::move(pool.back());
+    pool.pop_back();
+  } else {
+    c->parser = spec->make_parser(options_.parser, CountersFor(spec));
+  }
   c->phase = Connection::Phase::kParsing;
   for (Connection::Stashed& s : c->stash) {
     s.chunk.data = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data.data()),
@@ -231,7 +254,6 @@ void L7Analyzer::StartParser(Connection* c, const ProtocolSpec* spec) {
     c->parser->OnData(s.dir, s.chunk);
   }
   c->stash.clear();
-  c->stash.shrink_to_fit();
   c->prefix[0].clear();
   c->prefix[1].clear();
 }
@@ -301,8 +323,37 @@ void L7Analyzer::CloseConnection(uint64_t flow_id, uint64_t now_ns) {
     StitchAndEmit(c, now_ns, true);
   }
   closed_[flow_id] = {c->reported, now_ns};
+  Recycle(std::move(it->second));
   conns_.erase(it);
   connections_->Set(static_cast<int64_t>(conns_.size()));
+}
+
+void L7Analyzer::Recycle(std::unique_ptr<Connection> c) {
+  // Parsers and connection objects of closed connections serve new ones (a fresh FrameParser
+  // allocates its queues; short connections made that a large share of the per-record cost).
+  // Both pools are bounded.
+  if (c->parser != nullptr) {
+    std::vector<std::unique_ptr<ConnectionParser>>& pool = free_parsers_[c->spec];
+    if (pool.size() < kMaxPooled) {
+      c->parser->Reset();
+      pool.push_back(std::move(c->parser));
+    }
+    c->parser.reset();
+  }
+  if (free_conns_.size() >= kMaxPooled) return;
+  c->phase = Connection::Phase::kInferring;
+  c->spec = nullptr;
+  c->reported = L7Protocol::L7_PROTOCOL_UNKNOWN;
+  c->inference_chunks = 0;
+  c->prefix[0].clear();
+  c->prefix[1].clear();
+  c->stash.clear();
+  if (c->stash.capacity() > options_.max_inference_chunks) {
+    std::vector<Connection::Stashed>().swap(c->stash);
+  }
+  c->last_ns = 0;
+  c->swapped = false;
+  free_conns_.push_back(std::move(c));
 }
 
 void L7Analyzer::OnClose(const flow::ConnectionInfo& conn, uint64_t timestamp_ns) {

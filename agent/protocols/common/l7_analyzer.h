@@ -63,6 +63,9 @@ class L7Analyzer final : public flow::StreamHandler {
   void FillConnectionFields(const flow::ConnectionInfo& info, v1::L7RequestLog* rec) const;
   const ParserCounters* CountersFor(const ProtocolSpec* spec);
   void CloseConnection(uint64_t flow_id, uint64_t now_ns);
+  void Recycle(std::unique_ptr<Connection> c);
+
+  static constexpr size_t kMaxPooled = 1024;  // per pool
 
   exporting::RecordSink* sink_;
   std::unique_ptr<metrics::Registry> own_metrics_;
@@ -76,6 +79,10 @@ class L7Analyzer final : public flow::StreamHandler {
   std::map<common::v1::L7Protocol, std::unique_ptr<ParserCounters>> counters_;
   std::map<common::v1::L7Protocol, metrics::Counter*> records_by_protocol_;
   std::vector<v1::L7RequestLog> scratch_;
+  // Reset parsers (per protocol) and connection objects of closed connections, for reuse.
+  std::unordered_map<const ProtocolSpec*, std::vector<std::unique_ptr<ConnectionParser>>>
+      free_parsers_;
+  std::vector<std::unique_ptr<Connection>> free_conns_;
   uint64_t last_scan_ns_ = 0;
 
   metrics::Counter* inferred_ = nullptr;

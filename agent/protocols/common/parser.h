@@ -17,8 +17,8 @@
 //
 //     // Pairs requests with responses, moving completed pairs out as records. Unpaired requests
 //     // older than ctx.timeout_ns become timeout records; unpaired responses are dropped and
-//     // counted. Frames left in the deques are kept for the next call.
-//     static void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+//     // counted. Frames left in the queues are kept for the next call.
+//     static void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
 //                        const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
 //   };
 //
@@ -29,6 +29,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+
+#include "agent/protocols/common/frame_queue.h"
 
 namespace sonde::agent::protocols {
 

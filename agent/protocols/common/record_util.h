@@ -40,7 +40,7 @@ inline void FillTiming(uint64_t start_ns, uint64_t end_ns, v1::L7RequestLog* r) 
 // the context); requests still unanswered after ctx.timeout_ns (or at close) become timeouts.
 // emit(req, resp_or_null, timed_out) appends the record.
 template <typename Frame, typename ExpectsResponse, typename SameId, typename Emit>
-void StitchById(std::deque<Frame>* requests, std::deque<Frame>* responses, uint64_t* unpaired,
+void StitchById(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, uint64_t* unpaired,
                 const StitchContext& ctx, ExpectsResponse expects_response, SameId same_id,
                 Emit emit) {
   for (auto it = requests->begin(); it != requests->end();) {
@@ -133,5 +133,9 @@ std::string EndpointPattern(std::string_view path);
 
 // ASCII lower-case copy.
 std::string ToLower(std::string_view s);
+
+// True when `hay`, ASCII lower-cased, contains `needle_lower` (which must be lower case). Same
+// answer as ToLower(hay).find(needle_lower) != npos, without the copy.
+bool ContainsIgnoreCase(std::string_view hay, std::string_view needle_lower);
 
 }  // namespace sonde::agent::protocols

@@ -61,3 +61,30 @@ TEST(RecordUtilTest, HttpStatus) {
 
 }  // namespace
 }  // namespace sonde::agent::protocols
+
+namespace sonde::agent::protocols {
+namespace {
+
+TEST(RecordUtilTest, ContainsIgnoreCaseMatchesLowerCasedFind) {
+  const char* hays[] = {"GET / HTTP/1.1\r\nUpgrade: h2c\r\n", "GET / HTTP/1.1\r\nupgrade: H2C",
+                        "GET / HTTP/1.1\r\nupgrade: h2", "", "\r\n\r\nUPGRADE: h2c",
+                        "xx\r\nupgrade: h2c", "\r\nupgrade: h2c"};
+  const char* needles[] = {"\r\nupgrade: h2c", "upgrade", "h2c", "", "x"};
+  for (const char* h : hays) {
+    for (const char* n : needles) {
+      EXPECT_EQ(ContainsIgnoreCase(h, n), ToLower(h).find(n) != std::string::npos)
+          << h << " / " << n;
+    }
+  }
+}
+
+TEST(RecordUtilTest, UberTraceIdUrlEncodedColons) {
+  v1::L7RequestLog r;
+  EXPECT_TRUE(ApplyTraceHeader("uber-trace-id", "463ac35c9f6413ad%3A72485a3953bb6124%3a0%3A1", &r));
+  EXPECT_EQ(r.trace_id(), "463ac35c9f6413ad");
+  EXPECT_EQ(r.span_id(), "72485a3953bb6124");
+  EXPECT_EQ(r.parent_span_id(), "");
+}
+
+}  // namespace
+}  // namespace sonde::agent::protocols

@@ -222,7 +222,7 @@ void BuildRecord(const Frame& q, const Frame* a, v1::L7RequestLog* rec) {
 
 }  // namespace
 
-void Traits::Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State*,
+void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State*,
                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
   // The QR bit, not the direction, says what a message is (roles can be guessed wrong on UDP).
   for (auto it = requests->begin(); it != requests->end();) {

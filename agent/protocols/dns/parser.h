@@ -43,7 +43,7 @@ struct Traits {
                                   State* state);
   static ParseState ParseFrame(MessageType type, std::string_view* buf, Frame* frame,
                                State* state);
-  static void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+  static void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
                      const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
 };
 

@@ -14,7 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                              : sonde::agent::flow::StreamDirection::kResponse,
                    buf, sonde::agent::flow::ConnectionInfo{});
   dubbo::State state;
-  std::deque<dubbo::Frame> reqs, resps;
+  FrameQueue<dubbo::Frame> reqs, resps;
   for (int i = 0; i < 10000 && !buf.empty(); ++i) {
     dubbo::Frame f;
     size_t before = buf.size();

@@ -10,7 +10,7 @@
 
 namespace sonde::agent::protocols::dubbo {
 
-void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
             const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
 
 }  // namespace sonde::agent::protocols::dubbo

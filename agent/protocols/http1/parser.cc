@@ -449,7 +449,7 @@ ParseState Traits::ParseTruncatedFrame(MessageType type, std::string_view* buf, 
   return ParseHead(is_request, buf, frame, state, /*truncated=*/true);
 }
 
-void Traits::Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State*,
+void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State*,
                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
   while (!responses->empty()) {
     if (requests->empty() && !IsTimedOut(responses->front().timestamp_ns, ctx)) {

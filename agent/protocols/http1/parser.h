@@ -25,7 +25,7 @@ struct Traits {
   // and complete header lines still make a frame, as the peer saw them.
   static ParseState ParseTruncatedFrame(MessageType type, std::string_view* buf, Frame* frame,
                                         State* state);
-  static void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+  static void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
                      const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
 };
 

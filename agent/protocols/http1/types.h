@@ -8,6 +8,7 @@
 #include <string>
 
 #include "agent/protocols/common/frame_meta.h"
+#include "agent/protocols/common/frame_queue.h"
 #include "sonde/agent/v1/records.pb.h"
 
 namespace sonde::agent::protocols::http1 {
@@ -39,7 +40,12 @@ struct DirectionState {
 
 struct State {
   DirectionState dir[2];            // 0 requests, 1 responses
-  std::deque<std::string> methods;  // methods of requests whose final response is pending
+  FrameQueue<std::string> methods;  // methods of requests whose final response is pending
+
+  void Reset() {
+    dir[0] = dir[1] = DirectionState{};
+    methods.clear();
+  }
 };
 
 }  // namespace sonde::agent::protocols::http1

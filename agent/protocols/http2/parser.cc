@@ -569,7 +569,7 @@ ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* f,
   }
 }
 
-void Traits::Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
   auto& streams = state->streams;
   auto stream_for = [&](uint32_t id) -> Stream* {
@@ -677,8 +677,7 @@ InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::
     }
     if (StartsWithUpperWord(data)) {
       size_t end = data.find("\r\n\r\n");
-      std::string head = ToLower(data.substr(0, end));
-      if (head.find("\r\nupgrade: h2c") != std::string::npos) return InferResult::kYes;
+      if (ContainsIgnoreCase(data.substr(0, end), "\r\nupgrade: h2c")) return InferResult::kYes;
       return end == std::string_view::npos && data.size() < 4096 ? InferResult::kMaybe
                                                                  : InferResult::kNo;
     }

@@ -52,7 +52,7 @@ void Emit(const Frame& req, const Frame* resp, bool timed_out, uint64_t now_ns,
 
 }  // namespace
 
-void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
             const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
   StitchById(
       requests, responses, &state->unpaired_responses, ctx,
@@ -63,7 +63,7 @@ void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* st
       });
 }
 
-void Traits::Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
   kafka::Stitch(requests, responses, state, ctx, out);
 }

@@ -14,7 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                              : sonde::agent::flow::StreamDirection::kResponse,
                    buf, sonde::agent::flow::ConnectionInfo{});
   mqtt::State state;
-  std::deque<mqtt::Frame> reqs, resps;
+  FrameQueue<mqtt::Frame> reqs, resps;
   for (int i = 0; i < 10000 && !buf.empty(); ++i) {
     mqtt::Frame f;
     size_t before = buf.size();

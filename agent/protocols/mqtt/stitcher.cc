@@ -153,14 +153,14 @@ void Process(const Frame& f, State* s, const StitchContext& ctx, std::vector<v1:
 
 }  // namespace
 
-void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
             const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
   // Merge both directions in capture order (ties: client first).
   while (!requests->empty() || !responses->empty()) {
     const bool take_client =
         responses->empty() ||
         (!requests->empty() && requests->front().timestamp_ns <= responses->front().timestamp_ns);
-    std::deque<Frame>* q = take_client ? requests : responses;
+    FrameQueue<Frame>* q = take_client ? requests : responses;
     Frame f = std::move(q->front());
     q->pop_front();
     f.from_client = take_client;
@@ -175,7 +175,7 @@ void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* st
   }
 }
 
-void Traits::Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
   mqtt::Stitch(requests, responses, state, ctx, out);
 }

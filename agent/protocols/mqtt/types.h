@@ -8,6 +8,8 @@
 #include <deque>
 #include <string>
 
+#include "agent/protocols/common/frame_queue.h"
+
 namespace sonde::agent::protocols::mqtt {
 
 enum class PacketType : uint8_t {
@@ -60,7 +62,7 @@ struct Pending {
 struct State {
   uint8_t protocol_level = 4;  // from CONNECT; governs v5 properties
   std::string client_id;
-  std::deque<Pending> pending;
+  FrameQueue<Pending> pending;
   uint64_t unpaired_responses = 0;
 };
 

@@ -19,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Bit 1 of the first byte: the bytes go through the compressed-protocol layer first.
   std::string unwrapped;
   if ((data[0] & 2) && mysql::Traits::Unwrap(type, buf, false, &state, &unwrapped)) buf = unwrapped;
-  std::deque<mysql::Frame> reqs, resps;
+  FrameQueue<mysql::Frame> reqs, resps;
   for (int i = 0; i < 10000 && !buf.empty(); ++i) {
     mysql::Frame f;
     size_t before = buf.size();

@@ -420,7 +420,7 @@ void OnSuccess(const Frame& req, bool login, State* s) {
 
 }  // namespace
 
-void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
             const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
   for (int guard = 0; guard < 1000000; ++guard) {
     if (requests->empty()) {
@@ -513,7 +513,7 @@ void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* st
   }
 }
 
-void Traits::Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
   mysql::Stitch(requests, responses, state, ctx, out);
 }

@@ -52,7 +52,7 @@ ResponseStatus ErrorStatus(std::string_view sqlstate) {
 }
 
 // Describes the request batch [begin, end] and updates named statements.
-void DescribeBatch(const std::deque<Frame>& reqs, size_t end, State* s, v1::L7RequestLog* r) {
+void DescribeBatch(const FrameQueue<Frame>& reqs, size_t end, State* s, v1::L7RequestLog* r) {
   int rank = 0;  // Execute > Bind > Parse > Describe > Close > Sync
   std::string type = "Sync", text;
   auto take = [&](int k, const char* name) {
@@ -138,7 +138,7 @@ void DescribeBatch(const std::deque<Frame>& reqs, size_t end, State* s, v1::L7Re
 
 }  // namespace
 
-void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
             const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
   for (int guard = 0; guard < 1000000 && !requests->empty(); ++guard) {
     // Password/SASL answers and COPY data belong to the exchange before them (startup, COPY
@@ -250,7 +250,7 @@ void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* st
   }
 }
 
-void Traits::Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
   postgres::Stitch(requests, responses, state, ctx, out);
 }

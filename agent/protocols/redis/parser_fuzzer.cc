@@ -14,7 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                              : sonde::agent::flow::StreamDirection::kResponse,
                    buf, sonde::agent::flow::ConnectionInfo{});
   redis::State state;
-  std::deque<redis::Frame> reqs, resps;
+  FrameQueue<redis::Frame> reqs, resps;
   for (int i = 0; i < 10000 && !buf.empty(); ++i) {
     redis::Frame f;
     size_t before = buf.size();

@@ -124,7 +124,7 @@ TEST(RedisParser, TruncatedBulkReplyAtClose) {
 }
 
 TEST(RedisStitcher, PipelinedRepliesPairInOrderAndTimeout) {
-  std::deque<Frame> reqs(3), resps(2);
+  FrameQueue<Frame> reqs(3), resps(2);
   for (int i = 0; i < 3; ++i) {
     reqs[i].command = "GET";
     reqs[i].key = "k" + std::to_string(i);

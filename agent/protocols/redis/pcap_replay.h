@@ -185,7 +185,7 @@ struct DirectionBuffer {
   uint32_t start_seq = 0;
   // (offset in bytes, timestamp) of each appended chunk, to time-stamp frames by their first byte.
   std::deque<std::pair<size_t, uint64_t>> marks;
-  std::deque<typename Traits::Frame> frames;
+  FrameQueue<typename Traits::Frame> frames;
   size_t invalid = 0;
 
   void Append(const Chunk& c) {

@@ -75,7 +75,7 @@ bool IsSubscribe(const std::string& cmd) {
 
 }  // namespace
 
-void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
             const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
   while (!responses->empty()) {
     Frame& resp = responses->front();
@@ -118,7 +118,7 @@ void Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* st
   }
 }
 
-void Traits::Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State* state,
+void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
   redis::Stitch(requests, responses, state, ctx, out);
 }

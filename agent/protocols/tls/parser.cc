@@ -198,7 +198,7 @@ ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* f,
   return reported ? ParseState::kSuccess : ParseState::kIgnored;
 }
 
-void Traits::Stitch(std::deque<Frame>* requests, std::deque<Frame>* responses, State*,
+void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State*,
                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
   while (!requests->empty() && !responses->empty()) {
     const Frame& hello = requests->front();

@@ -48,7 +48,7 @@ struct LineTraits {
     return ParseState::kSuccess;
   }
 
-  static void Stitch(std::deque<Frame>* reqs, std::deque<Frame>* resps, State*,
+  static void Stitch(FrameQueue<Frame>* reqs, FrameQueue<Frame>* resps, State*,
                      const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
     while (!reqs->empty() && !resps->empty()) {
       v1::L7RequestLog r;
