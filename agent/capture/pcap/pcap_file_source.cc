@@ -1,13 +1,19 @@
-// libpcap offline reading with nanosecond timestamps.
+// Offline reading with nanosecond timestamps: classic pcap files (version 2.4, either byte
+// order, micro- or nanosecond) are read straight from a read-only memory map; anything else
+// (pcapng, older versions) goes through libpcap.
 #include "agent/capture/pcap/pcap_file_source.h"
 
+#include <fcntl.h>
 #include <pcap/pcap.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
 #include <string>
-#include <sys/stat.h>
 
 namespace sonde::agent::capture {
 
@@ -42,11 +48,139 @@ bool LinkTypeFromDlt(int dlt, LinkType* out) {
   }
 }
 
+namespace {
+
+constexpr uint32_t kMagicMicro = 0xa1b2c3d4;
+constexpr uint32_t kMagicNano = 0xa1b23c4d;
+// libpcap's bound on a record's captured length (MAXIMUM_SNAPLEN); larger means corruption.
+constexpr uint32_t kMaxSnaplen = 262144;
+
+uint32_t Load32(const uint8_t* p, bool swapped) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return swapped ? __builtin_bswap32(v) : v;
+}
+
+// A read-only mapping of a whole file, unmapped on destruction.
+class MappedFile {
+ public:
+  ~MappedFile() {
+    if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  }
+  // False when the file cannot be mapped (the caller falls back to libpcap).
+  bool Map(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || st.st_size <= 0 || !S_ISREG(st.st_mode)) {
+      ::close(fd);
+      return false;
+    }
+    void* m = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (m == MAP_FAILED) return false;
+    ::madvise(m, static_cast<size_t>(st.st_size), MADV_SEQUENTIAL);
+    data_ = static_cast<const uint8_t*>(m);
+    size_ = static_cast<size_t>(st.st_size);
+    return true;
+  }
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace
+
+// The classic pcap format read in place (no copy per packet, no read() calls), with libpcap's
+// rules: a record cut short at the end of the file ends the replay cleanly (counted as
+// malformed); a captured length above the format's maximum is corruption; a captured length
+// above the file's snapshot length keeps the first snapshot-length bytes.
+// *handled is false when the file is not a classic 2.4 pcap (the caller uses libpcap).
+Status PcapFileSource::RunMapped(EventSink& sink, const std::atomic<bool>& stop, bool* handled) {
+  *handled = false;
+  MappedFile file;
+  if (!file.Map(path_) || file.size() < 24) return Status::Ok();
+  const uint8_t* p = file.data();
+  uint32_t magic;
+  std::memcpy(&magic, p, 4);
+  bool swapped = false, nano = false;
+  if (magic == kMagicMicro || magic == kMagicNano) {
+    nano = magic == kMagicNano;
+  } else if (magic == __builtin_bswap32(kMagicMicro) || magic == __builtin_bswap32(kMagicNano)) {
+    swapped = true;
+    nano = magic == __builtin_bswap32(kMagicNano);
+  } else {
+    return Status::Ok();
+  }
+  uint16_t major, minor;
+  std::memcpy(&major, p + 4, 2);
+  std::memcpy(&minor, p + 6, 2);
+  if (swapped) {
+    major = __builtin_bswap16(major);
+    minor = __builtin_bswap16(minor);
+  }
+  if (major != 2 || minor != 4) return Status::Ok();  // older layouts: libpcap knows them
+  *handled = true;
+  uint32_t snaplen = Load32(p + 16, swapped);
+  if (snaplen == 0 || snaplen > kMaxSnaplen) snaplen = kMaxSnaplen;
+  const int dlt = static_cast<int>(Load32(p + 20, swapped) & 0x03FFFFFF);
+  LinkType link;
+  if (!LinkTypeFromDlt(dlt, &link)) {
+    return UnimplementedError("capture " + path_ + " has unsupported link type " +
+                              std::to_string(dlt));
+  }
+  size_t off = 24;
+  uint64_t last_ns = 0;
+  const size_t size = file.size();
+  while (off < size && !stop.load(std::memory_order_relaxed)) {
+    if (size - off < 16) {
+      ++stats_.malformed;  // a record header cut short: the file ends here
+      break;
+    }
+    const uint8_t* h = p + off;
+    const uint32_t sec = Load32(h, swapped);
+    const uint32_t frac = Load32(h + 4, swapped);
+    const uint32_t caplen = Load32(h + 8, swapped);
+    const uint32_t len = Load32(h + 12, swapped);
+    if (caplen > kMaxSnaplen) {
+      ++stats_.malformed;
+      return DataLossError("corrupt capture " + path_ + " after " + std::to_string(stats_.events) +
+                           " packets: invalid packet capture length " + std::to_string(caplen));
+    }
+    if (size - off - 16 < caplen) {
+      ++stats_.malformed;  // packet bytes cut short: the file ends here
+      break;
+    }
+    const uint32_t kept = std::min(caplen, snaplen);
+    // See the libpcap path below for why the wire length is at least the captured length.
+    const uint32_t wire_length = std::max(len, kept);
+    const uint64_t ts_ns = uint64_t{sec} * 1'000'000'000ull + (nano ? frac : uint64_t{frac} * 1000);
+    PacketView view;
+    view.timestamp_ns = ts_ns;
+    view.data = std::span<const uint8_t>(h + 16, kept);
+    view.wire_length = wire_length;
+    view.link_type = link;
+    ++stats_.events;
+    stats_.bytes += kept;
+    sink.OnPacket(view);
+    last_ns = std::max(last_ns, ts_ns);
+    off += 16 + size_t{caplen};
+  }
+  if (last_ns != 0) sink.OnIdle(last_ns);
+  return Status::Ok();
+}
+
 Status PcapFileSource::Run(EventSink& sink, const std::atomic<bool>& stop) {
   struct stat st {};
   if (::stat(path_.c_str(), &st) != 0) {
     return NotFoundError("pcap file " + path_ + ": " + std::strerror(errno));
   }
+  bool handled = false;
+  Status mapped = RunMapped(sink, stop, &handled);
+  if (handled) return mapped;
   char errbuf[PCAP_ERRBUF_SIZE] = {};
   std::unique_ptr<pcap_t, decltype(&pcap_close)> handle(
       pcap_open_offline_with_tstamp_precision(path_.c_str(), PCAP_TSTAMP_PRECISION_NANO, errbuf),

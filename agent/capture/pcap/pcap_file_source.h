@@ -1,5 +1,6 @@
-// PcapFileSource: replays a pcap or pcapng file (libpcap reads both) into an EventSink with the
-// packets' own timestamps, so replays are deterministic.
+// PcapFileSource: replays a pcap or pcapng file into an EventSink with the packets' own
+// timestamps, so replays are deterministic. Classic pcap is read from a memory map; pcapng and
+// older pcap versions through libpcap.
 #pragma once
 
 #include <string>
@@ -20,6 +21,8 @@ class PcapFileSource : public EventSource {
   SourceStats stats() const override { return stats_; }
 
  private:
+  Status RunMapped(EventSink& sink, const std::atomic<bool>& stop, bool* handled);
+
   std::string path_;
   SourceStats stats_;
 };
