@@ -71,6 +71,65 @@ class Template:
         if not self.packets:
             sys.exit('no packets to or from the server port in the template')
 
+    def keep_alive(self, repeats):
+        """Turns the template into ONE long-lived connection (service-to-service traffic): the
+        first connection's handshake, then the data packets of every template connection
+        `repeats` times over, then the last connection's teardown. Sequence and ack numbers are
+        rewritten to continue across the joined exchanges. Needs TCP with handshakes."""
+        by_conn = {}
+        for p in self.packets:
+            by_conn.setdefault(p[5], []).append(p)
+        isn = {}  # (conn, from_client) -> sequence number of the first payload byte
+        for conn, pkts in by_conn.items():
+            for frame, ip, l4, proto, from_client, _ in pkts:
+                if proto != 6:
+                    sys.exit('--keep-alive needs a TCP template')
+                flags = frame[l4 + 13]
+                if flags & 0x02:  # SYN or SYN-ACK
+                    isn[(conn, from_client)] = (struct.unpack('>I', frame[l4 + 4:l4 + 8])[0] + 1) & 0xffffffff
+            if (conn, True) not in isn or (conn, False) not in isn:
+                sys.exit('--keep-alive needs every template connection to start with a handshake')
+
+        def payload_len(frame, ip, l4):
+            total = struct.unpack('>H', frame[ip + 2:ip + 4])[0]
+            return total - (l4 - ip) - (frame[l4 + 12] >> 4) * 4
+
+        def rewrite(p, conn, offset):
+            frame, ip, l4, proto, from_client, _ = p
+            b = bytearray(frame)
+            seq, ack = struct.unpack('>II', b[l4 + 4:l4 + 12])
+            seq = (isn[(0, from_client)] + offset[from_client] + ((seq - isn[(conn, from_client)]) & 0xffffffff)) & 0xffffffff
+            if b[l4 + 13] & 0x10:
+                ack = (isn[(0, not from_client)] + offset[not from_client] + ((ack - isn[(conn, not from_client)]) & 0xffffffff)) & 0xffffffff
+            struct.pack_into('>II', b, l4 + 4, seq, ack)
+            return (bytes(b), ip, l4, proto, from_client, 0)
+
+        conns = sorted(by_conn)
+        out = []
+        first = by_conn[conns[0]]
+        for p in first:  # handshake: up to the first payload packet
+            if payload_len(p[0], p[1], p[2]) > 0:
+                break
+            out.append(p)
+        offset = {True: 0, False: 0}
+        last_tail = []
+        for _ in range(repeats):
+            for conn in conns:
+                sent = {True: 0, False: 0}
+                for p in by_conn[conn]:
+                    n = payload_len(p[0], p[1], p[2])
+                    if n > 0:
+                        out.append(rewrite(p, conn, offset))
+                        rel = (struct.unpack('>I', p[0][p[2] + 4:p[2] + 8])[0] - isn[(conn, p[4])]) & 0xffffffff
+                        sent[p[4]] = max(sent[p[4]], rel + n)
+                last_tail = [(p, conn, dict(offset)) for p in by_conn[conn]
+                             if payload_len(p[0], p[1], p[2]) == 0 and p[0][p[2] + 13] & 0x05]
+                offset = {d: offset[d] + sent[d] for d in offset}
+        for p, conn, off in last_tail:  # FIN / RST of the last exchange, after all the data
+            out.append(rewrite(p, conn, off))
+        self.packets = out
+        self.conns = {0: 0}
+
     def copy(self, k, clients):
         """The template's packets for copy k, rewritten: client k % clients, and ports that no
         other copy from that client uses."""
@@ -116,9 +175,13 @@ def main():
     ap.add_argument('--packets', type=int, default=2_000_000)
     ap.add_argument('--window', type=int, default=256, help='copies interleaved at once')
     ap.add_argument('--clients', type=int, default=4096, help='distinct client addresses')
+    ap.add_argument('--keep-alive', type=int, default=0, metavar='R',
+                    help='one long connection per copy carrying the template exchanges R times')
     a = ap.parse_args()
     linktype, frames = read_pcap(a.template)
     t = Template(linktype, frames, a.server_port)
+    if a.keep_alive > 0:
+        t.keep_alive(a.keep_alive)
     copies = max(1, a.packets // len(t.packets))
     ts_us = 1_700_000_000 * 1_000_000
     written = 0
