@@ -1,20 +1,24 @@
 // Server ingest benchmark (not a test): generated L7 request logs with realistic Kubernetes tags
 // (hundreds of pods and services, thousands of endpoints, a service call graph) go through the
-// server's write path three ways, side by side on one ClickHouse:
-//   smart    the production path: spool bytes -> protobuf -> TaggingService (AutoTagging +
-//            SmartEncoding ids) -> RowBinaryEncoder -> flow_log.l7_request_log
-//   string   the same tags matched the same way but stored as String columns
+// server's write path three ways, side by side on one ClickHouse. Every variant starts from the
+// agents' zstd-compressed frames and runs the production receive side: frame decode + zstd +
+// ReadAgentFrame (the ingest server's protobuf-equivalent check, records kept as wire bytes) +
+// Spool::Append (fsync) + Spool::ReadOldest + Spool::Remove. Then:
+//   smart    the production path: ClickHouseStorage::Write = TaggingService (AutoTagging +
+//            SmartEncoding ids, sides read from the wire bytes) -> WireRowEncoder ->
+//            flow_log.l7_request_log
+//   string   the records parsed, the same tags matched the same way but stored as String columns
 //   lowcard  ... stored as LowCardinality(String) columns
-//   dense    (opt-in) the smart ids renumbered 1, 2, 3... per dimension in first-seen order,
-//            as UInt32 columns: what a dense id allocation scheme would store (estimate only:
-//            no such allocator exists yet, see docs/design/smart-encoding.md)
-// and prints, per variant: server CPU per row (this process's thread CPU in the write path),
-// ClickHouse CPU per row (its /proc stat), bytes per row on disk (whole row and tag columns
-// only, after OPTIMIZE FINAL), and the time of a service-map query over the hour of data.
+// and prints, per variant: server CPU per row (this thread's CPU, user + system, over all of the
+// above; production spreads it over connection threads and the drainer), ClickHouse CPU per row
+// (its /proc stat), bytes per row on disk (whole row and tag columns only, after OPTIMIZE FINAL;
+// smart also counts its share of the flow_tag dictionaries), and the time of a service-map query.
 //
 //   sonde_server_ingest_bench [--rows N] [--batch N] [--pods N] [--services N]
 //                             [--endpoints-per-service N] [--variants smart,string,lowcard]
-//                             [--encoder wire|reflection]   (smart rows from wire bytes or messages)
+//                             [--frame-records N]  (records per agent frame; default: a node's share of
+//                                                   a write, ~830; agents send up to 4096)
+//                             [--spool-fsync 0|1]  (default 1, as the server)
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,12 +47,17 @@
 #include "server/enrich/tag_dictionary.h"
 #include "server/enrich/tag_store.h"
 #include "server/enrich/tagging_service.h"
+#include "common/wire/frame_codec.h"
+#include "server/ingest/agent_frame_reader.h"
+#include "server/ingest/spool.h"
 #include "server/query/translator.h"
 #include "server/storage/clickhouse/clickhouse_client.h"
 #include "server/storage/clickhouse/clickhouse_process.h"
 #include "server/storage/clickhouse/clickhouse_storage.h"
 #include "server/storage/clickhouse/row_binary_encoder.h"
 #include "server/storage/clickhouse/wire_row_encoder.h"
+#include "server/storage/record_batch_wire.h"
+#include "sonde/control/v1/control.pb.h"
 
 namespace {
 
@@ -64,8 +73,9 @@ struct Options {
   uint32_t endpoints_per_service = 20;
   uint32_t nodes = 60;
   std::string variants = "smart,string,lowcard";
-  std::string encoder = "wire";  // wire: AgentBatch::wire set as the spool sets it; reflection: not
   std::string clickhouse_url;  // empty: supervise a private one
+  bool spool_fsync = true;     // the production default; 0 shows what the fsyncs cost
+  uint32_t frame_records = 0;  // records per agent frame (0: all of a node's records of one write)
 };
 
 double ThreadCpuS() {
@@ -185,9 +195,14 @@ World BuildWorld(const Options& o) {
   return w;
 }
 
+struct AgentFrameBytes {
+  uint32_t agent_id;
+  std::string frame;  // header + payload, as read from the agent's socket
+};
+
 // One storage write worth of records, grouped per reporting agent (= the client's node).
-std::vector<std::string> GenerateBatch(const World& w, Rng& rng, uint64_t first_row, uint32_t n, uint64_t total,
-                                       uint32_t t0) {
+std::vector<AgentFrameBytes> GenerateBatch(const World& w, Rng& rng, uint64_t first_row, uint32_t n, uint64_t total,
+                                          uint32_t t0, uint32_t frame_records) {
   std::vector<agent::v1::RecordBatch> per_node(w.nodes.size());
   static const char* kAgents[] = {"okhttp/4.9.3", "Go-http-client/1.1", "python-requests/2.31.0",
                                   "grpc-java-netty/1.57.2"};
@@ -238,14 +253,18 @@ std::vector<std::string> GenerateBatch(const World& w, Rng& rng, uint64_t first_
     m.set_process_kname_0(csvc.process);
     m.set_syscall_thread_0(client.pid + 7);
   }
-  std::vector<std::string> out;
+  std::vector<AgentFrameBytes> out;
   for (uint32_t node = 0; node < per_node.size(); ++node) {
-    if (per_node[node].l7_request_logs_size() == 0) continue;
-    // Spooled form: agent id prefix + serialized records (what the drainer reads back).
-    std::string bytes(4, '\0');
-    const uint32_t agent_id = node + 1;
-    std::memcpy(bytes.data(), &agent_id, 4);
-    out.push_back(bytes + per_node[node].SerializeAsString());
+    auto& logs = *per_node[node].mutable_l7_request_logs();
+    const int per_frame = frame_records == 0 ? logs.size() : static_cast<int>(frame_records);
+    for (int at = 0; at < logs.size(); at += per_frame) {
+      // What the agent sends: AgentFrame{batch} in an SND1 frame, zstd-compressed (its default).
+      control::v1::AgentFrame frame;
+      frame.mutable_batch()->set_batch_seq(first_row + static_cast<uint64_t>(at));
+      auto* records = frame.mutable_batch()->mutable_records()->mutable_l7_request_logs();
+      for (int i = at; i < std::min(logs.size(), at + per_frame); ++i) records->Add()->Swap(&logs[i]);
+      out.push_back({node + 1, wire::EncodeFrame(frame.SerializeAsString(), true)});
+    }
   }
   return out;
 }
@@ -311,14 +330,19 @@ struct Result {
   std::string variant;
   uint64_t rows = 0;
   double server_cpu_s = 0;
-  double parse_cpu_s = 0;  // protobuf parsing of the spooled bytes (part of server_cpu_s)
-  double tag_cpu_s = 0;    // smart only: TaggingService::Tag alone, measured on a side copy
-  double encode_cpu_s = 0; // smart only: RowBinaryEncoder alone (ids given), on a side copy
+  double receive_cpu_s = 0;     // frame decode + zstd + ReadAgentFrame + Spool::Append (fsync)
+  double spool_read_cpu_s = 0;  // Spool::ReadOldest + Spool::Remove
+  double tag_cpu_s = 0;         // smart only: TaggingService::Tag alone, measured on a side copy
+  double encode_cpu_s = 0;      // smart only: WireRowEncoder alone (ids given), on a side copy
+  double new_receive_cpu_s = 0;      // smart only, sampled: decode + zstd + ReadAgentFrame
+  double old_receive_cpu_s = 0;      // smart only, sampled: decode + zstd + AgentFrame parse + serialize
+  double old_spool_parse_cpu_s = 0;  // smart only, sampled: RecordBatch parse (the old spool read)
   double clickhouse_insert_cpu_s = 0;
   double clickhouse_merge_cpu_s = 0;
   double wall_s = 0;
   uint64_t bytes_on_disk = 0;
-  uint64_t tag_bytes = 0;
+  uint64_t tag_bytes = 0;   // tag columns of the data table
+  uint64_t dict_bytes = 0;  // smart: the flow_tag database (dictionaries, tag sets)
   double query_min_ms = 0;
   double query_median_ms = 0;
   std::string query_answer;
@@ -331,26 +355,43 @@ uint64_t Scalar(const ClickHouseClient& c, const std::string& sql) {
     return 0;
   }
   const auto& v = r->rows[0][0];
+  if (v.is_null()) return 0;
   return v.is_string() ? std::stoull(v.get<std::string>()) : v.get<uint64_t>();
+}
+
+// The first column of every row of a query.
+std::vector<std::string> Rows(const ClickHouseClient& c, const std::string& sql) {
+  std::vector<std::string> out;
+  auto r = c.Query(sql);
+  if (!r.ok()) return out;
+  for (const auto& row : r->rows) {
+    if (!row.empty() && row[0].is_string()) out.push_back(row[0].get<std::string>());
+  }
+  return out;
 }
 
 bool IsTagIdColumn(const schema::Column& c) { return c.server_side && c.name != "agent_id"; }
 
-std::string TagColumnsPredicate(const std::string& variant) {
+std::string NamesPredicate(const std::vector<std::string>& columns) {
   std::string names;
-  for (int side = 0; side < 2; ++side) {
-    for (const auto& d : enrich::AllTagDimensions()) {
-      if (!names.empty()) names += ", ";
-      names += "'" + (variant == "smart" || variant == "dense" ? enrich::IdColumnName(d.dimension, side)
-                                         : fmt::format("{}_{}", d.name, side)) +
-               "'";
-    }
+  for (const auto& c : columns) {
+    if (!names.empty()) names += ", ";
+    names += "'" + c + "'";
   }
   return "name IN (" + names + ")";
 }
 
+// The String / LowCardinality tag columns: one per user-facing dimension and side.
+std::vector<std::string> StringTagColumns() {
+  std::vector<std::string> out;
+  for (int side = 0; side < 2; ++side) {
+    for (const auto& d : enrich::AllTagDimensions()) out.push_back(fmt::format("{}_{}", d.name, side));
+  }
+  return out;
+}
+
 void Measure(const ClickHouseClient& c, pid_t ch_pid, const std::string& db, const std::string& table,
-             const std::string& variant, const std::string& query_sql, Result* r) {
+             const std::vector<std::string>& tag_columns, const std::string& query_sql, Result* r) {
   const double ch0 = ProcessCpuS(ch_pid);
   auto opt = c.Execute(fmt::format("OPTIMIZE TABLE {}.{} FINAL", db, table));
   if (!opt.ok()) std::fprintf(stderr, "optimize: %s\n", opt.status().ToString().c_str());
@@ -360,7 +401,7 @@ void Measure(const ClickHouseClient& c, pid_t ch_pid, const std::string& db, con
                                            db, table));
   r->tag_bytes = Scalar(c, fmt::format("SELECT sum(data_compressed_bytes) FROM system.columns WHERE database = '{}' "
                                        "AND table = '{}' AND {}",
-                                       db, table, TagColumnsPredicate(variant)));
+                                       db, table, NamesPredicate(tag_columns)));
   std::vector<double> ms;
   for (int i = 0; i < 5; ++i) {
     const auto start = std::chrono::steady_clock::now();
@@ -413,7 +454,7 @@ int Run(const Options& o) {
   World world = BuildWorld(o);
   const uint32_t t0 = 1700000000;  // 2023-11-14 22:13:20 UTC: one hour, one day partition
   const schema::Table* l7 = schema::FindTable("flow_log", "l7_request_log");
-  // The String / LowCardinality tables: the same columns with the 24 id columns replaced.
+  // The String / LowCardinality tables: the same columns with the tag id columns replaced.
   std::vector<schema::Column> base_columns;
   for (const auto& c : l7->columns) {
     if (!IsTagIdColumn(c)) base_columns.push_back(c);
@@ -443,31 +484,13 @@ int Run(const Options& o) {
     return 1;
   }
   client.Execute("CREATE DATABASE IF NOT EXISTS bench").status().IgnoreError();
-  // dense: per (side, dimension) in table order, the index of its value in tagging.Columns().
-  std::vector<size_t> dense_source;
-  std::vector<std::unordered_map<uint32_t, uint32_t>> dense_ids(enrich::AllTagDimensions().size());
-  std::vector<size_t> dense_dimension;
-  std::string dense_column_list = storage::clickhouse::RowBinaryEncoder::ColumnList(base);
-  for (int side = 0; side < 2; ++side) {
-    size_t di = 0;
-    for (const auto& d : enrich::AllTagDimensions()) {
-      const std::string name = enrich::IdColumnName(d.dimension, side);
-      const auto& tc = tagging.Columns();
-      dense_source.push_back(static_cast<size_t>(std::find(tc.begin(), tc.end(), name) - tc.begin()));
-      dense_dimension.push_back(di++);
-      dense_column_list += fmt::format(", `{}`", name);
-    }
-  }
-  for (const char* variant : {"string", "lowcard", "dense"}) {
+  const std::vector<std::string> string_tag_columns = StringTagColumns();
+  for (const char* variant : {"string", "lowcard"}) {
     const std::string v = variant;
     std::string cols;
     for (const auto& c : base_columns) cols += fmt::format("`{}` {}, ", c.name, c.clickhouse_type);
-    for (int side = 0; side < 2; ++side) {
-      for (const auto& d : enrich::AllTagDimensions()) {
-        cols += v == "dense" ? fmt::format("`{}` UInt32, ", enrich::IdColumnName(d.dimension, side))
-                             : fmt::format("`{}_{}` {}, ", d.name, side,
-                                           v == "string" ? "String" : "LowCardinality(String)");
-      }
+    for (const auto& name : string_tag_columns) {
+      cols += fmt::format("`{}` {}, ", name, v == "string" ? "String" : "LowCardinality(String)");
     }
     cols.resize(cols.size() - 2);
     client.Execute(fmt::format("DROP TABLE IF EXISTS bench.l7_{}", variant)).status().IgnoreError();
@@ -482,13 +505,23 @@ int Run(const Options& o) {
       return 1;
     }
   }
+  std::string string_column_list = storage::clickhouse::RowBinaryEncoder::ColumnList(base);
+  for (const auto& name : string_tag_columns) string_column_list += fmt::format(", `{}`", name);
   StringTagWriter string_writer(&world.model, &dictionary, &world);
-  storage::clickhouse::RowBinaryEncoder side_encoder;
-  side_encoder.SetTagColumns(tagging.Columns());
+  const size_t tag_width = tagging.Columns().size();
   storage::clickhouse::WireRowEncoder side_wire_encoder;
   side_wire_encoder.SetTagColumns(tagging.Columns());
-  std::array<std::vector<std::string_view>, 4> side_spans;
+  storage::RecordBatchWire side_split;
   std::string side_rows;
+
+  // The production spool, fsync on (its default), next to ClickHouse's data.
+  const std::string spool_dir = (dir.empty() ? std::filesystem::temp_directory_path().string() : dir) +
+                                "/sonde-bench-spool";
+  auto spool = ingest::Spool::Open({spool_dir, uint64_t{1} << 34, o.spool_fsync}, &registry);
+  if (!spool.ok()) {
+    std::fprintf(stderr, "spool: %s\n", spool.status().ToString().c_str());
+    return 1;
+  }
 
   const std::string where = fmt::format("time >= {} AND time < {}", t0, t0 + 3600);
   const std::string map_sonde_sql = fmt::format(
@@ -504,7 +537,12 @@ int Run(const Options& o) {
 
   std::vector<Result> results;
   std::stringstream variants(o.variants);
+  ingest::AgentFrameView view;
   for (std::string variant; std::getline(variants, variant, ',');) {
+    if (variant != "smart" && variant != "string" && variant != "lowcard") {
+      std::fprintf(stderr, "unknown variant %s\n", variant.c_str());
+      return 2;
+    }
     Result r;
     r.variant = variant;
     Rng rng(42);
@@ -513,62 +551,60 @@ int Run(const Options& o) {
     uint64_t next_progress = o.rows / 10;
     for (uint64_t row = 0; row < o.rows; row += o.batch) {
       const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(o.batch, o.rows - row));
-      const auto spooled = GenerateBatch(world, rng, row, n, o.rows, t0);
-      // Timed: what the server does per write, from the spool's bytes to ClickHouse's answer.
+      const auto frames = GenerateBatch(world, rng, row, n, o.rows, t0, o.frame_records);
+      // Timed from here: what the server does per row, from the agents' frames to ClickHouse's
+      // answer (minus the socket reads and the Ack writes).
       const double cpu0 = ThreadCpuS();
-      std::vector<storage::AgentBatch> batches(spooled.size());
-      for (size_t i = 0; i < spooled.size(); ++i) {
-        std::memcpy(&batches[i].agent_id, spooled[i].data(), 4);
-        batches[i].records.ParseFromArray(spooled[i].data() + 4, static_cast<int>(spooled[i].size() - 4));
-        if (o.encoder == "wire") batches[i].wire.assign(spooled[i], 4);  // the spool moves, we copy
-      }
-      r.parse_cpu_s += ThreadCpuS() - cpu0;
       Status s;
-      if (variant == "smart") {
+      for (const auto& f : frames) {
+        const std::string_view bytes = f.frame;
+        auto header = wire::DecodeHeader(
+            std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), wire::kHeaderBytes));
+        if (!header.ok()) {
+          s = header.status();
+          break;
+        }
+        auto payload = wire::DecodePayload(*header, bytes.substr(wire::kHeaderBytes));
+        if (!payload.ok()) {
+          s = payload.status();
+          break;
+        }
+        if (!ingest::ReadAgentFrame(*payload, &view) || view.body != ingest::AgentFrameView::Body::kBatch) {
+          s = InvalidArgumentError("bad agent frame");
+          break;
+        }
+        auto seq = (*spool)->Append(f.agent_id, view.records);
+        if (!seq.ok()) {
+          s = seq.status();
+          break;
+        }
+      }
+      const double cpu1 = ThreadCpuS();
+      r.receive_cpu_s += cpu1 - cpu0;
+      std::vector<ingest::SpoolEntry> entries = (*spool)->ReadOldest(1u << 20, uint64_t{1} << 40);
+      std::vector<storage::AgentBatch> batches;
+      batches.reserve(entries.size());
+      for (auto& e : entries) batches.push_back(std::move(e.batch));
+      const double cpu2 = ThreadCpuS();
+      r.spool_read_cpu_s += cpu2 - cpu1;
+      if (!s.ok()) {
+      } else if (variant == "smart") {
         storage::WriteProgress progress;
         s = smart_storage.Write(batches, &progress);
-      } else if (variant == "dense") {
-        std::string& rows = side_rows;
-        rows.clear();
-        storage::clickhouse::EncodeStats stats;
-        for (const auto& b : batches) {
-          std::vector<uint32_t> ids;
-          if (Status ts = tagging.Tag(b, &ids); !ts.ok()) {
-            s = ts;
-            break;
-          }
-          const size_t width = tagging.Columns().size();
-          size_t k = 0;
-          for (const auto& m : b.records.l7_request_logs()) {
-            side_encoder.AppendRow(base, m, {b.agent_id, nullptr}, &rows, &stats).IgnoreError();
-            for (size_t c = 0; c < dense_source.size(); ++c) {
-              const uint32_t id = dense_source[c] < width ? ids[k * width + dense_source[c]] : 0;
-              uint32_t dense = 0;
-              if (id != 0) {
-                auto& m2 = dense_ids[dense_dimension[c]];
-                dense = m2.emplace(id, static_cast<uint32_t>(m2.size() + 1)).first->second;
-              }
-              rows.append(reinterpret_cast<const char*>(&dense), 4);  // little endian host
-            }
-            ++k;
-          }
-        }
-        if (s.ok()) s = client.InsertRowBinary("bench", "l7_dense", dense_column_list, rows);
       } else {
+        // These layouts need the records as messages: parsed here (counted in their CPU).
         std::string rows;
-        for (const auto& b : batches) string_writer.Append(b, base, &rows);
-        s = client.InsertRowBinary("bench", "l7_" + variant, storage::clickhouse::RowBinaryEncoder::ColumnList(base) +
-                                                                  [&] {
-                                                                    std::string extra;
-                                                                    for (int side = 0; side < 2; ++side) {
-                                                                      for (const auto& d : enrich::AllTagDimensions()) {
-                                                                        extra += fmt::format(", `{}_{}`", d.name, side);
-                                                                      }
-                                                                    }
-                                                                    return extra;
-                                                                  }(),
-                                   rows);
+        for (auto& b : batches) {
+          b.records.ParseFromString(b.wire);
+          string_writer.Append(b, base, &rows);
+        }
+        s = client.InsertRowBinary("bench", "l7_" + variant, string_column_list, rows);
       }
+      const double cpu3 = ThreadCpuS();
+      std::vector<uint64_t> seqs;
+      for (const auto& e : entries) seqs.push_back(e.seq);
+      (*spool)->Remove(seqs);
+      r.spool_read_cpu_s += ThreadCpuS() - cpu3;
       r.server_cpu_s += ThreadCpuS() - cpu0;
       if (variant == "smart" && row % (o.batch * 10) == 0) {
         // Breakdown on every 10th write (not part of server_cpu_s): tagging alone, encoding alone.
@@ -580,20 +616,47 @@ int Run(const Options& o) {
         rows.clear();
         storage::clickhouse::EncodeStats stats;
         size_t k = 0;
+        const auto* d = agent::v1::L7RequestLog::descriptor();
         for (const auto& b : batches) {
-          if (o.encoder == "wire" && storage::clickhouse::SplitRecordBatch(b.wire, &side_spans)) {
-            const auto* d = agent::v1::L7RequestLog::descriptor();
-            for (std::string_view m : side_spans[0]) {
-              side_wire_encoder.AppendRow(*l7, d, m, {b.agent_id, ids.data() + (k++) * 24}, &rows, &stats).IgnoreError();
-            }
-            continue;
-          }
-          for (const auto& m : b.records.l7_request_logs()) {
-            side_encoder.AppendRow(*l7, m, {b.agent_id, ids.data() + (k++) * 24}, &rows, &stats).IgnoreError();
+          if (!storage::SplitRecordBatch(b.wire, &side_split)) continue;
+          for (std::string_view m : side_split.records[storage::kL7RequestLogs]) {
+            const uint32_t* tags = k * tag_width < ids.size() ? ids.data() + k * tag_width : nullptr;
+            ++k;
+            side_wire_encoder.AppendRow(*l7, d, m, {b.agent_id, tags}, &rows, &stats).IgnoreError();
           }
         }
         r.tag_cpu_s += (t1_cpu - t0_cpu) * 10;
         r.encode_cpu_s += (ThreadCpuS() - t1_cpu) * 10;
+        // For comparison, what the steps this path replaced cost on the same bytes: the full
+        // AgentFrame parse + re-serialization at receive, the full RecordBatch parse at spool read.
+        const double t2_cpu = ThreadCpuS();
+        for (const auto& f : frames) {
+          const std::string_view bytes = f.frame;
+          auto header = wire::DecodeHeader(
+              std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), wire::kHeaderBytes));
+          auto payload = wire::DecodePayload(*header, bytes.substr(wire::kHeaderBytes));
+          control::v1::AgentFrame parsed;
+          parsed.ParseFromString(*payload);
+          std::string reserialized;
+          parsed.batch().records().SerializeToString(&reserialized);
+        }
+        const double t3_cpu = ThreadCpuS();
+        for (const auto& b : batches) {
+          agent::v1::RecordBatch parsed;
+          parsed.ParseFromString(b.wire);
+        }
+        r.old_receive_cpu_s += (t3_cpu - t2_cpu) * 10;
+        r.old_spool_parse_cpu_s += (ThreadCpuS() - t3_cpu) * 10;
+        // The new receive step alone on the same frames, for a like-for-like ratio.
+        const double t4_cpu = ThreadCpuS();
+        for (const auto& f : frames) {
+          const std::string_view bytes = f.frame;
+          auto header = wire::DecodeHeader(
+              std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), wire::kHeaderBytes));
+          auto payload = wire::DecodePayload(*header, bytes.substr(wire::kHeaderBytes));
+          ingest::ReadAgentFrame(*payload, &view);
+        }
+        r.new_receive_cpu_s += (ThreadCpuS() - t4_cpu) * 10;
       }
       if (!s.ok()) {
         std::fprintf(stderr, "%s: write failed: %s\n", variant.c_str(), s.ToString().c_str());
@@ -612,35 +675,36 @@ int Run(const Options& o) {
     r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
     r.clickhouse_insert_cpu_s = ProcessCpuS(ch_pid) - ch0;
     if (variant == "smart") {
-      Measure(client, ch_pid, "flow_log", "l7_request_log", variant, translated->sql, &r);
-    } else if (variant == "dense") {
-      // No dictionary for the renumbered ids: the service map by id (no name joins).
-      std::string sql = fmt::format(
-          "SELECT service_id_0, service_id_1, count() AS requests, countIf(response_status = 'server_error') AS "
-          "errors, quantile(0.99)(response_duration) AS p99_us FROM bench.l7_dense WHERE {} GROUP BY service_id_0, "
-          "service_id_1 ORDER BY requests DESC",
-          where);
-      Measure(client, ch_pid, "bench", "l7_dense", variant, sql, &r);
+      Measure(client, ch_pid, "flow_log", "l7_request_log", tagging.Columns(), translated->sql, &r);
+      // The dictionaries and tag sets the ids point to are part of what SmartEncoding stores.
+      for (const auto& t : Rows(client, "SELECT name FROM system.tables WHERE database = 'flow_tag'")) {
+        client.Execute(fmt::format("OPTIMIZE TABLE flow_tag.`{}` FINAL", t)).status().IgnoreError();
+      }
+      r.dict_bytes = Scalar(client, "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = "
+                                    "'flow_tag'");
     } else {
       std::string sql = fmt::format(
           "SELECT service_0, service_1, count() AS requests, countIf(response_status = 'server_error') AS errors, "
           "quantile(0.99)(response_duration) AS p99_us FROM bench.l7_{} WHERE {} GROUP BY service_0, service_1 "
           "ORDER BY requests DESC",
           variant, where);
-      Measure(client, ch_pid, "bench", "l7_" + variant, variant, sql, &r);
+      Measure(client, ch_pid, "bench", "l7_" + variant, string_tag_columns, sql, &r);
     }
     results.push_back(r);
   }
 
-  std::printf("\n%-8s %10s %12s %12s %12s %11s %11s %10s %10s %11s\n", "variant", "rows", "server ns/row",
-              "rows/s/core", "CH ins ns/row", "CH merge", "bytes/row", "tag B/row", "map min ms", "map med ms");
+  std::printf("\n%-8s %10s %12s %12s %12s %11s %11s %10s %10s %10s %11s\n", "variant", "rows", "server ns/row",
+              "rows/s/core", "CH ins ns/row", "CH merge", "bytes/row", "tag B/row", "dict B/row", "map min ms",
+              "map med ms");
+  // tag B/row: the data table's tag columns plus, for smart, its dictionaries (dict B/row).
+  auto tag_total = [](const Result& r) { return static_cast<double>(r.tag_bytes + r.dict_bytes); };
   for (const auto& r : results) {
     const double rows = static_cast<double>(r.rows);
-    std::printf("%-8s %10llu %12.0f %12.0f %12.0f %9.1f s %11.2f %10.2f %10.0f %11.0f\n", r.variant.c_str(),
+    std::printf("%-8s %10llu %12.0f %12.0f %12.0f %9.1f s %11.2f %10.2f %10.2f %10.0f %11.0f\n", r.variant.c_str(),
                 static_cast<unsigned long long>(r.rows), 1e9 * r.server_cpu_s / rows, rows / r.server_cpu_s,
                 1e9 * r.clickhouse_insert_cpu_s / rows, r.clickhouse_merge_cpu_s,
-                static_cast<double>(r.bytes_on_disk) / rows, static_cast<double>(r.tag_bytes) / rows, r.query_min_ms,
-                r.query_median_ms);
+                static_cast<double>(r.bytes_on_disk + r.dict_bytes) / rows, tag_total(r) / rows,
+                static_cast<double>(r.dict_bytes) / rows, r.query_min_ms, r.query_median_ms);
   }
   const Result* smart = nullptr;
   for (const auto& r : results) {
@@ -650,17 +714,26 @@ int Run(const Options& o) {
     for (const auto& r : results) {
       if (&r == smart) continue;
       std::printf("smart vs %-8s: tag columns %.1fx fewer bytes, whole row %.2fx fewer bytes, server CPU %.2fx\n",
-                  r.variant.c_str(), static_cast<double>(r.tag_bytes) / static_cast<double>(smart->tag_bytes),
-                  static_cast<double>(r.bytes_on_disk) / static_cast<double>(smart->bytes_on_disk),
+                  r.variant.c_str(), tag_total(r) / tag_total(*smart),
+                  static_cast<double>(r.bytes_on_disk + r.dict_bytes) /
+                      static_cast<double>(smart->bytes_on_disk + smart->dict_bytes),
                   smart->server_cpu_s / r.server_cpu_s);
     }
   }
   for (const auto& r : results) {
     const double rows = static_cast<double>(r.rows);
-    std::printf("%s server CPU breakdown: parse %.0f ns/row", r.variant.c_str(), 1e9 * r.parse_cpu_s / rows);
+    std::printf("%s server CPU breakdown: receive+spool append %.0f ns/row, spool read+remove %.0f ns/row, "
+                "write %.0f ns/row",
+                r.variant.c_str(), 1e9 * r.receive_cpu_s / rows, 1e9 * r.spool_read_cpu_s / rows,
+                1e9 * (r.server_cpu_s - r.receive_cpu_s - r.spool_read_cpu_s) / rows);
     if (r.variant == "smart") {
-      std::printf(", tagging ~%.0f ns/row, encoding ~%.0f ns/row (sampled)", 1e9 * r.tag_cpu_s / rows,
+      std::printf(" (of which tagging ~%.0f ns/row, encoding ~%.0f ns/row, sampled)", 1e9 * r.tag_cpu_s / rows,
                   1e9 * r.encode_cpu_s / rows);
+      std::printf("\nsmart, sampled: frame decode + zstd + ReadAgentFrame ~%.0f ns/row; the full-parse steps it "
+                  "replaced: AgentFrame parse + re-serialize ~%.0f ns/row, RecordBatch parse at spool read ~%.0f "
+                  "ns/row",
+                  1e9 * r.new_receive_cpu_s / rows, 1e9 * r.old_receive_cpu_s / rows,
+                  1e9 * r.old_spool_parse_cpu_s / rows);
     }
     std::printf("\n");
   }
@@ -687,8 +760,9 @@ int main(int argc, char** argv) {
     else if (a == "--endpoints-per-service") o.endpoints_per_service = static_cast<uint32_t>(std::stoul(v));
     else if (a == "--nodes") o.nodes = static_cast<uint32_t>(std::stoul(v));
     else if (a == "--variants") o.variants = v;
-    else if (a == "--encoder" && (v == "wire" || v == "reflection")) o.encoder = v;
     else if (a == "--clickhouse-url") o.clickhouse_url = v;
+    else if (a == "--spool-fsync") o.spool_fsync = v != "0";
+    else if (a == "--frame-records") o.frame_records = static_cast<uint32_t>(std::stoul(v));
     else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
       return 2;

@@ -18,6 +18,7 @@
 
 #include "common/log/log.h"
 #include "common/wire/frame_codec.h"
+#include "server/ingest/agent_frame_reader.h"
 
 namespace sonde::server::ingest {
 
@@ -64,11 +65,6 @@ std::string PeerName(const sockaddr_storage& ss) {
     return "?";
   }
   return ss.ss_family == AF_INET6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
-}
-
-uint64_t CountRecords(const agent::v1::RecordBatch& b) {
-  return static_cast<uint64_t>(b.l7_request_logs_size()) + b.l4_flow_logs_size() + b.network_metrics_size() +
-         b.application_metrics_size() + b.processes_size();
 }
 
 }  // namespace
@@ -222,6 +218,7 @@ void IngestServer::Serve(Connection* conn) {
   std::string reject_reason;
   std::string reject_message;
 
+  AgentFrameView frame;  // reused: its buffers keep their capacity across frames
   auto reply = [&](const control::v1::ServerFrame& f) {
     return wire::WriteFrame(fd, f.SerializeAsString(), false, options_.io_timeout_ms);
   };
@@ -275,8 +272,9 @@ void IngestServer::Serve(Connection* conn) {
       reject_message = payload.status().message();
       break;
     }
-    control::v1::AgentFrame frame;
-    if (!frame.ParseFromString(*payload)) {
+    // Register/Heartbeat are parsed; a Batch's records are checked as protobuf would check them
+    // but stay wire bytes (they are spooled as received and encoded from those bytes).
+    if (!ReadAgentFrame(*payload, &frame)) {
       reject_reason = "bad_protobuf";
       reject_message = "frame payload is not a sonde.control.v1.AgentFrame";
       break;
@@ -284,8 +282,8 @@ void IngestServer::Serve(Connection* conn) {
 
     // 2. The session state machine: Register first, then Batch/Heartbeat.
     control::v1::ServerFrame out;
-    if (frame.has_register_()) {
-      const auto& reg = frame.register_();
+    if (frame.body == AgentFrameView::Body::kRegister) {
+      const auto& reg = frame.register_;
       if (registered) {
         reject_reason = "protocol";
         reject_message = "Register sent twice";
@@ -317,36 +315,34 @@ void IngestServer::Serve(Connection* conn) {
       reject_reason = "protocol";
       reject_message = "the first frame must be Register";
       break;
-    } else if (frame.has_heartbeat()) {
+    } else if (frame.body == AgentFrameView::Body::kHeartbeat) {
       heartbeats_->Inc();
-      agents_->Heartbeat(agent_id, frame.heartbeat());
+      agents_->Heartbeat(agent_id, frame.heartbeat);
       out.mutable_heartbeat_reply()->set_server_time_us(static_cast<uint64_t>(NowUs()));
-    } else if (frame.has_batch()) {
-      const auto& batch = frame.batch();
-      const uint64_t records = CountRecords(batch.records());
-      const auto& rb = batch.records();
-      auto seq = records == 0 ? StatusOr<uint64_t>(uint64_t{0}) : spool_->Append(agent_id, rb);
+    } else if (frame.body == AgentFrameView::Body::kBatch) {
+      const uint64_t records = frame.RecordCount();
+      auto seq = records == 0 ? StatusOr<uint64_t>(uint64_t{0}) : spool_->Append(agent_id, frame.records);
       if (seq.ok()) {
         batches_acked_->Inc();
         agents_->Batch(agent_id, records);
-        auto received = [&](const char* type, int n) {
+        auto received = [&](const char* type, size_t n) {
           if (n > 0) {
             registry_->GetCounter("sonde_server_records_received_total", "Records received from agents",
                                   {{"type", type}})
                 ->Inc(static_cast<uint64_t>(n));
           }
         };
-        received("l7_request_log", rb.l7_request_logs_size());
-        received("l4_flow_log", rb.l4_flow_logs_size());
-        received("network_metric", rb.network_metrics_size());
-        received("application_metric", rb.application_metrics_size());
-        received("process", rb.processes_size());
-        out.mutable_ack()->set_batch_seq(batch.batch_seq());
+        received("l7_request_log", frame.split.records[storage::kL7RequestLogs].size());
+        received("l4_flow_log", frame.split.records[storage::kL4FlowLogs].size());
+        received("network_metric", frame.split.records[storage::kNetworkMetrics].size());
+        received("application_metric", frame.split.records[storage::kApplicationMetrics].size());
+        received("process", frame.split.processes.size());
+        out.mutable_ack()->set_batch_seq(frame.batch_seq);
       } else {
         batches_nacked_->Inc();
         SONDE_LOG_EVERY(warn, "nack batch from agent {}: {}", agent_id, seq.status().ToString());
         auto* nack = out.mutable_nack();
-        nack->set_batch_seq(batch.batch_seq());
+        nack->set_batch_seq(frame.batch_seq);
         nack->set_reason(seq.status().ToString());
         nack->set_retry_after_ms(options_.nack_retry_after_ms);
       }

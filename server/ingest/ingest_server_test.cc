@@ -171,6 +171,31 @@ TEST_F(IngestTest, BadConnectionsAreRejectedWhileAGoodAgentKeepsWorking) {
     ASSERT_TRUE(bad.SendRaw(wire::EncodeFrame(std::string("\xff\xff\xff\xff", 4), false)).ok());
     expect_error_and_close(bad, "bad protobuf");
   }
+  {  // a registered agent's batch whose envelope is fine but one record is not protobuf: records
+     // are checked at receipt although they are never parsed, so nothing of it is spooled
+    FakeAgent bad;
+    ASSERT_TRUE(bad.Connect(server_->port()).ok());
+    ASSERT_TRUE(bad.Register("bad-record", "b").ok());
+    agent::v1::RecordBatch records = FlowBatch(0, 2);
+    std::string inner = std::string("\x08\x07", 2) + "\x12";  // Batch{batch_seq: 7, records: ...}
+    std::string rb = records.SerializeAsString() + std::string("\x0a\x03\x08\x80\x80", 5);  // cut varint
+    inner += static_cast<char>(rb.size()) + rb;
+    ASSERT_LT(rb.size(), 128u);
+    std::string payload = std::string("\x1a", 1) + static_cast<char>(inner.size()) + inner;
+    ASSERT_LT(inner.size(), 128u);
+    ASSERT_TRUE(bad.SendRaw(wire::EncodeFrame(payload, false)).ok());
+    expect_error_and_close(bad, "bad record");
+  }
+  {  // a string field that is not UTF-8 (proto3 requires it; ClickHouse answers would break)
+    FakeAgent bad;
+    ASSERT_TRUE(bad.Connect(server_->port()).ok());
+    ASSERT_TRUE(bad.Register("bad-utf8", "b").ok());
+    agent::v1::RecordBatch records;
+    records.add_l7_request_logs()->set_endpoint(std::string("/\xff", 2));
+    auto r = bad.SendBatch(1, records, false);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_TRUE(r->has_error());
+  }
   {  // batch before register
     FakeAgent bad;
     ASSERT_TRUE(bad.Connect(server_->port()).ok());
@@ -189,7 +214,7 @@ TEST_F(IngestTest, BadConnectionsAreRejectedWhileAGoodAgentKeepsWorking) {
   ASSERT_TRUE(send_good());
   EXPECT_EQ(Rejected("bad_magic"), 1u);
   EXPECT_EQ(Rejected("oversized"), 1u);
-  EXPECT_EQ(Rejected("bad_protobuf"), 1u);
+  EXPECT_EQ(Rejected("bad_protobuf"), 3u);
   EXPECT_EQ(Rejected("protocol"), 1u);
   EXPECT_EQ(Rejected("truncated"), 1u);
   ASSERT_TRUE(WaitFor([&] { return Count("SELECT count() FROM flow_log.l4_flow_log") == 15; }));

@@ -2,6 +2,7 @@
 #include "server/ingest/spool.h"
 
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -33,12 +34,31 @@ uint32_t GetU32(const char* p) {
   return v;
 }
 
-Status WriteFileDurably(const std::string& path, const std::string& data, bool do_fsync) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+// Files of removed batches kept for reuse: creating and deleting an inode per batch cost more CPU
+// than everything else the spool does (ext4 inode allocation). Bounded in count and size (a write
+// set of the drainer is up to a few hundred batches).
+constexpr size_t kMaxFreeFiles = 512;
+constexpr uint64_t kMaxFreeFileBytes = 4u << 20;
+constexpr std::string_view kFreePrefix = "free-";
+
+// Writes header + payload (two buffers: the payload is the agent's bytes, never copied) over
+// whatever `path` held (a recycled file keeps its blocks; the tail is cut).
+Status WriteFileDurably(const std::string& path, std::string_view header, std::string_view payload,
+                        bool do_fsync) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return UnavailableError(fmt::format("open {}: {}", path, std::strerror(errno)));
+  const size_t total = header.size() + payload.size();
   size_t off = 0;
-  while (off < data.size()) {
-    ssize_t w = ::write(fd, data.data() + off, data.size() - off);
+  while (off < total) {
+    iovec iov[2];
+    int n = 0;
+    if (off < header.size()) {
+      iov[n++] = {const_cast<char*>(header.data() + off), header.size() - off};
+      iov[n++] = {const_cast<char*>(payload.data()), payload.size()};
+    } else {
+      iov[n++] = {const_cast<char*>(payload.data() + (off - header.size())), total - off};
+    }
+    ssize_t w = ::writev(fd, iov, n);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) {
       Status s = UnavailableError(fmt::format("write {}: {}", path, std::strerror(errno)));
@@ -46,6 +66,11 @@ Status WriteFileDurably(const std::string& path, const std::string& data, bool d
       return s;
     }
     off += static_cast<size_t>(w);
+  }
+  if (::ftruncate(fd, static_cast<off_t>(total)) != 0) {
+    Status s = UnavailableError(fmt::format("truncate {}: {}", path, std::strerror(errno)));
+    ::close(fd);
+    return s;
   }
   if (do_fsync && ::fsync(fd) != 0) {
     Status s = UnavailableError(fmt::format("fsync {}: {}", path, std::strerror(errno)));
@@ -56,9 +81,16 @@ Status WriteFileDurably(const std::string& path, const std::string& data, bool d
   return Status::Ok();
 }
 
-uint64_t CountRecords(const agent::v1::RecordBatch& b) {
-  return static_cast<uint64_t>(b.l7_request_logs_size()) + b.l4_flow_logs_size() + b.network_metrics_size() +
-         b.application_metrics_size() + b.processes_size();
+// Reads exactly n bytes; false on error or early end of file.
+bool ReadFully(int fd, char* buf, size_t n) {
+  size_t off = 0;
+  while (off < n) {
+    ssize_t r = ::read(fd, buf + off, n - off);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    off += static_cast<size_t>(r);
+  }
+  return true;
 }
 
 }  // namespace
@@ -98,6 +130,18 @@ Status Spool::Replay() {
   for (const auto& e : fs::directory_iterator(options_.dir, ec)) {
     if (!e.is_regular_file()) continue;
     const std::string name = e.path().filename().string();
+    if (name.rfind(kFreePrefix, 0) == 0) {
+      // A removed batch's file kept for reuse: its content is dead.
+      const std::string_view number = std::string_view(name).substr(kFreePrefix.size());
+      if (free_files_.size() < kMaxFreeFiles && !number.empty() && number.size() <= 19 &&
+          number.find_first_not_of("0123456789") == std::string_view::npos) {
+        free_files_.push_back(e.path().string());
+        next_free_ = std::max<uint64_t>(next_free_, std::stoull(std::string(number)) + 1);
+      } else {
+        fs::remove(e.path(), ec);
+      }
+      continue;
+    }
     if (name.size() > 4 && name.substr(name.size() - 4) == ".tmp") {
       fs::remove(e.path(), ec);  // an Append that never completed: it was never acknowledged
       continue;
@@ -128,29 +172,40 @@ void Spool::UpdateGauges() {
 }
 
 StatusOr<uint64_t> Spool::Append(uint32_t agent_id, const agent::v1::RecordBatch& records) {
-  std::string data(kHeaderBytes, '\0');
-  std::memcpy(data.data(), kMagic, 4);
-  PutU32(agent_id, data.data() + 4);
-  if (!records.AppendToString(&data)) return InternalError("cannot serialize batch");
-  const uint64_t payload = data.size() - kHeaderBytes;
-  if (payload > UINT32_MAX) return InvalidArgumentError("batch too large for the spool");
-  PutU32(static_cast<uint32_t>(payload), data.data() + 8);
+  std::string wire;
+  if (!records.SerializeToString(&wire)) return InternalError("cannot serialize batch");
+  return Append(agent_id, wire);
+}
+
+StatusOr<uint64_t> Spool::Append(uint32_t agent_id, std::string_view records_wire) {
+  if (records_wire.size() > UINT32_MAX - kHeaderBytes) return InvalidArgumentError("batch too large for the spool");
+  char header[kHeaderBytes];
+  std::memcpy(header, kMagic, 4);
+  PutU32(agent_id, header + 4);
+  PutU32(static_cast<uint32_t>(records_wire.size()), header + 8);
+  const uint64_t file_bytes = kHeaderBytes + records_wire.size();
 
   uint64_t seq;
+  std::string work_path;
   {
     std::lock_guard lock(mu_);
-    if (committed_bytes_ + reserved_bytes_ + data.size() > options_.max_bytes) {
+    if (committed_bytes_ + reserved_bytes_ + file_bytes > options_.max_bytes) {
       full_rejections_->Inc();
       return ResourceExhaustedError(fmt::format("spool full ({} of {} bytes)", committed_bytes_ + reserved_bytes_,
                                                 options_.max_bytes));
     }
-    reserved_bytes_ += data.size();
+    reserved_bytes_ += file_bytes;
     seq = next_seq_++;
+    if (!free_files_.empty()) {
+      work_path = std::move(free_files_.back());
+      free_files_.pop_back();
+    }
   }
-  // Written outside the lock so concurrent agents fsync in parallel.
+  // Written outside the lock so concurrent agents fsync in parallel; under its final name only
+  // once complete (a recycled file too: a crash before the rename leaves it a free file).
   const std::string final_path = PathFor(seq);
-  const std::string tmp_path = final_path + ".tmp";
-  Status s = WriteFileDurably(tmp_path, data, options_.fsync);
+  const std::string tmp_path = work_path.empty() ? final_path + ".tmp" : work_path;
+  Status s = WriteFileDurably(tmp_path, std::string_view(header, kHeaderBytes), records_wire, options_.fsync);
   if (s.ok() && ::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
     s = UnavailableError(fmt::format("rename {}: {}", tmp_path, std::strerror(errno)));
   }
@@ -158,15 +213,15 @@ StatusOr<uint64_t> Spool::Append(uint32_t agent_id, const agent::v1::RecordBatch
     s = UnavailableError(fmt::format("fsync {}: {}", options_.dir, std::strerror(errno)));
   }
   std::lock_guard lock(mu_);
-  reserved_bytes_ -= data.size();
+  reserved_bytes_ -= file_bytes;
   if (!s.ok()) {
     std::error_code ec;
     fs::remove(tmp_path, ec);
     fs::remove(final_path, ec);
     return s;
   }
-  entries_[seq] = Committed{data.size(), Clock::now()};
-  committed_bytes_ += data.size();
+  entries_[seq] = Committed{file_bytes, Clock::now()};
+  committed_bytes_ += file_bytes;
   UpdateGauges();
   cv_.notify_all();
   return seq;
@@ -214,40 +269,40 @@ std::vector<SpoolEntry> Spool::ReadOldest(size_t max_files, uint64_t max_bytes) 
   }
   std::vector<SpoolEntry> out;
   std::vector<uint64_t> bad;
+  storage::RecordBatchWire split;
   for (const auto& [seq, size] : want) {
     const std::string path = PathFor(seq);
-    std::string data;
-    {
-      int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd >= 0) {
-        data.resize(size);
-        size_t off = 0;
-        while (off < size) {
-          ssize_t r = ::read(fd, data.data() + off, size - off);
-          if (r < 0 && errno == EINTR) continue;
-          if (r <= 0) break;
-          off += static_cast<size_t>(r);
-        }
-        data.resize(off);
-        ::close(fd);
+    // Header and payload read separately so the payload lands in its own string (no shift).
+    char header[kHeaderBytes];
+    std::string payload;
+    bool ok = false;
+    if (int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+      ok = size >= kHeaderBytes && ReadFully(fd, header, kHeaderBytes) && std::memcmp(header, kMagic, 4) == 0 &&
+           GetU32(header + 8) == size - kHeaderBytes;
+      if (ok) {
+        payload.resize(size - kHeaderBytes);
+        ok = ReadFully(fd, payload.data(), payload.size());
       }
+      ::close(fd);
     }
     SpoolEntry e;
     e.seq = seq;
     e.bytes = size;
-    bool ok = data.size() >= kHeaderBytes && std::memcmp(data.data(), kMagic, 4) == 0 &&
-              GetU32(data.data() + 8) == data.size() - kHeaderBytes &&
-              e.batch.records.ParseFromArray(data.data() + kHeaderBytes, static_cast<int>(data.size() - kHeaderBytes));
+    // Only the envelope is read: records stay wire bytes until the RowBinary encoder; the few
+    // ProcessInfo records are parsed for the tagger.
+    ok = ok && storage::SplitRecordBatch(payload, &split);
+    for (size_t i = 0; ok && i < split.processes.size(); ++i) {
+      ok = e.batch.records.add_processes()->ParseFromArray(split.processes[i].data(),
+                                                           static_cast<int>(split.processes[i].size()));
+    }
     if (!ok) {
       SONDE_LOG_EVERY(error, "spool: {} is unreadable; moving it to quarantine", path);
       bad.push_back(seq);
       continue;
     }
-    e.batch.agent_id = GetU32(data.data() + 4);
-    e.records = CountRecords(e.batch.records);
-    // Storage encodes rows from these bytes instead of walking the parsed messages.
-    data.erase(0, kHeaderBytes);
-    e.batch.wire = std::move(data);
+    e.batch.agent_id = GetU32(header + 4);
+    e.records = split.RecordCount() + split.processes.size();
+    e.batch.wire = std::move(payload);
     out.push_back(std::move(e));
   }
   if (!bad.empty()) Quarantine(bad);
@@ -260,7 +315,15 @@ void Spool::Remove(std::span<const uint64_t> seqs) {
     auto it = entries_.find(seq);
     if (it == entries_.end()) continue;
     std::error_code ec;
-    fs::remove(PathFor(seq), ec);
+    bool kept = false;
+    if (free_files_.size() < kMaxFreeFiles && it->second.bytes <= kMaxFreeFileBytes) {
+      std::string free_path = fmt::format("{}/{}{}", options_.dir, kFreePrefix, next_free_++);
+      if (::rename(PathFor(seq).c_str(), free_path.c_str()) == 0) {
+        free_files_.push_back(std::move(free_path));
+        kept = true;
+      }
+    }
+    if (!kept) fs::remove(PathFor(seq), ec);
     committed_bytes_ -= it->second.bytes;
     entries_.erase(it);
   }

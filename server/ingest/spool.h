@@ -10,10 +10,12 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/base/status.h"
 #include "common/metrics/registry.h"
+#include "server/storage/record_batch_wire.h"
 #include "server/storage/storage_backend.h"
 #include "sonde/agent/v1/records.pb.h"
 
@@ -30,12 +32,13 @@ struct SpoolEntry {
   uint64_t seq = 0;
   uint64_t bytes = 0;  // size on disk
   uint64_t records = 0;
-  storage::AgentBatch batch;
+  storage::AgentBatch batch;  // `wire` set: records are not parsed (see AgentBatch)
 };
 
 // File format (little endian): "SSP1" | agent_id u32 | payload_bytes u32 | RecordBatch bytes.
-// A file exists under its final name only once complete (written as .tmp, fsynced, renamed,
-// directory fsynced), so replay never sees a partial batch; unreadable files are moved to
+// A file exists under its final name only once complete (written as .tmp or over a recycled
+// free-N file, fsynced, renamed, directory fsynced), so replay never sees a partial batch; removed
+// batches' files are renamed to free-N and reused (no inode created or freed per batch); unreadable files are moved to
 // dir/quarantine/ and counted. Thread-safe: many connection threads Append, one drainer reads.
 class Spool {
  public:
@@ -46,8 +49,10 @@ class Spool {
   Spool(const Spool&) = delete;
   Spool& operator=(const Spool&) = delete;
 
-  // Durably stores one batch and returns its sequence number. kResourceExhausted when the spool
+  // Durably stores one serialized RecordBatch (the caller checked it: CheckRecordBatch) and returns its sequence number. kResourceExhausted when the spool
   // would exceed max_bytes (push back: nothing was stored); kUnavailable on disk errors.
+  StatusOr<uint64_t> Append(uint32_t agent_id, std::string_view records_wire);
+  // The same for a parsed batch (serialized first).
   StatusOr<uint64_t> Append(uint32_t agent_id, const agent::v1::RecordBatch& records);
 
   // Blocks until at least `min_bytes` are spooled, or the oldest entry waited `max_delay`, or
@@ -87,6 +92,8 @@ class Spool {
   uint64_t reserved_bytes_ = 0;  // appends in flight
   bool woken_ = false;
   std::map<uint64_t, Committed> entries_;
+  std::vector<std::string> free_files_;  // removed batches' files, reused by Append
+  uint64_t next_free_ = 1;               // numbers the free files
 
   metrics::Gauge* bytes_gauge_;
   metrics::Gauge* files_gauge_;

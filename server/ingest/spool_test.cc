@@ -1,8 +1,11 @@
 // Spool durability/bounds/replay and SpoolDrainer retry/quarantine, with a fake storage backend.
 #include "server/ingest/spool.h"
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -49,7 +52,10 @@ class FakeBackend : public storage::StorageBackend {
     ++attempts;
     if (fail_code != StatusCode::kOk) return Status(fail_code, "fake failure");
     for (const auto& b : batches) {
-      for (const auto& r : b.records.l4_flow_logs()) times.push_back(r.time());
+      // Spooled batches carry wire bytes; only their ProcessInfo records are parsed.
+      agent::v1::RecordBatch records;
+      if (!records.ParseFromString(b.wire)) return InvalidArgumentError("spool handed over bad bytes");
+      for (const auto& r : records.l4_flow_logs()) times.push_back(r.time());
     }
     ++writes;
     return Status::Ok();
@@ -89,7 +95,10 @@ TEST(SpoolTest, AppendReadRemoveAndReplay) {
     auto entries = (*spool)->ReadOldest(2, 1 << 20);
     ASSERT_EQ(entries.size(), 2u);
     EXPECT_EQ(entries[0].batch.agent_id, 10u);
-    EXPECT_EQ(entries[1].batch.records.l4_flow_logs(0).time(), 100u);
+    agent::v1::RecordBatch second;
+    ASSERT_TRUE(second.ParseFromString(entries[1].batch.wire));
+    EXPECT_EQ(second.l4_flow_logs(0).time(), 100u);
+    EXPECT_EQ(entries[1].batch.records.l4_flow_logs_size(), 0) << "records stay wire bytes";
     EXPECT_EQ(entries[0].records, 3u);
     std::vector<uint64_t> seqs = {entries[0].seq, entries[1].seq};
     (*spool)->Remove(seqs);
@@ -155,6 +164,71 @@ TEST(SpoolTest, CorruptFilesAreQuarantined) {
   EXPECT_EQ((*spool)->files(), 1u);
   EXPECT_TRUE(fs::exists(fmt::format("{}/quarantine/{:020d}.batch", dir.path(), *seq2)));
   EXPECT_EQ(registry.CounterTotal("sonde_server_spool_quarantined_total"), 1u);
+}
+
+TEST(SpoolTest, WireAppendKeepsTheAgentBytesAndParsesOnlyProcesses) {
+  TempDir dir;
+  metrics::Registry registry;
+  auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
+  ASSERT_TRUE(spool.ok());
+  agent::v1::RecordBatch b = Batch(7, 4);
+  b.add_processes()->set_name("java");
+  b.add_processes()->set_pid(42);
+  b.add_l7_request_logs()->set_endpoint("/x");
+  const std::string wire = b.SerializeAsString();
+  ASSERT_TRUE((*spool)->Append(9, std::string_view(wire)).ok());
+  auto entries = (*spool)->ReadOldest(10, 1 << 20);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].batch.wire, wire) << "spooled and read back byte for byte";
+  EXPECT_EQ(entries[0].batch.agent_id, 9u);
+  EXPECT_EQ(entries[0].records, 7u) << "4 flows, 1 request log, 2 processes";
+  ASSERT_EQ(entries[0].batch.records.processes_size(), 2);
+  EXPECT_EQ(entries[0].batch.records.processes(0).name(), "java");
+  EXPECT_EQ(entries[0].batch.records.processes(1).pid(), 42u);
+  EXPECT_EQ(entries[0].batch.records.l4_flow_logs_size(), 0);
+  EXPECT_EQ(entries[0].bytes, wire.size() + 12);
+}
+
+TEST(SpoolTest, RemovedFilesAreReusedAndNeverReplayed) {
+  TempDir dir;
+  metrics::Registry registry;
+  auto count_prefix = [&](std::string_view prefix) {
+    size_t n = 0;
+    for (const auto& e : fs::directory_iterator(dir.path())) n += e.path().filename().string().rfind(prefix, 0) == 0;
+    return n;
+  };
+  auto inode = [](const fs::path& p) {
+    struct stat st {};
+    return ::stat(p.c_str(), &st) == 0 ? st.st_ino : 0;
+  };
+  {
+    auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
+    ASSERT_TRUE(spool.ok());
+    for (uint32_t i = 0; i < 3; ++i) ASSERT_TRUE((*spool)->Append(1, Batch(i, 20)).ok());
+    auto entries = (*spool)->ReadOldest(10, 1 << 20);
+    std::vector<uint64_t> seqs;
+    for (const auto& e : entries) seqs.push_back(e.seq);
+    (*spool)->Remove(seqs);
+    EXPECT_EQ((*spool)->files(), 0u);
+    ASSERT_EQ(count_prefix("free-"), 3u);
+    std::set<ino_t> free_inodes;
+    for (const auto& e : fs::directory_iterator(dir.path())) free_inodes.insert(inode(e.path()));
+    auto seq = (*spool)->Append(2, Batch(100, 1));  // smaller than the file it reuses
+    ASSERT_TRUE(seq.ok());
+    EXPECT_EQ(count_prefix("free-"), 2u);
+    const fs::path batch = fmt::format("{}/{:020d}.batch", dir.path(), *seq);
+    EXPECT_TRUE(free_inodes.count(inode(batch))) << "written over a free file, not a new inode";
+    EXPECT_EQ(fs::file_size(batch), (*spool)->bytes()) << "the old, longer content is cut";
+  }
+  // A free file is dead content (even when it looks like a batch): never replayed.
+  auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
+  ASSERT_TRUE(spool.ok());
+  EXPECT_EQ((*spool)->files(), 1u);
+  auto entries = (*spool)->ReadOldest(10, 1 << 20);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].batch.agent_id, 2u);
+  EXPECT_EQ(entries[0].records, 1u);
+  EXPECT_EQ(count_prefix("free-"), 2u) << "kept for reuse across restarts";
 }
 
 TEST(SpoolDrainerTest, RetriesTransientFailuresAndLosesNothing) {

@@ -16,9 +16,10 @@ namespace sonde::server::storage {
 struct AgentBatch {
   uint32_t agent_id = 0;
   agent::v1::RecordBatch records;
-  // The serialized form of `records` when the reader kept it (the spool does): storage then
-  // encodes rows straight from these bytes. Empty: rows are encoded from `records`. When set it
-  // must be exactly what `records` was parsed from.
+  // The serialized RecordBatch, when the reader kept it (the spool does). When set it is the
+  // authority: `records` then holds only its `processes` (parsed: few, and the tagger needs them);
+  // L7/L4/metric records are read from these bytes (record_batch_wire.h) and never parsed.
+  // Empty: everything is in `records`.
   std::string wire;
 };
 

@@ -59,7 +59,6 @@ ClickHouseStorage::ClickHouseStorage(const ClickHouseClient* client, metrics::Re
 void ClickHouseStorage::SetTagger(RecordTagger* tagger) {
   std::lock_guard lock(write_mu_);
   tagger_ = tagger;
-  encoder_.SetTagColumns(tagger != nullptr ? tagger->Columns() : std::vector<std::string>{});
   wire_encoder_.SetTagColumns(tagger != nullptr ? tagger->Columns() : std::vector<std::string>{});
 }
 
@@ -104,79 +103,66 @@ Status ClickHouseStorage::Write(std::span<const AgentBatch> batches, WriteProgre
   SONDE_CHECK(kL7 != nullptr && kL4 != nullptr);
 
   const size_t tag_width = tagger_ != nullptr ? tagger_->Columns().size() : 0;
-  size_t record_index = 0;  // of the current batch, in the tagger's record order
-  bool use_wire = false;  // the current batch's records are encoded from spans_
-  size_t kind_index = 0;  // of the current record within its kind
-  auto add = [&](const schema::Table* table, const google::protobuf::Message& m, size_t kind,
-                 uint32_t agent_id) -> Status {
-    TableBuffer& b = buffers[table];
-    if (b.rows == nullptr) {
-      b.rows = &row_buffers_[table];
-      b.rows->clear();
-    }
-    ServerColumns server{agent_id, nullptr};
-    if (tag_width != 0) server.tag_ids = tag_ids_.data() + record_index * tag_width;
-    Status s = InvalidArgumentError("no wire bytes");
-    if (use_wire) s = wire_encoder_.AppendRow(*table, m.GetDescriptor(), spans_[kind][kind_index], server, b.rows, &stats);
-    // Bytes the wire walk rejects were still parsed into `m` (cannot happen for spooled
-    // batches; kept as a safety net): encode the message instead.
-    if (s.code() == StatusCode::kInvalidArgument) s = encoder_.AppendRow(*table, m, server, b.rows, &stats);
-    SONDE_RETURN_IF_ERROR(s);
-    ++b.count;
-    return Status::Ok();
-  };
+  static const google::protobuf::Descriptor* const kDescriptors[4] = {
+      agent::v1::L7RequestLog::descriptor(), agent::v1::L4FlowLog::descriptor(),
+      agent::v1::NetworkMetric::descriptor(), agent::v1::ApplicationMetric::descriptor()};
+  static const uint32_t kGranularityField[4] = {
+      0, 0, static_cast<uint32_t>(agent::v1::NetworkMetric::descriptor()->FindFieldByName("granularity_s")->number()),
+      static_cast<uint32_t>(agent::v1::ApplicationMetric::descriptor()->FindFieldByName("granularity_s")->number())};
+  static const char* const kFamilies[4] = {"", "", "network", "application"};
+  uint64_t malformed = 0;
   for (const AgentBatch& batch : batches) {
-    const auto& r = batch.records;
-    record_index = 0;
-    use_wire = !batch.wire.empty() && SplitRecordBatch(batch.wire, &spans_) &&
-               spans_[0].size() == static_cast<size_t>(r.l7_request_logs_size()) &&
-               spans_[1].size() == static_cast<size_t>(r.l4_flow_logs_size()) &&
-               spans_[2].size() == static_cast<size_t>(r.network_metrics_size()) &&
-               spans_[3].size() == static_cast<size_t>(r.application_metrics_size());
+    // Rows are always encoded from wire bytes: the spool's, or the parsed records serialized.
+    std::string_view wire = batch.wire;
+    if (wire.empty()) {
+      serialized_.clear();
+      if (!batch.records.AppendToString(&serialized_)) return InternalError("cannot serialize a batch");
+      wire = serialized_;
+    }
+    if (!SplitRecordBatch(wire, &split_)) {
+      return InvalidArgumentError(fmt::format("malformed RecordBatch bytes from agent {}", batch.agent_id));
+    }
+    const size_t records = split_.RecordCount();
     if (tagger_ != nullptr) {
       tag_ids_.clear();
       SONDE_RETURN_IF_ERROR(tagger_->Tag(batch, &tag_ids_));
-      const size_t records = static_cast<size_t>(r.l7_request_logs_size() + r.l4_flow_logs_size() +
-                                                 r.network_metrics_size() + r.application_metrics_size());
       if (tag_ids_.size() != records * tag_width) {
         return InternalError(fmt::format("tagger returned {} ids for {} records", tag_ids_.size(), records));
       }
     }
-    kind_index = 0;
-    for (const auto& m : r.l7_request_logs()) {
-      SONDE_RETURN_IF_ERROR(add(kL7, m, 0, batch.agent_id));
-      ++record_index;
-      ++kind_index;
-    }
-    kind_index = 0;
-    for (const auto& m : r.l4_flow_logs()) {
-      SONDE_RETURN_IF_ERROR(add(kL4, m, 1, batch.agent_id));
-      ++record_index;
-      ++kind_index;
-    }
-    kind_index = 0;
-    for (const auto& m : r.network_metrics()) {
-      const schema::Table* t = TableFor("flow_metrics", "network", m.granularity_s());
-      if (t == nullptr) {
-        ++dropped_granularity;
-      } else {
-        SONDE_RETURN_IF_ERROR(add(t, m, 2, batch.agent_id));
+    size_t record_index = 0;  // in the tagger's record order
+    for (size_t kind = 0; kind < 4; ++kind) {
+      for (std::string_view m : split_.records[kind]) {
+        const schema::Table* table = kind == kL7RequestLogs ? kL7 : kind == kL4FlowLogs ? kL4 : nullptr;
+        if (table == nullptr) {
+          const uint64_t g = ReadVarintField(m, kGranularityField[kind], 0);
+          table = TableFor("flow_metrics", kFamilies[kind], static_cast<uint32_t>(g));
+          if (table == nullptr) {
+            ++dropped_granularity;
+            ++record_index;
+            continue;
+          }
+        }
+        TableBuffer& b = buffers[table];
+        if (b.rows == nullptr) {
+          b.rows = &row_buffers_[table];
+          b.rows->clear();
+        }
+        ServerColumns server{batch.agent_id, nullptr};
+        if (tag_width != 0) server.tag_ids = tag_ids_.data() + record_index * tag_width;
+        ++record_index;
+        Status s = wire_encoder_.AppendRow(*table, kDescriptors[kind], m, server, b.rows, &stats);
+        if (s.code() == StatusCode::kInvalidArgument) {
+          // Not protobuf (the ingest server checks every record, so only a damaged spool file
+          // gets here): that row is dropped and counted, the others are stored.
+          ++malformed;
+          continue;
+        }
+        SONDE_RETURN_IF_ERROR(s);
+        ++b.count;
       }
-      ++record_index;
-      ++kind_index;
     }
-    kind_index = 0;
-    for (const auto& m : r.application_metrics()) {
-      const schema::Table* t = TableFor("flow_metrics", "application", m.granularity_s());
-      if (t == nullptr) {
-        ++dropped_granularity;
-      } else {
-        SONDE_RETURN_IF_ERROR(add(t, m, 3, batch.agent_id));
-      }
-      ++record_index;
-      ++kind_index;
-    }
-    skipped_processes += static_cast<uint64_t>(r.processes_size());
+    skipped_processes += split_.processes.size();
   }
   // Counted once per batch set: a retry re-encodes but skips this on tables already done.
   if (progress->empty()) {
@@ -184,6 +170,11 @@ Status ClickHouseStorage::Write(std::span<const AgentBatch> batches, WriteProgre
       registry_->GetCounter("sonde_server_records_dropped_total", "Records the server could not store",
                             {{"table", "metrics"}, {"reason", "bad_granularity"}})
           ->Inc(dropped_granularity);
+    }
+    if (malformed) {
+      registry_->GetCounter("sonde_server_records_dropped_total", "Records the server could not store",
+                            {{"table", "any"}, {"reason", "malformed"}})
+          ->Inc(malformed);
     }
     if (skipped_processes) {
       registry_->GetCounter("sonde_server_records_unstored_total", "Records with no table (used for tagging only)",

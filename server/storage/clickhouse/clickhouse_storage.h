@@ -12,6 +12,7 @@
 #include "server/storage/clickhouse/clickhouse_client.h"
 #include "server/storage/clickhouse/row_binary_encoder.h"
 #include "server/storage/clickhouse/wire_row_encoder.h"
+#include "server/storage/record_batch_wire.h"
 #include "server/storage/record_tagger.h"
 #include "server/storage/storage_backend.h"
 
@@ -19,7 +20,7 @@ namespace sonde::server::storage::clickhouse {
 
 // Routes each record type to its table (metrics by granularity_s: 1 -> *_1s, 60 -> *_1m; other
 // granularities are dropped and counted), encodes rows with WireRowEncoder from the batch's wire
-// bytes when it carries them (RowBinaryEncoder on the parsed records otherwise) and sends one
+// bytes (batches without them are serialized first; records are never parsed here) and sends one
 // INSERT per table. With a RecordTagger the server tag columns (host_id_0, pod_id_1, ...) of
 // every row come from it; ProcessInfo records have no table and only feed the tagger (counted).
 // Write() may be called from one thread at a time; ApplySchema/DropExpiredPartitions from any.
@@ -40,9 +41,9 @@ class ClickHouseStorage : public StorageBackend {
   const ClickHouseClient* client_;
   metrics::Registry* registry_;
   std::mutex write_mu_;
-  RowBinaryEncoder encoder_;       // batches without wire bytes, and the fallback
-  WireRowEncoder wire_encoder_;    // batches with wire bytes
-  std::array<std::vector<std::string_view>, 4> spans_;  // scratch: records of one batch per kind
+  WireRowEncoder wire_encoder_;
+  RecordBatchWire split_;    // scratch: records of one batch per kind
+  std::string serialized_;   // scratch: a batch without wire bytes, serialized
   RecordTagger* tagger_ = nullptr;
   std::vector<uint32_t> tag_ids_;  // scratch of Write, reused
   // RowBinary of each table, kept between writes so that their capacity is reused (regrowing

@@ -1,9 +1,11 @@
 // ClickHouseStorage against a real ClickHouse: schema, routing, values read back, retention.
 #include "server/storage/clickhouse/clickhouse_storage.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "server/storage/clickhouse/testing/clickhouse_fixture.h"
+#include "server/storage/record_sides.h"
 
 namespace sonde::server::storage::clickhouse {
 namespace {
@@ -16,7 +18,13 @@ class StorageEncodingTest : public testing::ClickHouseTest, public ::testing::Wi
  protected:
   void MaybeSetWire(std::vector<AgentBatch>* batches) {
     if (!GetParam()) return;
-    for (auto& b : *batches) b.wire = b.records.SerializeAsString();
+    for (auto& b : *batches) {
+      // As the spool hands them over: the bytes, and only the ProcessInfo records parsed.
+      b.wire = b.records.SerializeAsString();
+      auto processes = b.records.processes();
+      b.records.Clear();
+      *b.records.mutable_processes() = processes;
+    }
   }
 };
 INSTANTIATE_TEST_SUITE_P(FromMessagesAndWire, StorageEncodingTest, ::testing::Bool());
@@ -110,22 +118,41 @@ TEST_P(StorageEncodingTest, RoundTripsEveryRecordType) {
   EXPECT_EQ(MustQuery(c, "SELECT count() FROM flow_log.l7_request_log").rows[0][0], 1);
 }
 
-// Tags each record with (batch agent id * 1000 + record index) for side 0 and 1 for side 1.
+// Two server-side UInt32 columns every record table has (tag columns, whatever the schema names
+// them), so the test follows the schema's tag layout.
+std::vector<std::string> TwoTagColumns() {
+  std::vector<std::string> out;
+  const schema::Table* l7 = schema::FindTable("flow_log", "l7_request_log");
+  for (const auto& c : l7->columns) {
+    if (!c.server_side || c.type != schema::ColumnType::kUInt32 || c.name == "agent_id") continue;
+    bool everywhere = true;
+    for (const auto& [db, name] : {std::pair{"flow_log", "l4_flow_log"}, std::pair{"flow_metrics", "network_1s"},
+                                   std::pair{"flow_metrics", "application_1m"}}) {
+      bool has = false;
+      for (const auto& o : schema::FindTable(db, name)->columns) has |= o.name == c.name;
+      everywhere &= has;
+    }
+    if (everywhere && out.size() < 2) out.emplace_back(c.name);
+  }
+  return out;
+}
+
+// Tags each record with (batch agent id * 1000 + record index) for the first column and 1 for the
+// second. Counts records through ExtractSides, as real taggers do.
 class CountingTagger : public RecordTagger {
  public:
   const std::vector<std::string>& Columns() const override { return columns_; }
   Status Tag(const AgentBatch& batch, std::vector<uint32_t>* ids) override {
-    const auto& r = batch.records;
-    const int n = r.l7_request_logs_size() + r.l4_flow_logs_size() + r.network_metrics_size() +
-                  r.application_metrics_size();
-    processes += static_cast<uint32_t>(r.processes_size());
-    for (int i = 0; i < n; ++i) {
+    std::vector<RecordSide> sides;
+    SONDE_RETURN_IF_ERROR(ExtractSides(batch, &sides));
+    processes += static_cast<uint32_t>(batch.records.processes_size());
+    for (size_t i = 0; i < sides.size() / 2; ++i) {
       ids->push_back(batch.agent_id * 1000 + static_cast<uint32_t>(i));
       ids->push_back(1);
     }
     return fail ? UnavailableError("dictionary down") : Status::Ok();
   }
-  std::vector<std::string> columns_{"pod_id_0", "host_id_1"};
+  std::vector<std::string> columns_ = TwoTagColumns();
   uint32_t processes = 0;
   bool fail = false;
 };
@@ -160,13 +187,40 @@ TEST_P(StorageEncodingTest, TaggerFillsTagColumnsOfEveryTable) {
   Status s = storage.Write(batches, &progress);
   ASSERT_TRUE(s.ok()) << s.ToString();
   const auto& c = clickhouse_client();
-  EXPECT_EQ(MustQuery(c, "SELECT pod_id_0, host_id_1, pod_id_1 FROM flow_log.l7_request_log").rows[0],
-            nlohmann::json::parse("[3000, 1, 0]"));
-  EXPECT_EQ(MustQuery(c, "SELECT pod_id_0, host_id_1 FROM flow_log.l4_flow_log").rows[0],
+  ASSERT_EQ(tagger.columns_.size(), 2u);
+  const std::string& a = tagger.columns_[0];
+  const std::string& b = tagger.columns_[1];
+  EXPECT_EQ(MustQuery(c, fmt::format("SELECT {}, {} FROM flow_log.l7_request_log", a, b)).rows[0],
+            nlohmann::json::parse("[3000, 1]"));
+  EXPECT_EQ(MustQuery(c, fmt::format("SELECT {}, {} FROM flow_log.l4_flow_log", a, b)).rows[0],
             nlohmann::json::parse("[3001, 1]"));
-  EXPECT_EQ(MustQuery(c, "SELECT pod_id_0 FROM flow_metrics.network_1s").rows[0][0], 4001);
-  EXPECT_EQ(MustQuery(c, "SELECT pod_id_0 FROM flow_metrics.application_1m").rows[0][0], 4002);
+  EXPECT_EQ(MustQuery(c, fmt::format("SELECT {} FROM flow_metrics.network_1s", a)).rows[0][0], 4001);
+  EXPECT_EQ(MustQuery(c, fmt::format("SELECT {} FROM flow_metrics.application_1m", a)).rows[0][0], 4002);
   EXPECT_EQ(tagger.processes, 2u);  // seen by both attempts
+}
+
+TEST_F(StorageTest, MalformedRecordBytesAreDroppedAndCountedOthersStored) {
+  metrics::Registry registry;
+  ClickHouseStorage storage(&clickhouse_client(), &registry);
+  CountingTagger tagger;
+  storage.SetTagger(&tagger);
+  ASSERT_TRUE(storage.ApplySchema().ok());
+  agent::v1::RecordBatch good;
+  good.add_l7_request_logs()->set_time(1700000000);
+  good.mutable_l7_request_logs(0)->set_endpoint("/ok");
+  std::vector<AgentBatch> batches(1);
+  batches[0].agent_id = 5;
+  // A record whose bytes are not protobuf (a damaged spool file), then a good one.
+  batches[0].wire = std::string("\x0a\x02\xff\xff", 4) + good.SerializeAsString();
+  WriteProgress progress;
+  Status s = storage.Write(batches, &progress);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  const auto& c = clickhouse_client();
+  EXPECT_EQ(MustQuery(c, "SELECT count() FROM flow_log.l7_request_log WHERE endpoint = '/ok'").rows[0][0], 1);
+  EXPECT_EQ(MustQuery(c, fmt::format("SELECT {} FROM flow_log.l7_request_log WHERE endpoint = '/ok'",
+                                     tagger.columns_[0])).rows[0][0],
+            5001) << "the good record keeps its own tags";
+  EXPECT_EQ(registry.CounterTotal("sonde_server_records_dropped_total"), 1u);
 }
 
 TEST_F(StorageTest, WriteFailsWhileClickHouseIsDownAndResumes) {

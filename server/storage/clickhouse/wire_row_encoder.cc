@@ -314,27 +314,4 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
   return Status::Ok();
 }
 
-bool SplitRecordBatch(std::string_view wire, std::array<std::vector<std::string_view>, 4>* spans) {
-  for (auto& v : *spans) v.clear();
-  if (wire.size() > static_cast<size_t>(std::numeric_limits<int>::max())) return false;
-  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(wire.data()),
-                                            static_cast<int>(wire.size()));
-  while (static_cast<size_t>(in.CurrentPosition()) < wire.size()) {
-    const uint32_t tag = in.ReadTag();
-    if (tag == 0) return false;
-    const uint32_t number = tag >> 3;
-    if (number >= 1 && number <= 4 &&
-        (tag & 7) == static_cast<uint32_t>(WireFormatLite::WIRETYPE_LENGTH_DELIMITED)) {
-      uint32_t size;
-      if (!in.ReadVarint32(&size)) return false;
-      const size_t at = static_cast<size_t>(in.CurrentPosition());
-      if (size > wire.size() - at || !in.Skip(static_cast<int>(size))) return false;
-      (*spans)[number - 1].push_back(wire.substr(at, size));
-    } else if (!WireFormatLite::SkipField(&in, tag)) {
-      return false;
-    }
-  }
-  return true;
-}
-
 }  // namespace sonde::server::storage::clickhouse

@@ -18,11 +18,6 @@
 
 namespace sonde::server::storage::clickhouse {
 
-// The serialized records of a RecordBatch per kind, indexed l7_request_logs, l4_flow_logs,
-// network_metrics, application_metrics (fields 1-4), in wire order, which is the order of the
-// parsed repeated fields. Views point into `wire`. False when the bytes are malformed.
-bool SplitRecordBatch(std::string_view wire, std::array<std::vector<std::string_view>, 4>* spans);
-
 // Walks the protobuf wire format of one record with CodedInputStream. Field numbers map to
 // column slots through a plan computed once per (table, message type) from the descriptors;
 // every column's encoding is decided at plan time, so a row costs one pass over the wire bytes

@@ -170,36 +170,6 @@ TEST(WireRowEncoderTest, MalformedWireIsRejectedWithoutOutput) {
   }
 }
 
-TEST(WireRowEncoderTest, SplitRecordBatchKeepsTheParsedOrderPerKind) {
-  // Kinds interleaved on the wire, plus an unknown field and ProcessInfo records in between.
-  std::string wire;
-  std::vector<std::string> want_l7, want_am;
-  for (int i = 0; i < 3; ++i) {
-    agent::v1::RecordBatch part;
-    part.add_l7_request_logs()->set_response_code(i);
-    part.add_processes()->set_pid(static_cast<uint32_t>(i));
-    part.add_application_metrics()->set_requests(static_cast<uint64_t>(i) + 10);
-    wire += part.SerializeAsString();
-    wire += std::string("\xf8\xff\x03\x01", 4);  // unknown field 8191
-    want_l7.push_back(part.l7_request_logs(0).SerializeAsString());
-    want_am.push_back(part.application_metrics(0).SerializeAsString());
-  }
-  agent::v1::RecordBatch parsed;
-  ASSERT_TRUE(parsed.ParseFromString(wire));
-  std::array<std::vector<std::string_view>, 4> spans;
-  ASSERT_TRUE(SplitRecordBatch(wire, &spans));
-  ASSERT_EQ(spans[0].size(), 3u);
-  EXPECT_TRUE(spans[1].empty());
-  EXPECT_TRUE(spans[2].empty());
-  ASSERT_EQ(spans[3].size(), 3u);
-  for (size_t i = 0; i < 3; ++i) {
-    EXPECT_EQ(spans[0][i], want_l7[i]);
-    EXPECT_EQ(spans[3][i], want_am[i]);
-    EXPECT_EQ(spans[0][i], parsed.l7_request_logs(static_cast<int>(i)).SerializeAsString());
-  }
-  EXPECT_FALSE(SplitRecordBatch(wire.substr(0, wire.size() - 6), &spans));
-}
-
 TEST(WireRowEncoderTest, IncompatibleFieldIsAContractError) {
   const std::vector<schema::Column> columns = {
       {"request_type", schema::ColumnType::kUInt32, "UInt32", nullptr, false, ""}};

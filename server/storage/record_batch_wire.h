@@ -1,0 +1,71 @@
+// A serialized sonde.agent.v1.RecordBatch read without parsing its records: the server keeps the
+// agent's wire bytes from receipt to the RowBinary encoder and reads only the few fields it needs.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace sonde::server::storage {
+
+// Indexes into RecordBatchWire::records (= RecordBatch field number - 1).
+inline constexpr size_t kL7RequestLogs = 0;
+inline constexpr size_t kL4FlowLogs = 1;
+inline constexpr size_t kNetworkMetrics = 2;
+inline constexpr size_t kApplicationMetrics = 3;
+
+// Views of the records of one serialized RecordBatch, per kind, in wire order (which is the order
+// of the parsed repeated fields). Views point into the bytes given to SplitRecordBatch.
+struct RecordBatchWire {
+  std::array<std::vector<std::string_view>, 4> records;  // l7, l4, network, application metrics
+  std::vector<std::string_view> processes;                // ProcessInfo (field 5)
+
+  void Clear();
+  size_t RecordCount() const;  // the four record kinds, not processes
+};
+
+// Reads the protobuf wire format with bounds checks on every step (never reads outside the view).
+class WireReader {
+ public:
+  static constexpr uint32_t kVarint = 0, kFixed64 = 1, kLengthDelimited = 2, kStartGroup = 3, kEndGroup = 4,
+                            kFixed32 = 5;
+
+  explicit WireReader(std::string_view bytes)
+      : p_(reinterpret_cast<const uint8_t*>(bytes.data())), end_(p_ + bytes.size()) {}
+
+  bool done() const { return p_ == end_; }
+  // A field key; false when malformed (field number 0, > 2^29 - 1, wire type 6/7, truncated).
+  bool ReadTag(uint32_t* number, uint32_t* wire_type);
+  bool ReadVarint(uint64_t* v);
+  bool ReadLengthDelimited(std::string_view* v);
+  bool ReadFixed32(uint32_t* v);
+  bool ReadFixed64(uint64_t* v);
+  // Skips the value of a field whose key was just read (groups up to a nesting bound). False
+  // when malformed; an end-group key outside a group is malformed.
+  bool SkipValue(uint32_t number, uint32_t wire_type, int depth = 0);
+
+ private:
+  const uint8_t* p_;
+  const uint8_t* end_;
+};
+
+// Splits `wire` into its records. False when the bytes are not a RecordBatch at the wire level
+// (bad keys, lengths past the end, ...). Fields of RecordBatch with an unexpected wire type or an
+// unknown number are skipped, as protobuf skips them. The records themselves are not looked into.
+bool SplitRecordBatch(std::string_view wire, RecordBatchWire* out);
+
+// True when protobuf's parser accepts `wire` as a RecordBatch (every record well formed, string
+// fields valid UTF-8 as proto3 requires), without building any message. Fills *out like
+// SplitRecordBatch. This is the check the ingest server runs on untrusted agent bytes.
+bool CheckRecordBatch(std::string_view wire, RecordBatchWire* out);
+
+// True when `bytes` is valid UTF-8 (what protobuf requires of proto3 string fields).
+bool ValidUtf8(std::string_view bytes);
+
+// The last value of varint field `number` of a serialized message (proto3: the last one wins), or
+// `fallback` when absent or when the message is malformed.
+uint64_t ReadVarintField(std::string_view message, uint32_t number, uint64_t fallback);
+
+}  // namespace sonde::server::storage

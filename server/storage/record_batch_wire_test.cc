@@ -1,0 +1,204 @@
+// RecordBatch wire scanning against protobuf itself: the same records in the same order, the same
+// accept/reject decision on damaged bytes, and the same sides as the parsed-message path.
+#include "server/storage/record_batch_wire.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "server/storage/record_sides.h"
+#include "sonde/agent/v1/records.pb.h"
+
+namespace sonde::server::storage {
+namespace {
+
+agent::v1::RecordBatch RandomBatch(std::mt19937_64& rng) {
+  agent::v1::RecordBatch b;
+  auto ip6 = [&] {
+    std::string s(16, '\0');
+    for (auto& c : s) c = static_cast<char>(rng());
+    return s;
+  };
+  const int n = 1 + static_cast<int>(rng() % 6);
+  for (int i = 0; i < n; ++i) {
+    auto* l7 = b.add_l7_request_logs();
+    l7->set_time(static_cast<uint32_t>(rng()));
+    l7->set_is_ipv4(rng() % 2);
+    l7->set_ip4_0(static_cast<uint32_t>(rng()));
+    l7->set_ip4_1(static_cast<uint32_t>(rng()));
+    if (!l7->is_ipv4()) {
+      l7->set_ip6_0(ip6());
+      l7->set_ip6_1(ip6());
+    }
+    l7->set_process_id_0(static_cast<uint32_t>(rng() % 70000));
+    l7->set_process_id_1(static_cast<uint32_t>(rng() % 70000));
+    l7->set_endpoint("/api/v1/\xc3\xa9t\xc3\xa9/" + std::to_string(rng() % 1000));
+    l7->set_request_domain("svc.ns.svc.cluster.local");
+    auto* l4 = b.add_l4_flow_logs();
+    l4->set_time(static_cast<uint32_t>(rng()));
+    l4->set_is_ipv4(1);
+    l4->set_ip4_0(static_cast<uint32_t>(rng()));
+    l4->set_process_id_1(static_cast<uint32_t>(rng()));
+    l4->set_process_kname_0("java");
+    auto* nm = b.add_network_metrics();
+    nm->set_time(static_cast<uint32_t>(rng()));
+    nm->set_ip4_1(static_cast<uint32_t>(rng()));
+    nm->set_is_ipv4(1);
+    nm->set_granularity_s(rng() % 2 ? 1 : 60);
+    auto* am = b.add_application_metrics();
+    am->set_time(static_cast<uint32_t>(rng()));
+    am->set_ip6_0(ip6());
+    am->set_endpoint("GET /x");
+    auto* p = b.add_processes();
+    p->set_pid(static_cast<uint32_t>(rng()));
+    p->set_name("nginx");
+  }
+  return b;
+}
+
+TEST(RecordBatchWireTest, SplitKeepsTheParsedOrderPerKind) {
+  // Kinds interleaved on the wire, plus an unknown field and ProcessInfo records in between.
+  std::string wire;
+  std::vector<std::string> want_l7, want_am, want_proc;
+  for (int i = 0; i < 3; ++i) {
+    agent::v1::RecordBatch part;
+    part.add_l7_request_logs()->set_response_code(i);
+    part.add_processes()->set_pid(static_cast<uint32_t>(i));
+    part.add_application_metrics()->set_requests(static_cast<uint64_t>(i) + 10);
+    wire += part.SerializeAsString();
+    wire += std::string("\xf8\xff\x03\x01", 4);  // unknown field 8191
+    want_l7.push_back(part.l7_request_logs(0).SerializeAsString());
+    want_am.push_back(part.application_metrics(0).SerializeAsString());
+    want_proc.push_back(part.processes(0).SerializeAsString());
+  }
+  agent::v1::RecordBatch parsed;
+  ASSERT_TRUE(parsed.ParseFromString(wire));
+  RecordBatchWire split;
+  ASSERT_TRUE(SplitRecordBatch(wire, &split));
+  ASSERT_EQ(split.records[kL7RequestLogs].size(), 3u);
+  EXPECT_TRUE(split.records[kL4FlowLogs].empty());
+  EXPECT_TRUE(split.records[kNetworkMetrics].empty());
+  ASSERT_EQ(split.records[kApplicationMetrics].size(), 3u);
+  ASSERT_EQ(split.processes.size(), 3u);
+  EXPECT_EQ(split.RecordCount(), 6u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(split.records[0][i], want_l7[i]);
+    EXPECT_EQ(split.records[3][i], want_am[i]);
+    EXPECT_EQ(split.processes[i], want_proc[i]);
+    EXPECT_EQ(split.records[0][i], parsed.l7_request_logs(static_cast<int>(i)).SerializeAsString());
+  }
+  EXPECT_FALSE(SplitRecordBatch(wire.substr(0, wire.size() - 6), &split));
+  // A RecordBatch field with another wire type is an unknown field to protobuf, and to us.
+  const std::string odd = std::string("\x08\x05", 2) + wire;
+  ASSERT_TRUE(parsed.ParseFromString(odd));
+  ASSERT_TRUE(CheckRecordBatch(odd, &split));
+  EXPECT_EQ(split.records[0].size(), 3u);
+}
+
+TEST(RecordBatchWireTest, CheckAgreesWithProtobufOnDamagedBytes) {
+  std::mt19937_64 rng(11);
+  int rejected = 0, accepted = 0;
+  for (int round = 0; round < 4000; ++round) {
+    std::string wire = RandomBatch(rng).SerializeAsString();
+    switch (round % 4) {
+      case 0:  // flip a few bits
+        for (int k = 0; k < 1 + static_cast<int>(rng() % 3); ++k) {
+          wire[rng() % wire.size()] ^= static_cast<char>(1u << (rng() % 8));
+        }
+        break;
+      case 1:  // truncate
+        wire.resize(rng() % wire.size());
+        break;
+      case 2:  // overwrite a byte with a random one
+        wire[rng() % wire.size()] = static_cast<char>(rng());
+        break;
+      default:  // insert a random byte
+        wire.insert(wire.begin() + static_cast<long>(rng() % wire.size()), static_cast<char>(rng()));
+        break;
+    }
+    agent::v1::RecordBatch parsed;
+    const bool want = parsed.ParseFromString(wire);
+    RecordBatchWire split;
+    const bool got = CheckRecordBatch(wire, &split);
+    ASSERT_EQ(got, want) << "round " << round;
+    (want ? accepted : rejected)++;
+    if (want) {
+      EXPECT_EQ(split.records[0].size(), static_cast<size_t>(parsed.l7_request_logs_size()));
+      EXPECT_EQ(split.records[1].size(), static_cast<size_t>(parsed.l4_flow_logs_size()));
+      EXPECT_EQ(split.records[2].size(), static_cast<size_t>(parsed.network_metrics_size()));
+      EXPECT_EQ(split.records[3].size(), static_cast<size_t>(parsed.application_metrics_size()));
+      EXPECT_EQ(split.processes.size(), static_cast<size_t>(parsed.processes_size()));
+    }
+  }
+  EXPECT_GT(rejected, 500);
+  EXPECT_GT(accepted, 500);
+}
+
+TEST(RecordBatchWireTest, StringsMustBeUtf8BytesNeedNot) {
+  agent::v1::RecordBatch b;
+  b.add_l7_request_logs()->set_ip6_0(std::string("\xff\xfe\x80", 3));  // bytes: anything goes
+  RecordBatchWire split;
+  EXPECT_TRUE(CheckRecordBatch(b.SerializeAsString(), &split));
+  b.mutable_l7_request_logs(0)->set_endpoint(std::string("/a\xc0\xaf", 4));  // overlong '/'
+  agent::v1::RecordBatch parsed;
+  const std::string wire = b.SerializeAsString();
+  EXPECT_FALSE(parsed.ParseFromString(wire));
+  EXPECT_FALSE(CheckRecordBatch(wire, &split));
+  EXPECT_TRUE(SplitRecordBatch(wire, &split)) << "the split alone does not look into records";
+  EXPECT_TRUE(ValidUtf8("plain ascii, long enough for the 8-byte path"));
+  EXPECT_TRUE(ValidUtf8("\xe2\x82\xac \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(ValidUtf8("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(ValidUtf8("\xf4\x90\x80\x80"));  // past U+10FFFF
+  EXPECT_FALSE(ValidUtf8("abcdefgh\xe2\x82"));  // cut
+}
+
+TEST(RecordBatchWireTest, SidesFromWireEqualSidesFromMessages) {
+  std::mt19937_64 rng(5);
+  for (int round = 0; round < 200; ++round) {
+    AgentBatch parsed;
+    parsed.records = RandomBatch(rng);
+    AgentBatch wire;
+    wire.wire = parsed.records.SerializeAsString();
+    if (round % 3 == 0) {
+      // A repeated scalar: the last value wins; a known field with another wire type is unknown.
+      agent::v1::L7RequestLog extra;
+      extra.set_time(12345);
+      std::string more = extra.SerializeAsString();
+      more += std::string("\x3d\x01\x02\x03\x04", 5);  // field 7 (ip4_0) as fixed32
+      std::string rec = parsed.records.l7_request_logs(0).SerializeAsString() + more;
+      agent::v1::RecordBatch b;
+      ASSERT_TRUE(b.add_l7_request_logs()->ParseFromString(rec));
+      parsed.records.MergeFrom(b);
+      wire.wire += std::string("\x0a", 1) + static_cast<char>(rec.size()) + rec;
+      ASSERT_LT(rec.size(), 128u);
+    }
+    std::vector<RecordSide> a, b;
+    ASSERT_TRUE(ExtractSides(parsed, &a).ok());
+    ASSERT_TRUE(ExtractSides(wire, &b).ok());
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].ip, b[i].ip) << i;
+      EXPECT_EQ(a[i].time_s, b[i].time_s) << i;
+      EXPECT_EQ(a[i].pid, b[i].pid) << i;
+    }
+  }
+  AgentBatch bad;
+  bad.wire = "\x0a\x05\x08";
+  std::vector<RecordSide> sides;
+  EXPECT_FALSE(ExtractSides(bad, &sides).ok());
+}
+
+TEST(RecordBatchWireTest, ReadVarintFieldTakesTheLastValue) {
+  agent::v1::NetworkMetric m;
+  m.set_granularity_s(60);
+  std::string wire = m.SerializeAsString();
+  EXPECT_EQ(ReadVarintField(wire, 27, 0), 60u);
+  EXPECT_EQ(ReadVarintField(wire, 26, 7), 7u);
+  m.set_granularity_s(1);
+  wire += m.SerializeAsString();
+  EXPECT_EQ(ReadVarintField(wire, 27, 0), 1u);
+  EXPECT_EQ(ReadVarintField(wire.substr(0, wire.size() - 1), 27, 9), 9u);
+}
+
+}  // namespace
+}  // namespace sonde::server::storage
