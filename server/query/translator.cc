@@ -137,8 +137,16 @@ struct JoinSpec {
 
 class Translator {
  public:
-  Translator(std::string_view db, std::string_view sql, const Catalog& catalog)
-      : db_(db), sql_(sql), catalog_(catalog) {}
+  // `pushdown`: aggregate below the tag joins (see PushdownApplies()).
+  Translator(std::string_view db, std::string_view sql, const Catalog& catalog, bool pushdown = false)
+      : db_(db), sql_(sql), catalog_(catalog), pushdown_(pushdown) {}
+
+  // True when the statement just translated groups by tags in a way that lets the aggregation
+  // run on the stored rows first and the tag joins run on its (few) groups: GROUP BY present,
+  // tags joined, but no tag inside an aggregate's arguments and no tag in a WHERE predicate
+  // that needs the join. The rows of the first pass are then grouped by every stored column
+  // the outer query reads plus the tag set ids, aggregates become -State/-Merge pairs.
+  bool PushdownApplies() const { return pushdown_candidate_; }
 
   StatusOr<Translation> Run() {
     SONDE_ASSIGN_OR_RETURN(Statement st, Parse(sql_));
@@ -263,7 +271,24 @@ class Translator {
     if (s.distinct) sql += "DISTINCT ";
     sql += Join(select_parts, ", ");
     BuildSideJoins();
-    if (joins_.empty()) {
+    pushdown_candidate_ = !pushdown_ && !s.group_by.empty() && !joins_.empty() && residual_where.empty() &&
+                          !tag_in_aggregate_ && !select_star_;
+    if (pushdown_) {
+      // Stored rows grouped by what the outer query reads, then the tag joins on the groups.
+      std::vector<std::string> keys;
+      for (const auto& c : table_->columns) {
+        if (keys_.count(std::string(c.name))) keys.push_back(QuoteIdent(c.name));
+      }
+      std::vector<std::string> inner_items = keys;
+      inner_items.insert(inner_items.end(), states_.begin(), states_.end());
+      std::string inner = "SELECT " + Join(inner_items, ", ") + " FROM " + table_ref;
+      if (!base_where.empty()) inner += " WHERE " + Join(base_where, " AND ");
+      inner += " GROUP BY " + Join(keys, ", ");
+      for (const auto& j : joins_) {
+        inner = "SELECT * FROM (\n" + inner + "\n) ANY LEFT JOIN " + j.right + " USING " + j.using_cols;
+      }
+      sql += "\nFROM (\n" + inner + "\n)";
+    } else if (joins_.empty()) {
       sql += "\nFROM " + table_ref;
       if (!base_where.empty()) sql += "\nWHERE " + Join(base_where, " AND ");
     } else {
@@ -316,6 +341,8 @@ class Translator {
 
   std::string Use(std::string_view physical) {
     used_.insert(std::string(physical));
+    // Outside aggregates and WHERE, a pushed-down query reads the column from the groups.
+    if (pushdown_ && !in_aggregate_ && clause_ != Clause::kWhere) keys_.insert(std::string(physical));
     return QuoteIdent(physical);
   }
 
@@ -372,9 +399,19 @@ class Translator {
   // Name of the joined column that carries this tag, registering it with its side's join.
   std::string JoinFor(const ResolvedColumn& c, std::string_view user_name) {
     const std::string key = std::string(user_name);
+    if (in_aggregate_) tag_in_aggregate_ = true;
     auto it = join_names_.find(key);
     if (it != join_names_.end()) return it->second;
-    TagSetColumn(c.side);
+    {
+      // The join key is a group key whatever the clause the tag first appears in.
+      const bool was = in_aggregate_;
+      const Clause clause = clause_;
+      in_aggregate_ = false;
+      clause_ = Clause::kSelect;
+      TagSetColumn(c.side);
+      in_aggregate_ = was;
+      clause_ = clause;
+    }
     SideNeeds& n = side_needs_[c.side];
     std::string col = key;
     if (c.kind == ColumnKind::kTag) {
@@ -654,6 +691,35 @@ class Translator {
       if (in_aggregate) return Error(e.pos, "aggregate functions cannot be nested");
     }
     if (e.distinct && f->name != "count") return Error(e.pos, "DISTINCT is only supported in count()");
+    if (f->aggregate && !in_aggregate_) {
+      in_aggregate_ = true;
+      auto r = RenderAggregate(e, *f, in_aggregate);
+      in_aggregate_ = false;
+      return r;
+    }
+    return RenderAggregate(e, *f, in_aggregate);
+  }
+
+  // An aggregate as ClickHouse text; in a pushed-down query, a -State in the grouped rows
+  // (`_a_N`) and its -Merge in the outer query.
+  StatusOr<Rendered> RenderAggregate(const Expr& e, const FunctionSpec& spec, bool in_aggregate) {
+    SONDE_ASSIGN_OR_RETURN(Rendered r, RenderCallText(e, spec, in_aggregate));
+    if (!pushdown_ || !spec.aggregate) return r;
+    // r.text is name(args) or name(params)(args): insert the combinator after the name.
+    const size_t open = r.text.find('(');
+    const std::string name = r.text.substr(0, open);
+    const std::string rest = r.text.substr(open);
+    std::string params;
+    if (spec.name == "percentile") params = rest.substr(0, rest.find(')') + 1);
+    const std::string alias = "_a_" + std::to_string(states_.size());
+    states_.push_back(name + "State" + rest + " AS " + alias);
+    r.text = name + "Merge" + params + "(" + alias + ")";
+    return r;
+  }
+
+  StatusOr<Rendered> RenderCallText(const Expr& e, const FunctionSpec& spec, bool in_aggregate) {
+    const FunctionSpec* f = &spec;
+    const int n = static_cast<int>(e.args.size());
     Rendered r;
     r.aggregate = f->aggregate;
     const bool inner_agg = in_aggregate || f->aggregate;
@@ -718,6 +784,12 @@ class Translator {
   std::map<std::string, size_t> aliases_;
   std::set<std::string> used_;
   bool select_star_ = false;
+  const bool pushdown_ = false;
+  bool pushdown_candidate_ = false;
+  bool in_aggregate_ = false;       // rendering an aggregate's arguments
+  bool tag_in_aggregate_ = false;   // a joined column inside an aggregate (no pushdown)
+  std::set<std::string> keys_;      // pushdown: stored columns read outside aggregates
+  std::vector<std::string> states_; // pushdown: "<agg>State(...) AS _a_N"
   std::vector<JoinSpec> joins_;
   std::array<SideNeeds, 2> side_needs_;
   std::map<std::string, std::string> join_names_;  // user column name -> joined column
@@ -727,7 +799,9 @@ class Translator {
 
 StatusOr<Translation> Translate(std::string_view db, std::string_view sql, const Catalog& catalog) {
   Translator t(db, sql, catalog);
-  return t.Run();
+  SONDE_ASSIGN_OR_RETURN(Translation out, t.Run());
+  if (!t.PushdownApplies()) return out;
+  return Translator(db, sql, catalog, /*pushdown=*/true).Run();
 }
 
 }  // namespace sonde::server::query

@@ -138,6 +138,21 @@ TEST_F(TranslatorClickHouseTest, TagsGroupAndOrderByName) {
   EXPECT_EQ(Run("SELECT region_0, service_1, count() AS n FROM l7_request_log "
                 "WHERE service_1 != '' GROUP BY region_0, service_1 ORDER BY region_0, service_1"),
             (Rows{R"(["","db",1])", R"(["","web",3])", R"(["eu-1","web",2])"}));
+  // Grouped by tags only: aggregated on the stored rows first (-State), joined per group, then
+  // merged (-Merge); same answers as aggregating the joined rows.
+  EXPECT_EQ(Run("SELECT service_1, count() AS n, countIf(response_status = 'server_error') AS errors, "
+                "max(response_duration) AS worst, avg(response_duration) AS mean, count(DISTINCT endpoint) "
+                "AS eps, percentile(response_duration, 50) AS p50 FROM l7_request_log GROUP BY service_1 "
+                "HAVING n >= 1 ORDER BY n DESC, service_1"),
+            (Rows{R"(["web",5,1,500,300,2,300])", R"(["",1,0,700,700,1,700])", R"(["db",1,0,600,600,1,600])"}));
+  EXPECT_EQ(Run("SELECT time(time, 60) AS t, service_1, count() AS n FROM l7_request_log "
+                "GROUP BY t, service_1 ORDER BY t, service_1"),
+            (Rows{R"([1699999980,"web",2])", R"([1700000040,"db",1])", R"([1700000040,"web",3])",
+                  R"([1700000100,"",1])"}));
+  // A tag inside an aggregate needs the joined rows (no pushdown).
+  EXPECT_EQ(Run("SELECT service_1, count(DISTINCT pod_1) AS pods FROM l7_request_log GROUP BY service_1 "
+                "ORDER BY service_1"),
+            (Rows{R"(["",1])", R"(["db",1])", R"(["web",2])"}));
   // Dimension ids come out of the tag set too.
   EXPECT_EQ(Run("SELECT pod_id_1, pod_ns_id_1, count() AS n FROM l7_request_log GROUP BY pod_id_1, pod_ns_id_1 "
                 "ORDER BY pod_id_1"),
