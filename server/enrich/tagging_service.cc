@@ -2,6 +2,7 @@
 #include "server/enrich/tagging_service.h"
 
 #include <chrono>
+#include <cstring>
 #include <unordered_map>
 
 #include "common/log/log.h"
@@ -12,11 +13,12 @@ namespace {
 
 struct SideKeyHash {
   size_t operator()(const SideKey& k) const {
-    uint64_t h = 1469598103934665603ull;
-    for (uint8_t b : k.ip.bytes()) h = (h ^ b) * 1099511628211ull;
-    h = (h ^ k.time_s) * 1099511628211ull;
-    h = (h ^ k.pid) * 1099511628211ull;
-    return static_cast<size_t>(h ^ (h >> 29));
+    uint64_t a, b;
+    std::memcpy(&a, k.ip.bytes().data(), 8);
+    std::memcpy(&b, k.ip.bytes().data() + 8, 8);
+    uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull) * 0xC2B2AE3D27D4EB4Full;
+    h ^= (static_cast<uint64_t>(k.time_s) << 32 | k.pid) * 0x165667B19E3779F9ull;
+    return static_cast<size_t>(h ^ (h >> 31));
   }
 };
 
@@ -124,32 +126,28 @@ Status TaggingService::Tag(const storage::AgentBatch& batch, std::vector<uint32_
   }
   if (records == 0) return Status::Ok();
 
-  // Records of a batch share few distinct (address, second, pid) sides: match each once.
-  std::unordered_map<SideKey, uint32_t, SideKeyHash> slot_of;
-  std::vector<SideKey> sides;
-  std::vector<uint32_t> record_slots;  // two per record
-  record_slots.reserve(records * 2);
-  for (const storage::RecordSide& rs : record_sides) {
-    SideKey k{rs.ip, rs.time_s, rs.pid};
-    auto [it, inserted] = slot_of.emplace(k, static_cast<uint32_t>(sides.size()));
-    if (inserted) sides.push_back(k);
-    record_slots.push_back(it->second);
-  }
-
   // Answers only change at lifetime boundaries: sides that differ only in their second within
-  // one stable interval share one match (a batch spans seconds, boundaries are far apart).
-  std::vector<uint32_t> match_of(sides.size());
+  // one stable interval share one match. A batch has few distinct (address, interval, pid)
+  // sides; each is matched once, with the first second seen for it.
+  std::vector<uint32_t> match_of;  // per record side: index into to_match
+  match_of.reserve(records * 2);
   std::vector<ResourceTags> tags;
   {
     std::shared_lock lock(model_mu_);
     std::unordered_map<SideKey, uint32_t, SideKeyHash> match_slot;
     std::vector<SideKey> to_match;
-    for (size_t i = 0; i < sides.size(); ++i) {
-      SideKey stable = sides[i];
-      stable.time_s = model_.StableFrom(sides[i].time_s);
-      auto [it, inserted] = match_slot.emplace(stable, static_cast<uint32_t>(to_match.size()));
-      if (inserted) to_match.push_back(sides[i]);
-      match_of[i] = it->second;
+    uint32_t last_time = 0, last_stable = 0;
+    bool have_last = false;
+    for (const storage::RecordSide& rs : record_sides) {
+      if (!have_last || rs.time_s != last_time) {  // records come roughly in time order
+        last_time = rs.time_s;
+        last_stable = model_.StableFrom(rs.time_s);
+        have_last = true;
+      }
+      auto [it, inserted] = match_slot.emplace(SideKey{rs.ip, last_stable, rs.pid},
+                                               static_cast<uint32_t>(to_match.size()));
+      if (inserted) to_match.push_back(SideKey{rs.ip, rs.time_s, rs.pid});
+      match_of.push_back(it->second);
     }
     tags = enricher_.MatchSides(host, to_match);
   }
@@ -167,7 +165,7 @@ Status TaggingService::Tag(const storage::AgentBatch& batch, std::vector<uint32_
     return Status::Ok();
   }
   uint32_t* out = ids->data() + base;
-  for (size_t i = 0; i < records * 2; ++i) out[i] = (*sets)[match_of[record_slots[i]]];
+  for (size_t i = 0; i < records * 2; ++i) out[i] = (*sets)[match_of[i]];
   if (rows_tagged_ != nullptr) rows_tagged_->Inc(records);
   return Status::Ok();
 }
