@@ -3,7 +3,7 @@
 // first, then replayed into a fresh L7Analyzer; (2) the whole agent pipeline, as
 // `sonde-agent --pcap` runs it (PcapFileSource -> FlowTracker -> L7Analyzer), file read included.
 // Prints "key value" lines for bench/l7/run.sh.
-// Usage: sonde_l7_bench FILE.pcap [--repeat N] [--l7-only]
+// Usage: sonde_l7_bench FILE.pcap [--repeat N] [--l7-only | --pipeline-only]
 #include <time.h>
 
 #include <atomic>
@@ -117,15 +117,17 @@ int main(int argc, char** argv) {
   const std::string path = argv[1];
   int repeat = 3;
   bool l7_only = false;  // skip the whole-pipeline runs (for profiling the protocol layer)
+  bool pipeline_only = false;  // skip recording and L7-only runs (for profiling the pipeline)
   for (int i = 2; i < argc; ++i) {
     if (std::strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) repeat = std::max(1, std::atoi(argv[i + 1]));
     if (std::strcmp(argv[i], "--l7-only") == 0) l7_only = true;
+    if (std::strcmp(argv[i], "--pipeline-only") == 0) pipeline_only = true;
   }
   std::atomic<bool> stop{false};
 
   // Streams as flow tracking delivers them, recorded once.
   RecordingHandler rec;
-  {
+  if (!pipeline_only) {
     CountingSink none;
     flow::FlowTracker tracker({}, &none, &rec, nullptr);
     ClockedSink clocked(&tracker);
@@ -145,7 +147,7 @@ int main(int argc, char** argv) {
   // (1) L7 parsing alone: best of `repeat` runs.
   double best = 1e99;
   CountingSink l7_sink;
-  for (int r = 0; r < repeat; ++r) {
+  for (int r = 0; r < (pipeline_only ? 0 : repeat); ++r) {
     CountingSink sink;
     protocols::L7Analyzer analyzer(&sink, nullptr, Options());
     uint64_t last = 0;

@@ -60,12 +60,20 @@ class FrameParser final : public ConnectionParser {
     if (chunk.is_datagram) d.Clear();
     // Protocols framed differently over UDP and TCP (DNS) opt in with a `bool datagram` member.
     if constexpr (requires { state_.datagram; }) state_.datagram = chunk.is_datagram;
-    d.Append(chunk);
+    // Nothing buffered (the usual case): frames are parsed straight from the chunk and only an
+    // incomplete tail is copied into the buffer.
+    const bool in_place = d.size() == 0;
+    if (in_place) {
+      d.AttachInPlace(chunk);
+    } else {
+      d.Append(chunk);
+    }
     ParseLoop(type, chunk.is_datagram, &d);
     if (chunk.is_datagram) {
       if (d.size() > 0) counters_->truncated_datagrams->Inc();
       d.Clear();
     }
+    d.DetachInPlace();
   }
 
   void Stitch(const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) override {
@@ -146,7 +154,12 @@ class FrameParser final : public ConnectionParser {
     bool resync = false;
     uint32_t failures = 0;
 
-    size_t size() const { return buf.size() - head; }
+    // While `in_place`, the unconsumed bytes are `ext` (a view of the chunk being handled) and
+    // buf is empty; DetachInPlace copies what is left into buf before the chunk goes away.
+    std::string_view ext;
+    bool in_place = false;
+
+    size_t size() const { return in_place ? ext.size() : buf.size() - head; }
     void Reset() {
       // A buffer that grew large is released; a small one is kept for the next connection.
       if (buf.capacity() > kKeptBufferBytes) {
@@ -158,16 +171,32 @@ class FrameParser final : public ConnectionParser {
       head_pos = 0;
       markers.clear();
       frames.clear();
+      ext = {};
+      in_place = false;
       resync = false;
       failures = 0;
     }
-    std::string_view view() const { return std::string_view(buf).substr(head); }
+    std::string_view view() const { return in_place ? ext : std::string_view(buf).substr(head); }
 
     void Clear() {
       head_pos += size();
       buf.clear();
       head = 0;
       markers.clear();
+      ext = {};
+    }
+    void AttachInPlace(const flow::StreamChunk& c) {
+      if (c.data.empty()) return;
+      markers.push_back({head_pos, c.timestamp_ns, c.tcp_seq, c.tid, c.syscall_trace_id});
+      ext = std::string_view(reinterpret_cast<const char*>(c.data.data()), c.data.size());
+      in_place = true;
+    }
+    void DetachInPlace() {
+      if (!in_place) return;
+      in_place = false;
+      buf.assign(ext);
+      head = 0;
+      ext = {};
     }
     void Append(const flow::StreamChunk& c) {
       if (c.data.empty()) return;
@@ -176,9 +205,14 @@ class FrameParser final : public ConnectionParser {
     }
     void Consume(size_t n) {
       n = std::min(n, size());
-      head += n;
       head_pos += n;
       while (markers.size() > 1 && markers[1].pos <= head_pos) markers.pop_front();
+      if (in_place) {
+        ext.remove_prefix(n);
+        if (ext.empty()) markers.clear();  // as below: the next bytes bring their own marker
+        return;
+      }
+      head += n;
       if (head == buf.size()) {
         // Nothing left: the next bytes come with their own marker. Keeping the old front marker
         // here stamped the next frame with the previous chunk's timestamp.

@@ -137,7 +137,9 @@ class FrameQueue {
     std::swap(size_, o.size_);
   }
   void Grow() {
-    const size_t cap = cap_ == 0 ? 4 : cap_ * 2;
+    // Large frames start with one slot: most connections hold one frame per direction at a
+    // time, and every open connection keeps its arrays.
+    const size_t cap = cap_ != 0 ? cap_ * 2 : (sizeof(T) >= 128 ? 1 : 4);
     T* data = std::allocator<T>().allocate(cap);
     for (size_t i = 0; i < size_; ++i) {
       T& from = (*this)[i];
