@@ -57,6 +57,7 @@
 #include "server/storage/clickhouse/row_binary_encoder.h"
 #include "server/storage/clickhouse/wire_row_encoder.h"
 #include "server/storage/record_batch_wire.h"
+#include "server/storage/record_sides.h"
 #include "sonde/control/v1/control.pb.h"
 
 namespace {
@@ -337,6 +338,9 @@ struct Result {
   double new_receive_cpu_s = 0;      // smart only, sampled: decode + zstd + ReadAgentFrame
   double old_receive_cpu_s = 0;      // smart only, sampled: decode + zstd + AgentFrame parse + serialize
   double old_spool_parse_cpu_s = 0;  // smart only, sampled: RecordBatch parse (the old spool read)
+  double zstd_cpu_s = 0;             // smart only, sampled: frame decode + zstd alone
+  double read_frame_cpu_s = 0;       // smart only, sampled: ReadAgentFrame alone
+  double sides_cpu_s = 0;            // smart only, sampled: ExtractSides alone (part of tagging)
   double clickhouse_insert_cpu_s = 0;
   double clickhouse_merge_cpu_s = 0;
   double wall_s = 0;
@@ -647,16 +651,29 @@ int Run(const Options& o) {
         }
         r.old_receive_cpu_s += (t3_cpu - t2_cpu) * 10;
         r.old_spool_parse_cpu_s += (ThreadCpuS() - t3_cpu) * 10;
-        // The new receive step alone on the same frames, for a like-for-like ratio.
+        // The new receive step alone on the same frames, for a like-for-like ratio, and its parts.
         const double t4_cpu = ThreadCpuS();
+        std::vector<std::string> payloads;
         for (const auto& f : frames) {
           const std::string_view bytes = f.frame;
           auto header = wire::DecodeHeader(
               std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), wire::kHeaderBytes));
           auto payload = wire::DecodePayload(*header, bytes.substr(wire::kHeaderBytes));
-          ingest::ReadAgentFrame(*payload, &view);
+          payloads.push_back(std::move(*payload));
         }
-        r.new_receive_cpu_s += (ThreadCpuS() - t4_cpu) * 10;
+        const double t5_cpu = ThreadCpuS();
+        for (const auto& payload : payloads) ingest::ReadAgentFrame(payload, &view);
+        const double t6_cpu = ThreadCpuS();
+        std::vector<storage::RecordSide> sides;
+        for (const auto& b : batches) {
+          sides.clear();  // per batch, as the tagger does
+          storage::ExtractSides(b, &sides).IgnoreError();
+        }
+        const double t7_cpu = ThreadCpuS();
+        r.new_receive_cpu_s += (t6_cpu - t4_cpu) * 10;
+        r.zstd_cpu_s += (t5_cpu - t4_cpu) * 10;
+        r.read_frame_cpu_s += (t6_cpu - t5_cpu) * 10;
+        r.sides_cpu_s += (t7_cpu - t6_cpu) * 10;
       }
       if (!s.ok()) {
         std::fprintf(stderr, "%s: write failed: %s\n", variant.c_str(), s.ToString().c_str());
@@ -734,6 +751,9 @@ int Run(const Options& o) {
                   "ns/row",
                   1e9 * r.new_receive_cpu_s / rows, 1e9 * r.old_receive_cpu_s / rows,
                   1e9 * r.old_spool_parse_cpu_s / rows);
+      std::printf("\nsmart, sampled parts: frame decode + zstd ~%.0f ns/row, ReadAgentFrame ~%.0f ns/row, "
+                  "ExtractSides (in tagging) ~%.0f ns/row",
+                  1e9 * r.zstd_cpu_s / rows, 1e9 * r.read_frame_cpu_s / rows, 1e9 * r.sides_cpu_s / rows);
     }
     std::printf("\n");
   }

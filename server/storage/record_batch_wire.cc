@@ -88,7 +88,7 @@ size_t RecordBatchWire::RecordCount() const {
   return records[0].size() + records[1].size() + records[2].size() + records[3].size();
 }
 
-bool WireReader::ReadVarint(uint64_t* v) {
+bool WireReader::ReadVarintSlow(uint64_t* v) {
   uint64_t result = 0;
   for (int i = 0; i < 10; ++i) {
     if (p_ == end_) return false;
@@ -102,7 +102,7 @@ bool WireReader::ReadVarint(uint64_t* v) {
   return false;  // an 11th byte would be needed
 }
 
-bool WireReader::ReadTag(uint32_t* number, uint32_t* wire_type) {
+bool WireReader::ReadTagSlow(uint32_t* number, uint32_t* wire_type) {
   uint32_t tag = 0;
   for (int i = 0; i < 5; ++i) {
     if (p_ == end_) return false;
@@ -118,68 +118,30 @@ bool WireReader::ReadTag(uint32_t* number, uint32_t* wire_type) {
   return false;
 }
 
-bool WireReader::ReadLengthDelimited(std::string_view* v) {
-  uint32_t size = 0;
+bool WireReader::ReadSizeSlow(uint32_t* size) {
+  uint32_t v = 0;
   for (int i = 0;; ++i) {
     if (i == 5 || p_ == end_) return false;
     const uint8_t b = *p_++;
     if (i == 4 && b > 0x07) return false;  // sizes are at most 2^31 - 1
-    size |= uint32_t{b & 0x7fu} << (7 * i);
+    v |= uint32_t{b & 0x7fu} << (7 * i);
     if ((b & 0x80) == 0) break;
   }
-  if (size > static_cast<size_t>(end_ - p_)) return false;
-  *v = std::string_view(reinterpret_cast<const char*>(p_), size);
-  p_ += size;
+  *size = v;
   return true;
 }
 
-bool WireReader::ReadFixed32(uint32_t* v) {
-  if (end_ - p_ < 4) return false;
-  uint32_t x = 0;
-  for (int i = 0; i < 4; ++i) x |= uint32_t{p_[i]} << (8 * i);
-  *v = x;
-  p_ += 4;
-  return true;
-}
-
-bool WireReader::ReadFixed64(uint64_t* v) {
-  if (end_ - p_ < 8) return false;
-  uint64_t x = 0;
-  for (int i = 0; i < 8; ++i) x |= uint64_t{p_[i]} << (8 * i);
-  *v = x;
-  p_ += 8;
-  return true;
-}
-
-bool WireReader::SkipValue(uint32_t number, uint32_t wire_type, int depth) {
-  switch (wire_type) {
-    case kVarint: {
-      uint64_t v;
-      return ReadVarint(&v);
+bool WireReader::SkipGroup(uint32_t number, uint32_t wire_type, int depth) {
+  if (wire_type != kStartGroup || depth >= kMaxGroupDepth) return false;  // a stray end-group key
+  for (;;) {
+    uint32_t n, wt;
+    if (!ReadTag(&n, &wt)) return false;
+    if (wt == kEndGroup) return n == number;
+    if (wt == kStartGroup) {
+      if (!SkipGroup(n, wt, depth + 1)) return false;
+    } else if (!SkipValue(n, wt)) {
+      return false;
     }
-    case kFixed64: {
-      uint64_t v;
-      return ReadFixed64(&v);
-    }
-    case kLengthDelimited: {
-      std::string_view v;
-      return ReadLengthDelimited(&v);
-    }
-    case kFixed32: {
-      uint32_t v;
-      return ReadFixed32(&v);
-    }
-    case kStartGroup: {
-      if (depth >= kMaxGroupDepth) return false;
-      for (;;) {
-        uint32_t n, wt;
-        if (!ReadTag(&n, &wt)) return false;
-        if (wt == kEndGroup) return n == number;
-        if (!SkipValue(n, wt, depth + 1)) return false;
-      }
-    }
-    default:
-      return false;  // an end-group key with no group open
   }
 }
 

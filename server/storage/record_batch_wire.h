@@ -37,16 +37,97 @@ class WireReader {
 
   bool done() const { return p_ == end_; }
   // A field key; false when malformed (field number 0, > 2^29 - 1, wire type 6/7, truncated).
-  bool ReadTag(uint32_t* number, uint32_t* wire_type);
-  bool ReadVarint(uint64_t* v);
-  bool ReadLengthDelimited(std::string_view* v);
-  bool ReadFixed32(uint32_t* v);
-  bool ReadFixed64(uint64_t* v);
+  bool ReadTag(uint32_t* number, uint32_t* wire_type) {
+    uint32_t tag;
+    if (end_ - p_ >= 2 && (p_[0] < 0x80 || p_[1] < 0x80)) {  // keys of fields 1..2047
+      if (p_[0] < 0x80) {
+        tag = *p_++;
+      } else {
+        tag = (p_[0] & 0x7fu) | (uint32_t{p_[1]} << 7);
+        p_ += 2;
+      }
+    } else {
+      return ReadTagSlow(number, wire_type);
+    }
+    *number = tag >> 3;
+    *wire_type = tag & 7;
+    return *number != 0 && *wire_type <= kFixed32;
+  }
+  bool ReadVarint(uint64_t* v) {
+    if (end_ - p_ >= 10) {  // no bounds check per byte
+      uint64_t result = 0;
+      for (int i = 0; i < 10; ++i) {
+        const uint8_t b = p_[i];
+        result |= uint64_t{b & 0x7fu} << (7 * i);
+        if (b < 0x80) {
+          p_ += i + 1;
+          *v = result;
+          return true;
+        }
+      }
+      return false;  // an 11th byte would be needed
+    }
+    return ReadVarintSlow(v);
+  }
+  bool ReadLengthDelimited(std::string_view* v) {
+    uint32_t size;
+    if (p_ != end_ && *p_ < 0x80) {
+      size = *p_++;
+    } else if (!ReadSizeSlow(&size)) {
+      return false;
+    }
+    if (size > static_cast<size_t>(end_ - p_)) return false;
+    *v = std::string_view(reinterpret_cast<const char*>(p_), size);
+    p_ += size;
+    return true;
+  }
+  bool ReadFixed32(uint32_t* v) {
+    if (end_ - p_ < 4) return false;
+    uint32_t x = 0;
+    for (int i = 0; i < 4; ++i) x |= uint32_t{p_[i]} << (8 * i);
+    *v = x;
+    p_ += 4;
+    return true;
+  }
+  bool ReadFixed64(uint64_t* v) {
+    if (end_ - p_ < 8) return false;
+    uint64_t x = 0;
+    for (int i = 0; i < 8; ++i) x |= uint64_t{p_[i]} << (8 * i);
+    *v = x;
+    p_ += 8;
+    return true;
+  }
   // Skips the value of a field whose key was just read (groups up to a nesting bound). False
   // when malformed; an end-group key outside a group is malformed.
-  bool SkipValue(uint32_t number, uint32_t wire_type, int depth = 0);
+  bool SkipValue(uint32_t number, uint32_t wire_type) {
+    switch (wire_type) {
+      case kVarint: {
+        uint64_t v;
+        return ReadVarint(&v);
+      }
+      case kLengthDelimited: {
+        std::string_view v;
+        return ReadLengthDelimited(&v);
+      }
+      case kFixed64: {
+        uint64_t v;
+        return ReadFixed64(&v);
+      }
+      case kFixed32: {
+        uint32_t v;
+        return ReadFixed32(&v);
+      }
+      default:
+        return SkipGroup(number, wire_type, 0);
+    }
+  }
 
  private:
+  bool ReadTagSlow(uint32_t* number, uint32_t* wire_type);
+  bool ReadVarintSlow(uint64_t* v);
+  bool ReadSizeSlow(uint32_t* size);
+  bool SkipGroup(uint32_t number, uint32_t wire_type, int depth);
+
   const uint8_t* p_;
   const uint8_t* end_;
 };

@@ -1,6 +1,7 @@
 // ExtractSides over a batch's wire bytes (the spool's batches) or its parsed messages.
 #include "server/storage/record_sides.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include <google/protobuf/descriptor.h>
@@ -102,13 +103,19 @@ void AddWireSides(std::string_view record, const std::array<Slot, kMaxField>& sl
   out->push_back({address(v[kIp4_1], ip6_1), v[kTime], v[kPid1]});
 }
 
+// Room for `more` sides; grows geometrically so that appending batch after batch stays linear.
+void Reserve(std::vector<RecordSide>* out, size_t more) {
+  const size_t need = out->size() + more;
+  if (need > out->capacity()) out->reserve(std::max(need, 2 * out->capacity()));
+}
+
 }  // namespace
 
 Status ExtractSides(const AgentBatch& batch, std::vector<RecordSide>* out) {
   if (!batch.wire.empty()) {
     RecordBatchWire split;
     if (!SplitRecordBatch(batch.wire, &split)) return InvalidArgumentError("malformed RecordBatch bytes");
-    out->reserve(out->size() + 2 * split.RecordCount());
+    Reserve(out, 2 * split.RecordCount());
     const SidePlan& plan = Plan();
     for (size_t k = 0; k < 4; ++k) {
       for (std::string_view record : split.records[k]) AddWireSides(record, plan.slot_of[k], out);
@@ -116,9 +123,8 @@ Status ExtractSides(const AgentBatch& batch, std::vector<RecordSide>* out) {
     return Status::Ok();
   }
   const auto& r = batch.records;
-  out->reserve(out->size() + 2 * static_cast<size_t>(r.l7_request_logs_size() + r.l4_flow_logs_size() +
-                                                     r.network_metrics_size() +
-                                                     r.application_metrics_size()));
+  Reserve(out, 2 * static_cast<size_t>(r.l7_request_logs_size() + r.l4_flow_logs_size() +
+                                       r.network_metrics_size() + r.application_metrics_size()));
   AddSides(r.l7_request_logs(), true, out);
   AddSides(r.l4_flow_logs(), true, out);
   AddSides(r.network_metrics(), false, out);

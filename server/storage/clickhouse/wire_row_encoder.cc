@@ -6,15 +6,14 @@
 #include <limits>
 
 #include <fmt/format.h>
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/wire_format_lite.h>
+
+#include "server/storage/record_batch_wire.h"
 
 namespace sonde::server::storage::clickhouse {
 
 namespace {
 
 using google::protobuf::FieldDescriptor;
-using google::protobuf::internal::WireFormatLite;
 using schema::ColumnType;
 
 // Fixed bytes a column takes in RowBinary; strings take a varint (<= 10 bytes) plus their bytes.
@@ -178,16 +177,14 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
     for (auto& v : values_) v.row = 0;
     row_ = 1;
   }
-  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(wire.data()),
-                                            static_cast<int>(wire.size()));
+  WireReader in(wire);
   size_t string_bytes = 0;
-  while (static_cast<size_t>(in.CurrentPosition()) < wire.size()) {
-    const uint32_t tag = in.ReadTag();
-    if (tag == 0) return InvalidArgumentError("malformed record: bad tag");
-    const uint32_t number = tag >> 3;
+  while (!in.done()) {
+    uint32_t number, wire_type;
+    if (!in.ReadTag(&number, &wire_type)) return InvalidArgumentError("malformed record: bad tag");
     const int slot_index = number < plan.slot_of_field.size() ? plan.slot_of_field[number] : -1;
-    if (slot_index < 0 || plan.slots[static_cast<size_t>(slot_index)].wire_type != (tag & 7)) {
-      if (!WireFormatLite::SkipField(&in, tag)) return InvalidArgumentError("malformed record: bad field");
+    if (slot_index < 0 || plan.slots[static_cast<size_t>(slot_index)].wire_type != wire_type) {
+      if (!in.SkipValue(number, wire_type)) return InvalidArgumentError("malformed record: bad field");
       continue;
     }
     const Slot& slot = plan.slots[static_cast<size_t>(slot_index)];
@@ -195,32 +192,28 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
     switch (slot.kind) {
       case FieldKind::kDouble: {
         uint64_t bits;
-        if (!in.ReadLittleEndian64(&bits)) return InvalidArgumentError("malformed record: truncated double");
+        if (!in.ReadFixed64(&bits)) return InvalidArgumentError("malformed record: truncated double");
         v.bits = bits;
         break;
       }
       case FieldKind::kFloat: {
         uint32_t bits;
-        if (!in.ReadLittleEndian32(&bits)) return InvalidArgumentError("malformed record: truncated float");
+        if (!in.ReadFixed32(&bits)) return InvalidArgumentError("malformed record: truncated float");
         v.bits = bits;
         break;
       }
       case FieldKind::kBytes: {
-        uint32_t size;
-        if (!in.ReadVarint32(&size)) return InvalidArgumentError("malformed record: bad length");
-        const size_t at = static_cast<size_t>(in.CurrentPosition());
-        if (size > wire.size() - at || !in.Skip(static_cast<int>(size))) {
-          return InvalidArgumentError("malformed record: truncated string");
-        }
+        std::string_view bytes;
+        if (!in.ReadLengthDelimited(&bytes)) return InvalidArgumentError("malformed record: truncated string");
         if (v.row == row_) string_bytes -= v.size;
-        v.data = wire.data() + at;
-        v.size = size;
-        string_bytes += size;
+        v.data = bytes.data();
+        v.size = static_cast<uint32_t>(bytes.size());
+        string_bytes += bytes.size();
         break;
       }
       default: {
         uint64_t raw;
-        if (!in.ReadVarint64(&raw)) return InvalidArgumentError("malformed record: bad varint");
+        if (!in.ReadVarint(&raw)) return InvalidArgumentError("malformed record: bad varint");
         switch (slot.kind) {
           case FieldKind::kInt32:
           case FieldKind::kEnum:
