@@ -31,7 +31,7 @@ enum Prec : int {
 struct Rendered {
   std::string text;
   int prec = kPrecPrimary;
-  bool joined = false;     // needs a flow_tag join (evaluated after joins)
+  bool joined = false;     // reads a tag (a flow_tag lookup)
   bool aggregate = false;  // contains an aggregate function
 };
 
@@ -130,11 +130,6 @@ std::optional<std::string> PercentToLevel(std::string_view text) {
 
 enum class Clause : uint8_t { kSelect, kWhere, kGroupBy, kHaving, kOrderBy };
 
-struct JoinSpec {
-  std::string right;     // the parenthesized right-hand subquery
-  std::string using_cols;
-};
-
 class Translator {
  public:
   // `pushdown`: aggregate below the tag joins (see PushdownApplies()).
@@ -142,10 +137,10 @@ class Translator {
       : db_(db), sql_(sql), catalog_(catalog), pushdown_(pushdown) {}
 
   // True when the statement just translated groups by tags in a way that lets the aggregation
-  // run on the stored rows first and the tag joins run on its (few) groups: GROUP BY present,
-  // tags joined, but no tag inside an aggregate's arguments and no tag in a WHERE predicate
-  // that needs the join. The rows of the first pass are then grouped by every stored column
-  // the outer query reads plus the tag set ids, aggregates become -State/-Merge pairs.
+  // run on dimension ids and the names be looked up on its (few) groups only: GROUP BY
+  // present, tags read outside aggregates, no tag inside an aggregate's arguments. The stored
+  // rows are then grouped by every stored column the outer query reads plus the dimension ids
+  // of the tags it shows; aggregates become -State/-Merge pairs.
   bool PushdownApplies() const { return pushdown_candidate_; }
 
   StatusOr<Translation> Run() {
@@ -235,15 +230,14 @@ class Translator {
       out.columns.push_back(std::move(name));
     }
 
-    std::vector<std::string> base_where;
-    std::vector<std::string> residual_where;
+    std::vector<std::string> where;
     if (s.where) {
       clause_ = Clause::kWhere;
       std::vector<const Expr*> conjuncts;
       SplitAnd(*s.where, &conjuncts);
       for (const Expr* c : conjuncts) {
         SONDE_ASSIGN_OR_RETURN(Rendered r, Render(*c, false));
-        (r.joined ? residual_where : base_where).push_back(Paren(r, kPrecAnd));
+        where.push_back(Paren(r, kPrecAnd));
       }
     }
     std::vector<std::string> group_parts;
@@ -267,45 +261,37 @@ class Translator {
 
     const std::string table_ref =
         QuoteIdent(table_->database) + "." + QuoteIdent(table_->name);
-    std::string sql = "SELECT ";
+    pushdown_candidate_ = !pushdown_ && !s.group_by.empty() && tag_outside_aggregate_ &&
+                          !tag_in_aggregate_ && !select_star_;
+    std::string sql;
+    if (!outer_withs_.empty()) sql += "WITH " + Join(outer_withs_, ",\n  ") + "\n";
+    sql += "SELECT ";
     if (s.distinct) sql += "DISTINCT ";
     sql += Join(select_parts, ", ");
-    BuildSideJoins();
-    pushdown_candidate_ = !pushdown_ && !s.group_by.empty() && !joins_.empty() && residual_where.empty() &&
-                          !tag_in_aggregate_ && !select_star_;
     if (pushdown_) {
-      // Stored rows grouped by what the outer query reads, then the tag joins on the groups.
+      // Stored rows grouped by what the outer query reads (stored columns and tag dimension
+      // ids); the outer query names the groups and merges the aggregate states.
       std::vector<std::string> keys;
       for (const auto& c : table_->columns) {
         if (keys_.count(std::string(c.name))) keys.push_back(QuoteIdent(c.name));
       }
-      std::vector<std::string> inner_items = keys;
-      inner_items.insert(inner_items.end(), states_.begin(), states_.end());
-      std::string inner = "SELECT " + Join(inner_items, ", ") + " FROM " + table_ref;
-      if (!base_where.empty()) inner += " WHERE " + Join(base_where, " AND ");
-      inner += " GROUP BY " + Join(keys, ", ");
-      for (const auto& j : joins_) {
-        inner = "SELECT * FROM (\n" + inner + "\n) ANY LEFT JOIN " + j.right + " USING " + j.using_cols;
+      std::vector<std::string> items = keys;
+      std::vector<std::string> group = keys;
+      for (const auto& [alias, expr] : inner_keys_) {
+        items.push_back(expr + " AS " + alias);
+        group.push_back(alias);
       }
+      items.insert(items.end(), states_.begin(), states_.end());
+      std::string inner;
+      if (!withs_.empty()) inner += "WITH " + Join(withs_, ",\n  ") + "\n";
+      inner += "SELECT " + Join(items, ", ") + "\nFROM " + table_ref;
+      if (!where.empty()) inner += "\nWHERE " + Join(where, " AND ");
+      inner += "\nGROUP BY " + Join(group, ", ");
       sql += "\nFROM (\n" + inner + "\n)";
-    } else if (joins_.empty()) {
-      sql += "\nFROM " + table_ref;
-      if (!base_where.empty()) sql += "\nWHERE " + Join(base_where, " AND ");
     } else {
-      // Innermost: only the stored columns the query needs, filtered; then one join per side
-      // whose tags the query shows, on the row's tag set id (ClickHouse 18.16 allows one JOIN
-      // per SELECT; dictionary lookups happen inside the small right-hand side).
-      std::vector<std::string> cols;
-      for (const auto& c : table_->columns) {
-        if (used_.count(std::string(c.name)) || select_star_) cols.push_back(QuoteIdent(c.name));
-      }
-      std::string inner = "SELECT " + Join(cols, ", ") + " FROM " + table_ref;
-      if (!base_where.empty()) inner += " WHERE " + Join(base_where, " AND ");
-      for (const auto& j : joins_) {
-        inner = "SELECT * FROM (\n" + inner + "\n) ANY LEFT JOIN " + j.right + " USING " + j.using_cols;
-      }
-      sql += "\nFROM (\n" + inner + "\n)";
-      if (!residual_where.empty()) sql += "\nWHERE " + Join(residual_where, " AND ");
+      if (!withs_.empty()) sql = "WITH " + Join(withs_, ",\n  ") + "\n" + sql;
+      sql += "\nFROM " + table_ref;
+      if (!where.empty()) sql += "\nWHERE " + Join(where, " AND ");
     }
     if (!group_parts.empty()) sql += "\nGROUP BY " + Join(group_parts, ", ");
     if (!having.empty()) sql += "\nHAVING " + having;
@@ -384,79 +370,100 @@ class Translator {
     return Use(enrich::IdColumnName(TagDimension::kTagSet, side));
   }
 
-  // What the query shows of one side's tags: the right-hand side of that side's join.
-  struct SideNeeds {
-    std::vector<TagDimension> names;  // <dim>_N columns (dictionary names)
-    std::vector<TagDimension> ids;    // <dim>_id_N columns
-    std::vector<std::pair<ResolvedColumn, std::string>> metas;  // label/annotation -> column
-    bool any() const { return !names.empty() || !ids.empty() || !metas.empty(); }
-  };
-
-  static void AddOnce(std::vector<TagDimension>* v, TagDimension d) {
-    if (std::find(v->begin(), v->end(), d) == v->end()) v->push_back(d);
+  // A constant (keys, values) pair of arrays computed once per query by a scalar subquery:
+  // `transform(x, _mN.1, _mN.2, default)` looks x up in it. The pair always holds 0 -> default
+  // (ClickHouse's transform() refuses empty arrays; 0 is "untagged" everywhere).
+  std::string LookupArrays(std::vector<std::string>* withs, const std::string& keys_expr,
+                           const std::string& values_expr, const std::string& zero_value,
+                           const std::string& from) {
+    const std::string scalar = "(SELECT (arrayConcat([toUInt32(0)], groupArray(" + keys_expr +
+                               ")), arrayConcat([" + zero_value + "], groupArray(" + values_expr +
+                               "))) FROM (" + from + "))";
+    auto it = with_alias_.find(scalar);
+    if (it == with_alias_.end()) {
+      it = with_alias_.emplace(scalar, "_m" + std::to_string(with_alias_.size())).first;
+    }
+    const std::string entry = scalar + " AS " + it->second;
+    if (std::find(withs->begin(), withs->end(), entry) == withs->end()) withs->push_back(entry);
+    return it->second;
   }
 
-  // Name of the joined column that carries this tag, registering it with its side's join.
-  std::string JoinFor(const ResolvedColumn& c, std::string_view user_name) {
-    const std::string key = std::string(user_name);
-    if (in_aggregate_) tag_in_aggregate_ = true;
-    auto it = join_names_.find(key);
-    if (it != join_names_.end()) return it->second;
+  static std::string Transform(const std::string& key, const std::string& arrays, const std::string& zero) {
+    return "transform(" + key + ", " + arrays + ".1, " + arrays + ".2, " + zero + ")";
+  }
+
+  // tag set id -> the set's id of dimension d.
+  std::string SetToId(std::vector<std::string>* withs, TagDimension d) {
+    return LookupArrays(withs, "id", IdInSet(d), "toUInt32(0)", TagSetReader());
+  }
+  // tag set id -> name of the set's dimension d.
+  std::string SetToName(std::vector<std::string>* withs, TagDimension d) {
+    return LookupArrays(withs, "set_id", "name", "''",
+                        "SELECT set_id, name FROM (SELECT id AS set_id, " + IdInSet(d) + " AS dim_id FROM (" +
+                            TagSetReader() + ")) ANY INNER JOIN (SELECT id AS dim_id, name FROM (" +
+                            DictReader(d) + ")) USING dim_id");
+  }
+  // dimension id -> name.
+  std::string IdToName(std::vector<std::string>* withs, TagDimension d) {
+    return LookupArrays(withs, "id", "name", "''", DictReader(d));
+  }
+  // tag set id -> the label or annotation of the set's pod.
+  std::string SetToMeta(std::vector<std::string>* withs, const ResolvedColumn& c) {
+    return LookupArrays(
+        withs, "set_id", "value", "''",
+        "SELECT set_id, value FROM (SELECT id AS set_id, " + IdInSet(TagDimension::kPodCluster) +
+            " AS pod_cluster_id, " + IdInSet(TagDimension::kPodNamespace) + " AS pod_ns_id, " +
+            IdInSet(TagDimension::kPod) + " AS pod_id FROM (" + TagSetReader() + ")) ANY INNER JOIN (" +
+            MetaReader(c, "pod_cluster_id, pod_ns_id, pod_id, value") +
+            ") USING (pod_cluster_id, pod_ns_id, pod_id)");
+  }
+
+  // A tag, tag id, label or annotation of one side as ClickHouse text: a lookup of the row's
+  // tag set id. In a pushed-down query (outside aggregates and WHERE) the stored rows are
+  // grouped by the dimension id (or label value) and the outer query names the groups.
+  std::string TagLookup(const ResolvedColumn& c, std::string_view user_name) {
+    if (in_aggregate_) {
+      tag_in_aggregate_ = true;
+    } else {
+      tag_outside_aggregate_ = true;
+    }
+    const bool inner_key = pushdown_ && !in_aggregate_ && clause_ != Clause::kWhere;
+    std::vector<std::string>* withs = &withs_;
+    std::string set_col;
     {
-      // The join key is a group key whatever the clause the tag first appears in.
       const bool was = in_aggregate_;
       const Clause clause = clause_;
       in_aggregate_ = false;
-      clause_ = Clause::kSelect;
-      TagSetColumn(c.side);
+      clause_ = Clause::kWhere;  // the tag set id is read by the lookup, never a group key itself
+      set_col = TagSetColumn(c.side);
       in_aggregate_ = was;
       clause_ = clause;
     }
-    SideNeeds& n = side_needs_[c.side];
-    std::string col = key;
-    if (c.kind == ColumnKind::kTag) {
-      AddOnce(&n.names, c.dimension);
-    } else if (c.kind == ColumnKind::kTagId) {
-      AddOnce(&n.ids, c.dimension);
-    } else {
-      col = "_meta_" + std::to_string(join_names_.size());
-      n.metas.emplace_back(c, col);
+    if (!inner_key) {
+      if (c.kind == ColumnKind::kTag) return Transform(set_col, SetToName(withs, c.dimension), "''");
+      if (c.kind == ColumnKind::kTagId) return Transform(set_col, SetToId(withs, c.dimension), "toUInt32(0)");
+      return Transform(set_col, SetToMeta(withs, c), "''");
     }
-    join_names_.emplace(key, col);
-    return col;
+    if (c.kind == ColumnKind::kTag || c.kind == ColumnKind::kTagId) {
+      const std::string alias = "_k_" + enrich::IdColumnName(c.dimension, c.side);
+      AddInnerKey(alias, Transform(set_col, SetToId(withs, c.dimension), "toUInt32(0)"));
+      if (c.kind == ColumnKind::kTagId) return alias;
+      return Transform(alias, IdToName(&outer_withs_, c.dimension), "''");
+    }
+    const std::string expr = Transform(set_col, SetToMeta(withs, c), "''");
+    for (const auto& k : inner_keys_) {
+      if (k.second == expr) return k.first;
+    }
+    const std::string alias = "_k_meta_" + std::to_string(inner_keys_.size());
+    AddInnerKey(alias, expr);
+    return alias;
   }
 
-  // One join per side on its tag set id. The right-hand side is small (one row per tag set):
-  // dimension ids split out of the set, then the dictionary names and pod metadata joined in.
-  void BuildSideJoins() {
-    for (int side = 0; side < 2; ++side) {
-      const SideNeeds& n = side_needs_[side];
-      if (!n.any()) continue;
-      const std::string s = "_" + std::to_string(side);
-      std::vector<TagDimension> ids = n.ids;
-      for (TagDimension d : n.names) AddOnce(&ids, d);
-      if (!n.metas.empty()) {
-        for (TagDimension d : {TagDimension::kPodCluster, TagDimension::kPodNamespace, TagDimension::kPod}) {
-          AddOnce(&ids, d);
-        }
-      }
-      std::string right = "SELECT id AS " + QuoteIdent(enrich::IdColumnName(TagDimension::kTagSet, side));
-      for (TagDimension d : ids) right += ", " + IdInSet(d) + " AS " + QuoteIdent(enrich::IdColumnName(d, side));
-      right += " FROM (" + TagSetReader() + ")";
-      for (TagDimension d : n.names) {
-        const std::string id_col = QuoteIdent(enrich::IdColumnName(d, side));
-        right = "SELECT * FROM (" + right + ") ANY LEFT JOIN (SELECT id AS " + id_col + ", name AS " +
-                QuoteIdent(std::string(enrich::InfoOf(d).name) + s) + " FROM (" + DictReader(d) +
-                ")) USING " + id_col;
-      }
-      for (const auto& [rc, col] : n.metas) {
-        right = "SELECT * FROM (" + right + ") ANY LEFT JOIN (" +
-                MetaReader(rc, "pod_cluster_id AS pod_cluster_id" + s + ", pod_ns_id AS pod_ns_id" + s +
-                                   ", pod_id AS pod_id" + s + ", value AS " + col) +
-                ") USING (pod_cluster_id" + s + ", pod_ns_id" + s + ", pod_id" + s + ")";
-      }
-      joins_.push_back({"(" + right + ")", QuoteIdent(enrich::IdColumnName(TagDimension::kTagSet, side))});
+  void AddInnerKey(const std::string& alias, const std::string& expr) {
+    for (const auto& k : inner_keys_) {
+      if (k.first == alias) return;
     }
+    inner_keys_.emplace_back(alias, expr);
   }
 
   // `tag OP 'literal'` (and IN lists) in WHERE as a tag set lookup that needs no join. nullopt
@@ -534,7 +541,7 @@ class Translator {
         case ColumnKind::kTagId:
         case ColumnKind::kK8sLabel:
         case ColumnKind::kK8sAnnotation:
-          r.text = QuoteIdent(JoinFor(*rc, e.text));
+          r.text = TagLookup(*rc, e.text);
           r.joined = true;
           return r;
       }
@@ -787,12 +794,14 @@ class Translator {
   const bool pushdown_ = false;
   bool pushdown_candidate_ = false;
   bool in_aggregate_ = false;       // rendering an aggregate's arguments
-  bool tag_in_aggregate_ = false;   // a joined column inside an aggregate (no pushdown)
+  bool tag_in_aggregate_ = false;   // a tag inside an aggregate (no pushdown)
   std::set<std::string> keys_;      // pushdown: stored columns read outside aggregates
   std::vector<std::string> states_; // pushdown: "<agg>State(...) AS _a_N"
-  std::vector<JoinSpec> joins_;
-  std::array<SideNeeds, 2> side_needs_;
-  std::map<std::string, std::string> join_names_;  // user column name -> joined column
+  bool tag_outside_aggregate_ = false;
+  std::vector<std::string> withs_;        // "(scalar) AS _mN" of the (inner) query
+  std::vector<std::string> outer_withs_;  // pushdown: the outer query's (names of groups)
+  std::map<std::string, std::string> with_alias_;  // scalar subquery -> _mN
+  std::vector<std::pair<std::string, std::string>> inner_keys_;  // pushdown: alias, expression
 };
 
 }  // namespace
