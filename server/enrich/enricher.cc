@@ -1,7 +1,19 @@
 // Record enrichment: match both sides, then encode every tag string in one pass per dimension.
 #include "server/enrich/enricher.h"
 
+#include <algorithm>
+
 namespace sonde::server::enrich {
+namespace {
+
+// 127.0.0.0/8 (IPv4 and IPv4-mapped) and ::1.
+bool IsLoopback(const net::IpAddress& ip) {
+  if (ip.is_v4()) return ip.v4() >> 24 == 127;
+  static constexpr uint8_t kV6Loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  return std::equal(ip.bytes().begin(), ip.bytes().end(), kV6Loopback);
+}
+
+}  // namespace
 
 void RecordTagIds::ForEachColumn(const std::function<void(const std::string&, uint32_t)>& fn) const {
   for (int side = 0; side < 2; ++side) {
@@ -29,7 +41,8 @@ std::vector<ResourceTags> Enricher::MatchSides(std::string_view agent_host, std:
       vpc_time = k.time_s;
       have_vpc = true;
     }
-    out[i] = model_->Match(vpc, k.ip, k.time_s);
+    // Loopback traffic never left the agent's host: that host is both sides.
+    out[i] = IsLoopback(k.ip) ? model_->MatchHost(vpc, agent_host, k.time_s) : model_->Match(vpc, k.ip, k.time_s);
     if (k.pid != 0) out[i][TagDimension::kProcessName] = model_->ProcessName(agent_host, k.pid, k.time_s);
     bool any = false;
     for (const auto& v : out[i].values) any = any || !v.empty();

@@ -371,6 +371,22 @@ ResourceTags ResourceModel::Match(std::string_view vpc, const net::IpAddress& ip
   return t;
 }
 
+ResourceTags ResourceModel::MatchHost(std::string_view vpc, std::string_view host, uint32_t time_s) const {
+  ResourceTags t;
+  const HostInfo* best = nullptr;
+  for (const auto& h : hosts_) {
+    if (h.name == host && h.vpc == vpc && h.life.Contains(time_s)) best = &h;
+  }
+  if (best == nullptr) return t;
+  t[TagDimension::kHost] = best->name;
+  t[TagDimension::kZone] = best->zone;
+  if (auto it = vpcs_.find(vpc); it != vpcs_.end()) {
+    t[TagDimension::kVpc] = it->second.name;
+    t[TagDimension::kRegion] = it->second.region;
+  }
+  return t;
+}
+
 std::string ResourceModel::ProcessName(std::string_view host, uint32_t pid, uint32_t time_s) const {
   auto it = process_by_pid_.find(std::make_pair(std::string(host), pid));
   if (it == process_by_pid_.end()) return std::string();

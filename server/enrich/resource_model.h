@@ -128,6 +128,9 @@ class ResourceModel {
   // ClusterIP) of a cluster in that VPC, else a host in that VPC, else the longest subnet of
   // that VPC. Cloud tags (region, zone, vpc, subnet) are filled from whatever matched.
   ResourceTags Match(std::string_view vpc, const net::IpAddress& ip, uint32_t time_s) const;
+  // The tags of a host itself (host, zone, and the VPC's region when the host is known): what a
+  // loopback address seen by that host's agent means.
+  ResourceTags MatchHost(std::string_view vpc, std::string_view host, uint32_t time_s) const;
   // Process name of pid on a host at a time ("" when unknown).
   std::string ProcessName(std::string_view host, uint32_t pid, uint32_t time_s) const;
   // VPC of the host that runs an agent (by host name): the context for its records' addresses.

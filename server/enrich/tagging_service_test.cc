@@ -150,6 +150,31 @@ TEST_F(TaggingServiceTest, BothSidesOfEveryRecordType) {
   EXPECT_EQ(registry_.CounterTotal("sonde_server_tag_processes_total"), 1u);
 }
 
+TEST_F(TaggingServiceTest, LoopbackIsTheAgentsHost) {
+  storage::AgentBatch batch;
+  batch.agent_id = 7;  // node-1: in the inventory with its VPC and zone
+  *batch.records.add_l7_request_logs() = L7(100, "127.0.0.1", "127.0.0.53");
+  auto* am = batch.records.add_application_metrics();
+  am->set_time(100);
+  am->set_is_ipv4(0);
+  am->set_ip6_0(std::string(15, '\0') + '\x01');  // ::1
+  am->set_ip6_1(std::string(16, '\0'));             // :: is not loopback
+  std::vector<uint32_t> ids;
+  ASSERT_TRUE(service_->Tag(batch, &ids).ok());
+  for (const char* col : {"host_id_0", "host_id_1"}) EXPECT_EQ(Decoded(ids, 0, col), "node-1") << col;
+  EXPECT_EQ(Decoded(ids, 0, "zone_id_1"), "eu-1b");
+  EXPECT_EQ(Decoded(ids, 0, "vpc_id_1"), "vpc-a");
+  EXPECT_EQ(Decoded(ids, 0, "region_id_0"), "eu-1");
+  EXPECT_EQ(Decoded(ids, 0, "pod_id_1"), "");
+  EXPECT_EQ(Decoded(ids, 1, "host_id_0"), "node-1");
+  EXPECT_EQ(Decoded(ids, 1, "host_id_1"), "");
+  // An agent the server does not know gives loopback no host.
+  batch.agent_id = 99;
+  ids.clear();
+  ASSERT_TRUE(service_->Tag(batch, &ids).ok());
+  EXPECT_EQ(Decoded(ids, 0, "host_id_0"), "");
+}
+
 TEST_F(TaggingServiceTest, RegisteredAgentHostAndUnknownAgent) {
   storage::AgentBatch batch;
   batch.agent_id = 8;  // vm-9 is not in the inventory: its registration adds it
