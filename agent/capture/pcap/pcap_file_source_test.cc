@@ -163,3 +163,69 @@ TEST(PcapFileSourceTest, StopFlagEndsEarly) {
 
 }  // namespace
 }  // namespace sonde::agent::capture
+
+namespace sonde::agent::capture {
+namespace {
+
+// Classic pcap written byte by byte: big-endian, nanosecond magic, snapshot length 40.
+std::string BigEndianNanoPcap(const char* name, const std::vector<uint32_t>& caplens) {
+  std::string b;
+  auto be32 = [&b](uint32_t v) {
+    for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<char>((v >> s) & 0xff));
+  };
+  auto be16 = [&b](uint16_t v) {
+    b.push_back(static_cast<char>(v >> 8));
+    b.push_back(static_cast<char>(v & 0xff));
+  };
+  be32(0xa1b23c4d);
+  be16(2);
+  be16(4);
+  be32(0);
+  be32(0);
+  be32(40);  // snapshot length
+  be32(1);   // Ethernet
+  uint32_t i = 0;
+  for (uint32_t caplen : caplens) {
+    be32(2000 + i);
+    be32(7 + i);  // nanoseconds
+    be32(caplen);
+    be32(60);
+    b.append(caplen <= 1000 ? caplen : 0, static_cast<char>(0xcd));
+    ++i;
+  }
+  std::string path = (std::filesystem::temp_directory_path() / name).string();
+  std::ofstream(path, std::ios::binary) << b;
+  return path;
+}
+
+TEST(PcapFileSourceTest, BigEndianNanosecondsAndSnapshotLength) {
+  // The second record claims more captured bytes than the snapshot length: the first 40 are kept
+  // and the rest skipped, as libpcap does.
+  std::string path = BigEndianNanoPcap("sonde_pcap_be_ns.pcap", {40, 50, 40});
+  PcapFileSource src(path);
+  Recorder rec;
+  std::atomic<bool> stop{false};
+  ASSERT_TRUE(src.Run(rec, stop).ok());
+  ASSERT_EQ(rec.ts.size(), 3u);
+  EXPECT_EQ(rec.ts[0], 2000'000'000'007ull);
+  EXPECT_EQ(rec.ts[2], 2002'000'000'009ull);
+  EXPECT_EQ(rec.sizes[1], 40u);
+  EXPECT_EQ(rec.wire[1], 60u);
+  EXPECT_EQ(rec.link, LinkType::kEthernet);
+  EXPECT_EQ(src.stats().malformed, 0u);
+  std::filesystem::remove(path);
+}
+
+TEST(PcapFileSourceTest, ImpossibleCapturedLengthIsDataLoss) {
+  std::string path = BigEndianNanoPcap("sonde_pcap_bad_caplen.pcap", {40, 300000});
+  PcapFileSource src(path);
+  Recorder rec;
+  std::atomic<bool> stop{false};
+  Status s = src.Run(rec, stop);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+  EXPECT_EQ(rec.ts.size(), 1u);
+  std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace sonde::agent::capture

@@ -41,7 +41,7 @@ class ConnectionParser {
   // Feeds one in-order chunk of one direction; parses every complete frame in it.
   virtual void OnData(flow::StreamDirection dir, const flow::StreamChunk& chunk) = 0;
   // Pairs parsed frames into records appended to *out (connection fields left empty).
-  virtual void Stitch(const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) = 0;
+  virtual void Stitch(const StitchContext& ctx, RecordBuffer* out) = 0;
   // True after repeated parse failures: the caller stops feeding this connection.
   virtual bool gave_up() const = 0;
   // True while parsed frames wait for their peer (so timeouts need a Stitch on ticks).

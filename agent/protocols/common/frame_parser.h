@@ -76,7 +76,7 @@ class FrameParser final : public ConnectionParser {
     d.DetachInPlace();
   }
 
-  void Stitch(const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) override {
+  void Stitch(const StitchContext& ctx, RecordBuffer* out) override {
     // Optional Traits::ParseTruncatedFrame(type, buf, frame, state): when the connection ends
     // with an incomplete frame left in a direction, the protocol may still make one frame of it
     // (a head cut short by the capture). Called once per direction, requests first.

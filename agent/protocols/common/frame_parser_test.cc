@@ -24,9 +24,9 @@ class FrameParserTest : public ::testing::Test {
   FrameParserTest() : counters_(ParserCounters::Create(&registry_, "LINE")) {}
   std::vector<v1::L7RequestLog> Stitch(FrameParser<LineTraits>* p, uint64_t now, bool closed = false) {
     StitchContext ctx{now, options_.request_timeout_ns, closed};
-    std::vector<v1::L7RequestLog> out;
+    RecordBuffer out;
     p->Stitch(ctx, &out);
-    return out;
+    return out.ToVector();
   }
   metrics::Registry registry_;
   ParserCounters counters_;

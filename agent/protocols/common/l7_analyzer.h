@@ -78,7 +78,7 @@ class L7Analyzer final : public flow::StreamHandler {
   std::unordered_map<uint64_t, std::pair<common::v1::L7Protocol, uint64_t>> closed_;
   std::map<common::v1::L7Protocol, std::unique_ptr<ParserCounters>> counters_;
   std::map<common::v1::L7Protocol, metrics::Counter*> records_by_protocol_;
-  std::vector<v1::L7RequestLog> scratch_;
+  RecordBuffer scratch_;  // message objects reused across Stitch calls
   // Reset parsers (per protocol) and connection objects of closed connections, for reuse.
   std::unordered_map<const ProtocolSpec*, std::vector<std::unique_ptr<ConnectionParser>>>
       free_parsers_;

@@ -19,7 +19,7 @@
 //     // older than ctx.timeout_ns become timeout records; unpaired responses are dropped and
 //     // counted. Frames left in the queues are kept for the next call.
 //     static void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-//                        const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
+//                        const StitchContext& ctx, RecordBuffer* out);
 //   };
 //
 // Parsers read untrusted bytes: they never read out of bounds, never allocate without bound,
@@ -31,6 +31,7 @@
 #include <string_view>
 
 #include "agent/protocols/common/frame_queue.h"
+#include "agent/protocols/common/record_buffer.h"
 
 namespace sonde::agent::protocols {
 

@@ -8,10 +8,12 @@
 namespace sonde::agent::protocols {
 namespace {
 
+bool IsHexDigit(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
 bool IsHex(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isxdigit(static_cast<unsigned char>(c)) != 0;
-  });
+  return !s.empty() && std::all_of(s.begin(), s.end(), IsHexDigit);
 }
 
 // Splits on `sep` into at most N parts; returns how many were found.
@@ -91,7 +93,9 @@ common::v1::ResponseStatus StatusFromHttpCode(int code) {
 
 std::string ToLower(std::string_view s) {
   std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
+  }
   return out;
 }
 
@@ -119,7 +123,8 @@ bool ContainsIgnoreCase(std::string_view hay, std::string_view needle) {
   return false;
 }
 
-bool ApplyTraceHeader(std::string_view name, std::string_view raw_value, v1::L7RequestLog* rec) {
+template <typename Rec>
+bool ApplyTraceHeader(std::string_view name, std::string_view raw_value, Rec* rec) {
   std::string value = Trim(raw_value);
   if (name == "x-request-id") {
     if (rec->x_request_id().empty()) rec->set_x_request_id(value.substr(0, 256));
@@ -203,7 +208,18 @@ bool ApplyTraceHeader(std::string_view name, std::string_view raw_value, v1::L7R
   return false;
 }
 
+template bool ApplyTraceHeader(std::string_view, std::string_view, v1::L7RequestLog*);
+template bool ApplyTraceHeader(std::string_view, std::string_view, TraceFields*);
+
 std::string EndpointPattern(std::string_view path) {
+  std::string out;
+  EndpointPatternInto(path, &out);
+  return out;
+}
+
+void EndpointPatternInto(std::string_view path, std::string* out_ptr) {
+  std::string& out = *out_ptr;
+  out.clear();
   constexpr size_t kMaxLen = 256;
   size_t q = path.find_first_of("?#");
   if (q != std::string_view::npos) path = path.substr(0, q);
@@ -212,7 +228,6 @@ std::string EndpointPattern(std::string_view path) {
     size_t slash = path.find('/', path.find("//") + 2);
     path = slash == std::string_view::npos ? std::string_view("/") : path.substr(slash);
   }
-  std::string out;
   out.reserve(std::min(path.size(), kMaxLen));
   size_t i = 0;
   while (i <= path.size() && out.size() < kMaxLen) {
@@ -229,7 +244,6 @@ std::string EndpointPattern(std::string_view path) {
     i = slash + 1;
   }
   if (out.size() > kMaxLen) out.resize(kMaxLen);
-  return out;
 }
 
 }  // namespace sonde::agent::protocols

@@ -122,16 +122,38 @@ void MarkTimeout(v1::L7RequestLog* rec);
 // 1xx-3xx ok, 4xx client error, 5xx server error, anything else unknown.
 common::v1::ResponseStatus StatusFromHttpCode(int code);
 
+// The trace-context fields of a record, kept by a parser until the record is built (a protobuf
+// message per frame cost more than the frame). Same accessors as v1::L7RequestLog.
+struct TraceFields {
+  std::string x_request_id_, trace_id_, span_id_, parent_span_id_;
+  const std::string& x_request_id() const { return x_request_id_; }
+  const std::string& trace_id() const { return trace_id_; }
+  const std::string& span_id() const { return span_id_; }
+  const std::string& parent_span_id() const { return parent_span_id_; }
+  void set_x_request_id(std::string v) { x_request_id_ = std::move(v); }
+  void set_trace_id(std::string v) { trace_id_ = std::move(v); }
+  void set_span_id(std::string v) { span_id_ = std::move(v); }
+  void set_parent_span_id(std::string v) { parent_span_id_ = std::move(v); }
+  bool empty() const {
+    return x_request_id_.empty() && trace_id_.empty() && span_id_.empty() &&
+           parent_span_id_.empty();
+  }
+};
+
 // Applies one header (name lower-cased) to the record when it carries trace context or a request
 // id: traceparent, b3, x-b3-traceid/-spanid/-parentspanid, sw8, uber-trace-id, x-request-id.
 // The first trace context seen wins. Returns true when the header was used.
-bool ApplyTraceHeader(std::string_view name_lower, std::string_view value, v1::L7RequestLog* rec);
+// Rec: v1::L7RequestLog or TraceFields.
+template <typename Rec>
+bool ApplyTraceHeader(std::string_view name_lower, std::string_view value, Rec* rec);
 
 // The path without query string, with identifier-like segments (numbers, UUIDs, long hex or
 // token strings) replaced by "{id}", so /users/42/orders -> /users/{id}/orders. Bounded length.
 std::string EndpointPattern(std::string_view path);
+// The same into *out (replacing its contents, reusing its capacity).
+void EndpointPatternInto(std::string_view path, std::string* out);
 
-// ASCII lower-case copy.
+// ASCII lower-case copy (other bytes unchanged).
 std::string ToLower(std::string_view s);
 
 // True when `hay`, ASCII lower-cased, contains `needle_lower` (which must be lower case). Same

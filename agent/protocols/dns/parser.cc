@@ -223,7 +223,7 @@ void BuildRecord(const Frame& q, const Frame* a, v1::L7RequestLog* rec) {
 }  // namespace
 
 void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State*,
-                    const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+                    const StitchContext& ctx, RecordBuffer* out) {
   // The QR bit, not the direction, says what a message is (roles can be guessed wrong on UDP).
   for (auto it = requests->begin(); it != requests->end();) {
     if (it->is_response) {
@@ -251,9 +251,8 @@ void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, S
       ++rit;
       continue;
     }
-    v1::L7RequestLog rec;
+    v1::L7RequestLog& rec = out->Add();
     BuildRecord(*q, &*rit, &rec);
-    out->push_back(std::move(rec));
     requests->erase(q);
     rit = responses->erase(rit);
   }
@@ -264,10 +263,9 @@ void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, S
   }
   while (!requests->empty() &&
          (IsTimedOut(requests->front().timestamp_ns, ctx) || requests->size() > kMaxPending)) {
-    v1::L7RequestLog rec;
+    v1::L7RequestLog& rec = out->Add();
     BuildRecord(requests->front(), nullptr, &rec);
     MarkTimeout(&rec);
-    out->push_back(std::move(rec));
     requests->pop_front();
   }
 }

@@ -44,7 +44,7 @@ struct Traits {
   static ParseState ParseFrame(MessageType type, std::string_view* buf, Frame* frame,
                                State* state);
   static void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
+                     const StitchContext& ctx, RecordBuffer* out);
 };
 
 InferResult Infer(flow::StreamDirection dir, std::string_view data,

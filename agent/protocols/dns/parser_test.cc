@@ -54,7 +54,7 @@ TEST(DnsTest, UdpPairsByIdOutOfOrder) {
   a2[3] = static_cast<char>(0x83);  // NXDOMAIN
   p.OnData(flow::StreamDirection::kResponse, Chunk(a2, 5000, true));
   p.OnData(flow::StreamDirection::kResponse, Chunk(AnswerA(q1, 0, true), 9000, true));
-  std::vector<v1::L7RequestLog> out;
+  RecordBuffer out;
   p.Stitch({9000, 1'000'000'000, false}, &out);
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0].request_resource(), "b.example.com");
@@ -78,7 +78,7 @@ TEST(DnsTest, TcpLengthPrefixSplitAcrossChunks) {
   std::string a = AnswerA(q, 0, false);
   p.OnData(flow::StreamDirection::kResponse,
            Chunk(std::string{0, static_cast<char>(a.size())} + a, 3, false));
-  std::vector<v1::L7RequestLog> out;
+  RecordBuffer out;
   p.Stitch({3, 1'000'000'000, false}, &out);
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].request_type(), "MX");

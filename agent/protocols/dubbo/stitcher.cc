@@ -27,8 +27,8 @@ ResponseStatus StatusOf(const Frame& resp) {
 }
 
 void Emit(const Frame& req, const Frame* resp, bool timed_out, uint64_t now_ns,
-          std::vector<v1::L7RequestLog>* out) {
-  v1::L7RequestLog r;
+          RecordBuffer* out) {
+  v1::L7RequestLog& r = out->Add();
   r.set_l7_protocol(Traits::kProtocol);
   r.set_version(req.dubbo_version);
   r.set_request_type(req.method);
@@ -55,13 +55,12 @@ void Emit(const Frame& req, const Frame* resp, bool timed_out, uint64_t now_ns,
     r.set_response_status(timed_out ? ::sonde::common::v1::RESPONSE_STATUS_TIMEOUT
                                     : ::sonde::common::v1::RESPONSE_STATUS_OK);
   }
-  out->push_back(std::move(r));
 }
 
 }  // namespace
 
 void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-            const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+            const StitchContext& ctx, RecordBuffer* out) {
   StitchById(
       requests, responses, &state->unpaired_responses, ctx,
       [](const Frame& req) { return req.two_way; },
@@ -72,7 +71,7 @@ void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* st
 }
 
 void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-                    const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+                    const StitchContext& ctx, RecordBuffer* out) {
   dubbo::Stitch(requests, responses, state, ctx, out);
 }
 

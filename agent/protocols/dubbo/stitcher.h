@@ -11,6 +11,6 @@
 namespace sonde::agent::protocols::dubbo {
 
 void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-            const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
+            const StitchContext& ctx, RecordBuffer* out);
 
 }  // namespace sonde::agent::protocols::dubbo

@@ -215,8 +215,9 @@ bool ParseHeaders(std::string_view lines, Frame* f, Head* h) {
       if (IContains(value, "upgrade")) h->upgrade = true;
       if (IContains(value, "close")) h->close = true;
     } else if (MaybeTraceHeader(name)) {
-      if (f->trace == nullptr) f->trace = std::make_unique<v1::L7RequestLog>();
-      ApplyTraceHeader(ToLower(name), value, f->trace.get());
+      char lower[17];  // MaybeTraceHeader bounds the name to 17 bytes
+      for (size_t i = 0; i < name.size(); ++i) lower[i] = AsciiLower(name[i]);
+      ApplyTraceHeader(std::string_view(lower, name.size()), value, &f->trace);
     }
   }
   return true;
@@ -356,29 +357,37 @@ ParseState ParseHead(bool is_request, std::string_view* buf, Frame* f, State* st
 // Moves the frames' strings into the record (the frames are dropped right after).
 void BuildRecord(Frame& req, Frame* resp, v1::L7RequestLog* rec) {
   FillFromFrames<Frame>(&req, resp, rec);
-  rec->set_endpoint(EndpointPattern(req.target));
+  EndpointPatternInto(req.target, rec->mutable_endpoint());
   rec->set_version(std::move(req.version));
   rec->set_request_type(std::move(req.method));
   if (!req.host.empty()) rec->set_request_domain(std::move(req.host));
   rec->set_request_resource(std::move(req.target));
   if (!req.user_agent.empty()) rec->set_user_agent(std::move(req.user_agent));
-  if (req.trace != nullptr) {
-    rec->set_x_request_id(req.trace->x_request_id());
-    rec->set_trace_id(req.trace->trace_id());
-    rec->set_span_id(req.trace->span_id());
-    rec->set_parent_span_id(req.trace->parent_span_id());
-  }
+  // Empty strings are not set: in proto3 that is the same record, without an allocation.
+  TraceFields& rt = req.trace;
+  if (!rt.x_request_id_.empty()) rec->set_x_request_id(std::move(rt.x_request_id_));
+  if (!rt.trace_id_.empty()) rec->set_trace_id(std::move(rt.trace_id_));
+  if (!rt.span_id_.empty()) rec->set_span_id(std::move(rt.span_id_));
+  if (!rt.parent_span_id_.empty()) rec->set_parent_span_id(std::move(rt.parent_span_id_));
   if (req.body_bytes >= 0) rec->set_request_length(req.header_bytes + req.body_bytes);
   if (resp != nullptr) {
     rec->set_response_code(resp->status);
     rec->set_response_status(StatusFromHttpCode(resp->status));
     if (resp->status >= 400) rec->set_response_exception(std::move(resp->reason));
     if (resp->body_bytes >= 0) rec->set_response_length(resp->header_bytes + resp->body_bytes);
-    if (resp->trace != nullptr) {
-      if (rec->x_request_id().empty()) rec->set_x_request_id(resp->trace->x_request_id());
+    TraceFields& st = resp->trace;
+    if (!st.empty()) {
+      if (rec->x_request_id().empty() && !st.x_request_id_.empty()) {
+        rec->set_x_request_id(std::move(st.x_request_id_));
+      }
       if (rec->trace_id().empty()) {
-        rec->set_trace_id(resp->trace->trace_id());
-        rec->set_span_id(resp->trace->span_id());
+        // The response's trace context replaces the request's span id too (even with none).
+        if (!st.trace_id_.empty()) rec->set_trace_id(std::move(st.trace_id_));
+        if (!st.span_id_.empty()) {
+          rec->set_span_id(std::move(st.span_id_));
+        } else {
+          rec->clear_span_id();
+        }
       }
     }
   }
@@ -450,7 +459,7 @@ ParseState Traits::ParseTruncatedFrame(MessageType type, std::string_view* buf, 
 }
 
 void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State*,
-                    const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+                    const StitchContext& ctx, RecordBuffer* out) {
   while (!responses->empty()) {
     if (requests->empty() && !IsTimedOut(responses->front().timestamp_ns, ctx)) {
       // The request head may still be arriving (or be cut short, then salvaged at close):
@@ -463,17 +472,14 @@ void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, S
       responses->pop_front();
       continue;
     }
-    v1::L7RequestLog rec;
-    BuildRecord(requests->front(), &responses->front(), &rec);
-    out->push_back(std::move(rec));
+    BuildRecord(requests->front(), &responses->front(), &out->Add());
     requests->pop_front();
     responses->pop_front();
   }
   while (!requests->empty() && IsTimedOut(requests->front().timestamp_ns, ctx)) {
-    v1::L7RequestLog rec;
+    v1::L7RequestLog& rec = out->Add();
     BuildRecord(requests->front(), nullptr, &rec);
     MarkTimeout(&rec);
-    out->push_back(std::move(rec));
     requests->pop_front();
   }
 }

@@ -27,9 +27,9 @@ class Http1Test : public ::testing::Test {
     parser_.OnData(flow::StreamDirection::kResponse, Chunk(s, ts, gap));
   }
   std::vector<v1::L7RequestLog> Stitch(bool closed = false) {
-    std::vector<v1::L7RequestLog> out;
+    RecordBuffer out;
     parser_.Stitch({1'000'000, 30'000'000'000ULL, closed}, &out);
-    return out;
+    return out.ToVector();
   }
   metrics::Registry registry_;
   ParserOptions options_;

@@ -9,6 +9,7 @@
 
 #include "agent/protocols/common/frame_meta.h"
 #include "agent/protocols/common/frame_queue.h"
+#include "agent/protocols/common/record_util.h"
 #include "sonde/agent/v1/records.pb.h"
 
 namespace sonde::agent::protocols::http1 {
@@ -24,9 +25,8 @@ struct Frame : FrameMeta {
   std::string user_agent;
   int64_t header_bytes = 0;
   int64_t body_bytes = -1;  // -1: unknown (chunked streamed or close-delimited)
-  // x_request_id / trace_id / span_id / parent_span_id from headers; allocated only when such a
-  // header is present (a protobuf message per frame was the largest per-request cost).
-  std::unique_ptr<v1::L7RequestLog> trace;
+  // x_request_id / trace_id / span_id / parent_span_id from headers.
+  TraceFields trace;
 };
 
 enum class BodyMode : uint8_t { kNone, kLength, kChunked, kUntilClose, kOpaque };

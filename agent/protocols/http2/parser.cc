@@ -570,16 +570,15 @@ ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* f,
 }
 
 void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-                    const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+                    const StitchContext& ctx, RecordBuffer* out) {
   auto& streams = state->streams;
   auto stream_for = [&](uint32_t id) -> Stream* {
     auto it = streams.find(id);
     if (it != streams.end()) return &it->second;
     if (streams.size() >= kMaxStreams) {
       auto oldest = streams.begin();
-      v1::L7RequestLog rec;
+      v1::L7RequestLog& rec = out->Add();
       BuildRecord(oldest->first, oldest->second, true, &rec);
-      out->push_back(std::move(rec));
       streams.erase(oldest);
     }
     return &streams[id];
@@ -592,9 +591,8 @@ void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, S
       return;
     }
     if (!it->second.have_request) CountUnpairedResponses(ctx);
-    v1::L7RequestLog rec;
+    v1::L7RequestLog& rec = out->Add();
     BuildRecord(id, it->second, false, &rec);
-    out->push_back(std::move(rec));
     streams.erase(it);
   };
   for (Frame& f : *requests) {
@@ -656,10 +654,9 @@ void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, S
     const uint64_t ts = s.have_request ? s.start_ns : s.first_resp_ns;
     if (IsTimedOut(ts, ctx)) {
       if (s.have_request || s.have_response) {
-        v1::L7RequestLog rec;
+        v1::L7RequestLog& rec = out->Add();
         // A response that started but never ended still tells the status.
         BuildRecord(it->first, s, !s.have_response, &rec);
-        out->push_back(std::move(rec));
       }
       it = streams.erase(it);
     } else {

@@ -49,9 +49,9 @@ class Http2Test : public ::testing::Test {
     p_.OnData(d, c);
   }
   std::vector<v1::L7RequestLog> Stitch(bool closed = false) {
-    std::vector<v1::L7RequestLog> out;
+    RecordBuffer out;
     p_.Stitch({10'000'000, 30'000'000'000ULL, closed}, &out);
-    return out;
+    return out.ToVector();
   }
   metrics::Registry reg_;
   ParserCounters counters_;

@@ -24,7 +24,7 @@ struct Traits {
   static ParseState ParseFrame(MessageType type, std::string_view* buf, Frame* frame,
                                State* state);
   static void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
+                     const StitchContext& ctx, RecordBuffer* out);
 };
 
 // "Produce", "Fetch", ... or "" for keys we do not know.

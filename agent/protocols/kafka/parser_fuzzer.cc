@@ -30,7 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     }
   }
-  std::vector<sonde::agent::v1::L7RequestLog> out;
+  RecordBuffer out;
   kafka::Traits::Stitch(&reqs, &resps, &state, StitchContext{1, 0, true}, &out);
   return 0;
 }

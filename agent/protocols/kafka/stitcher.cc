@@ -21,8 +21,8 @@ ResponseStatus ErrorStatus(int16_t code) {
 }
 
 void Emit(const Frame& req, const Frame* resp, bool timed_out, uint64_t now_ns,
-          std::vector<v1::L7RequestLog>* out) {
-  v1::L7RequestLog r;
+          RecordBuffer* out) {
+  v1::L7RequestLog& r = out->Add();
   r.set_l7_protocol(Traits::kProtocol);
   r.set_version(std::to_string(req.api_version));
   std::string_view name = ApiName(req.api_key);
@@ -47,13 +47,12 @@ void Emit(const Frame& req, const Frame* resp, bool timed_out, uint64_t now_ns,
     r.set_response_status(timed_out ? ::sonde::common::v1::RESPONSE_STATUS_TIMEOUT
                                     : ::sonde::common::v1::RESPONSE_STATUS_OK);
   }
-  out->push_back(std::move(r));
 }
 
 }  // namespace
 
 void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-            const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+            const StitchContext& ctx, RecordBuffer* out) {
   StitchById(
       requests, responses, &state->unpaired_responses, ctx,
       [](const Frame& req) { return req.expects_response; },
@@ -64,7 +63,7 @@ void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* st
 }
 
 void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-                    const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+                    const StitchContext& ctx, RecordBuffer* out) {
   kafka::Stitch(requests, responses, state, ctx, out);
 }
 

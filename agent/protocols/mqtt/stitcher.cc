@@ -45,9 +45,9 @@ ResponseStatus CodeStatus(PacketType request, int32_t code) {
 }
 
 void Emit(const Pending& p, bool answered, bool timed_out, uint64_t now_ns, const State& s,
-          std::vector<v1::L7RequestLog>* out) {
+          RecordBuffer* out) {
   const Frame& q = p.request;
-  v1::L7RequestLog r;
+  v1::L7RequestLog& r = out->Add();
   r.set_l7_protocol(Traits::kProtocol);
   r.set_version(VersionName(q.type == PacketType::kConnect ? q.protocol_level : s.protocol_level));
   r.set_request_type(std::string(TypeName(q.type)));
@@ -70,7 +70,6 @@ void Emit(const Pending& p, bool answered, bool timed_out, uint64_t now_ns, cons
     r.set_response_status(timed_out ? ::sonde::common::v1::RESPONSE_STATUS_TIMEOUT
                                     : ::sonde::common::v1::RESPONSE_STATUS_OK);
   }
-  out->push_back(std::move(r));
 }
 
 // The request kind an answer of type `t` belongs to.
@@ -84,7 +83,7 @@ PacketType RequestFor(PacketType t) {
   }
 }
 
-void Process(const Frame& f, State* s, const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+void Process(const Frame& f, State* s, const StitchContext& ctx, RecordBuffer* out) {
   switch (f.type) {
     case PacketType::kConnect:
     case PacketType::kPingreq:
@@ -154,7 +153,7 @@ void Process(const Frame& f, State* s, const StitchContext& ctx, std::vector<v1:
 }  // namespace
 
 void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-            const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+            const StitchContext& ctx, RecordBuffer* out) {
   // Merge both directions in capture order (ties: client first).
   while (!requests->empty() || !responses->empty()) {
     const bool take_client =
@@ -176,7 +175,7 @@ void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* st
 }
 
 void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-                    const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+                    const StitchContext& ctx, RecordBuffer* out) {
   mqtt::Stitch(requests, responses, state, ctx, out);
 }
 

@@ -28,7 +28,7 @@ struct Traits {
   static ParseState ParseFrame(MessageType type, std::string_view* buf, Frame* frame,
                                State* state);
   static void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
+                     const StitchContext& ctx, RecordBuffer* out);
 };
 
 // The name the protocol documentation gives a command byte ("COM_QUERY"), or "COM_UNKNOWN".

@@ -152,7 +152,7 @@ TEST(MysqlParser, CompressedProtocolStoredAndDeflated) {
   const std::string query = "SELECT * FROM `az_controller_connection`";
   feed(flow::StreamDirection::kRequest, Compressed(0, Packet(0, "\x03" + query), false), 3000);
   feed(flow::StreamDirection::kResponse, Compressed(1, ClassicResultSet(), true), 4000);
-  std::vector<v1::L7RequestLog> out;
+  RecordBuffer out;
   parser.Stitch({5000, 1'000'000'000, true}, &out);
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0].request_resource(), "use `test`");
@@ -172,7 +172,7 @@ TEST(MysqlParser, CompressionNegotiatedInHandshake) {
   metrics::Registry registry;
   ParserCounters counters = ParserCounters::Create(&registry, "MYSQL");
   FrameParser<Traits> parser(ParserOptions{}, &counters);
-  std::vector<v1::L7RequestLog> out;
+  RecordBuffer out;
   uint64_t ts = 1000;
   auto feed = [&](flow::StreamDirection dir, const std::string& bytes) {
     flow::StreamChunk c;

@@ -322,8 +322,8 @@ std::string FirstKeyword(std::string_view sql) {
 
 // The record for `req` from the accumulated response in *s (has_response false: none).
 void Emit(const Frame& req, bool login, uint64_t end_ns, bool timed_out, State* s,
-          std::vector<v1::L7RequestLog>* out) {
-  v1::L7RequestLog r;
+          RecordBuffer* out) {
+  v1::L7RequestLog& r = out->Add();
   r.set_l7_protocol(Traits::kProtocol);
   r.set_version(s->server_version);
   const uint8_t cmd = login ? 0xff : Head(req);
@@ -393,7 +393,6 @@ void Emit(const Frame& req, bool login, uint64_t end_ns, bool timed_out, State* 
       r.set_response_result("affected_rows=" + std::to_string(s->affected_rows));
     }
   }
-  out->push_back(std::move(r));
 }
 
 // Bookkeeping once a response completed without error.
@@ -421,7 +420,7 @@ void OnSuccess(const Frame& req, bool login, State* s) {
 }  // namespace
 
 void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-            const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+            const StitchContext& ctx, RecordBuffer* out) {
   for (int guard = 0; guard < 1000000; ++guard) {
     if (requests->empty()) {
       // Nothing asked: the greeting, or responses to requests we never saw.
@@ -514,7 +513,7 @@ void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* st
 }
 
 void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-                    const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+                    const StitchContext& ctx, RecordBuffer* out) {
   mysql::Stitch(requests, responses, state, ctx, out);
 }
 

@@ -139,7 +139,7 @@ void DescribeBatch(const FrameQueue<Frame>& reqs, size_t end, State* s, v1::L7Re
 }  // namespace
 
 void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-            const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+            const StitchContext& ctx, RecordBuffer* out) {
   for (int guard = 0; guard < 1000000 && !requests->empty(); ++guard) {
     // Password/SASL answers and COPY data belong to the exchange before them (startup, COPY
     // query), which completes later at its ReadyForQuery; they must not start the next batch.
@@ -188,7 +188,7 @@ void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* st
       if (complete) responses->pop_front();
       continue;
     }
-    v1::L7RequestLog r;
+    v1::L7RequestLog& r = out->Add();
     r.set_l7_protocol(Traits::kProtocol);
     DescribeBatch(*requests, end, state, &r);
     r.set_version(state->version);
@@ -236,7 +236,6 @@ void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* st
       r.set_response_status(::sonde::common::v1::RESPONSE_STATUS_OK);
       r.set_response_result(tag);
     }
-    out->push_back(std::move(r));
     for (size_t i = 0; i <= end; ++i) requests->pop_front();
     for (size_t i = 0; i < nresp; ++i) responses->pop_front();
   }
@@ -251,7 +250,7 @@ void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* st
 }
 
 void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-                    const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+                    const StitchContext& ctx, RecordBuffer* out) {
   postgres::Stitch(requests, responses, state, ctx, out);
 }
 

@@ -36,7 +36,7 @@ struct Traits {
   static ParseState ParseTruncatedFrame(MessageType type, std::string_view* buf, Frame* frame,
                                         State* state);
   static void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out);
+                     const StitchContext& ctx, RecordBuffer* out);
 };
 
 // Content inference for the registry: kYes only on a prefix that is clearly this protocol.

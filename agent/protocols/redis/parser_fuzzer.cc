@@ -38,7 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (type == MessageType::kRequest ? reqs : resps).push_back(std::move(f));
     }
   }
-  std::vector<sonde::agent::v1::L7RequestLog> out;
+  RecordBuffer out;
   redis::Traits::Stitch(&reqs, &resps, &state, StitchContext{1, 0, true}, &out);
   return 0;
 }

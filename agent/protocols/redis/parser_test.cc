@@ -136,7 +136,7 @@ TEST(RedisStitcher, PipelinedRepliesPairInOrderAndTimeout) {
   resps[1].error = "LOADING Redis is loading";
   resps[1].timestamp_ns = 6000;
   State st;
-  std::vector<v1::L7RequestLog> out;
+  RecordBuffer out;
   Traits::Stitch(&reqs, &resps, &st, StitchContext{7000, 1'000'000, false}, &out);
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0].request_resource(), "k0");

@@ -245,6 +245,7 @@ ReplayResult Replay(const Connection& c, uint64_t timeout_ns = 60'000'000'000ull
   ReplayResult r;
   typename Traits::State state{};
   DirectionBuffer<Traits> req, resp;
+  RecordBuffer out;
   uint64_t now = 0;
   for (const Chunk& ch : c.chunks) {
     now = ch.timestamp_ns;
@@ -256,10 +257,13 @@ ReplayResult Replay(const Connection& c, uint64_t timeout_ns = 60'000'000'000ull
       resp.Parse(MessageType::kResponse, &state);
     }
     StitchContext ctx{now, timeout_ns, false};
-    Traits::Stitch(&req.frames, &resp.frames, &state, ctx, &r.records);
+    Traits::Stitch(&req.frames, &resp.frames, &state, ctx, &out);
+    for (v1::L7RequestLog& rec : out) r.records.push_back(std::move(rec));
+    out.clear();
   }
   StitchContext ctx{now, timeout_ns, true};
-  Traits::Stitch(&req.frames, &resp.frames, &state, ctx, &r.records);
+  Traits::Stitch(&req.frames, &resp.frames, &state, ctx, &out);
+  for (v1::L7RequestLog& rec : out) r.records.push_back(std::move(rec));
   r.invalid_requests = req.invalid;
   r.invalid_responses = resp.invalid;
   return r;

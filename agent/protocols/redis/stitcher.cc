@@ -9,12 +9,6 @@ namespace {
 
 using ::sonde::common::v1::ResponseStatus;
 
-v1::L7RequestLog Base() {
-  v1::L7RequestLog r;
-  r.set_l7_protocol(Traits::kProtocol);
-  return r;
-}
-
 // Errors caused by the request itself are client errors; the rest (LOADING, BUSY, OOM,
 // READONLY, MASTERDOWN, ...) are the server's.
 ResponseStatus ErrorStatus(const std::string& error) {
@@ -29,8 +23,9 @@ ResponseStatus ErrorStatus(const std::string& error) {
 }
 
 void Emit(const Frame& req, const Frame* resp, ResponseStatus no_resp_status, uint64_t now_ns,
-          std::vector<v1::L7RequestLog>* out) {
-  v1::L7RequestLog r = Base();
+          RecordBuffer* out) {
+  v1::L7RequestLog& r = out->Add();
+  r.set_l7_protocol(Traits::kProtocol);
   r.set_request_type(req.command);
   r.set_request_resource(req.key);
   r.set_endpoint(req.command);
@@ -52,11 +47,11 @@ void Emit(const Frame& req, const Frame* resp, ResponseStatus no_resp_status, ui
     r.set_response_length(-1);
     r.set_response_status(no_resp_status);
   }
-  out->push_back(std::move(r));
 }
 
-void EmitPush(const Frame& push, std::vector<v1::L7RequestLog>* out) {
-  v1::L7RequestLog r = Base();
+void EmitPush(const Frame& push, RecordBuffer* out) {
+  v1::L7RequestLog& r = out->Add();
+  r.set_l7_protocol(Traits::kProtocol);
   r.set_request_type(push.command);
   r.set_request_resource(push.push_channel);
   r.set_endpoint(push.command);
@@ -65,7 +60,6 @@ void EmitPush(const Frame& push, std::vector<v1::L7RequestLog>* out) {
   r.set_response_length(static_cast<int64_t>(push.frame_bytes));
   r.set_resp_tcp_seq(push.tcp_seq);
   r.set_response_status(::sonde::common::v1::RESPONSE_STATUS_OK);
-  out->push_back(std::move(r));
 }
 
 bool IsSubscribe(const std::string& cmd) {
@@ -76,7 +70,7 @@ bool IsSubscribe(const std::string& cmd) {
 }  // namespace
 
 void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-            const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+            const StitchContext& ctx, RecordBuffer* out) {
   while (!responses->empty()) {
     Frame& resp = responses->front();
     if (resp.kind == ReplyKind::kPush) {
@@ -119,7 +113,7 @@ void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* st
 }
 
 void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
-                    const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+                    const StitchContext& ctx, RecordBuffer* out) {
   redis::Stitch(requests, responses, state, ctx, out);
 }
 

@@ -199,7 +199,7 @@ ParseState Traits::ParseFrame(MessageType type, std::string_view* buf, Frame* f,
 }
 
 void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State*,
-                    const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+                    const StitchContext& ctx, RecordBuffer* out) {
   while (!requests->empty() && !responses->empty()) {
     const Frame& hello = requests->front();
     const Frame& answer = responses->front();
@@ -208,7 +208,7 @@ void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, S
       responses->pop_front();
       continue;
     }
-    v1::L7RequestLog rec;
+    v1::L7RequestLog& rec = out->Add();
     FillFromFrames(&hello, &answer, &rec);
     rec.set_is_encrypted(1);
     rec.set_request_type("ClientHello");
@@ -232,7 +232,6 @@ void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, S
       rec.set_response_status(common::v1::RESPONSE_STATUS_SERVER_ERROR);
       rec.set_response_exception("alert " + std::to_string(answer.alert_description));
     }
-    out->push_back(std::move(rec));
     requests->pop_front();
     responses->pop_front();
   }
@@ -241,7 +240,7 @@ void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, S
     responses->clear();
   }
   while (!requests->empty() && IsTimedOut(requests->front().timestamp_ns, ctx)) {
-    v1::L7RequestLog rec;
+    v1::L7RequestLog& rec = out->Add();
     FillFromFrames<Frame>(&requests->front(), nullptr, &rec);
     rec.set_is_encrypted(1);
     rec.set_request_type("ClientHello");
@@ -250,7 +249,6 @@ void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, S
     rec.set_endpoint(requests->front().sni);
     rec.set_version(VersionName(requests->front().version));
     MarkTimeout(&rec);
-    out->push_back(std::move(rec));
     requests->pop_front();
   }
 }

@@ -23,7 +23,7 @@ void FuzzFrameParser(const uint8_t* data, size_t size, std::string_view name) {
   const bool datagram = (pattern & 0x40) != 0;
   size_t pos = 1;
   uint64_t ts = 1;
-  std::vector<v1::L7RequestLog> out;
+  RecordBuffer out;
   for (int i = 0; pos < size; ++i) {
     const size_t n = std::min<size_t>(((pattern >> (i % 6)) & 1) ? 5 : 97, size - pos);
     flow::StreamChunk chunk;

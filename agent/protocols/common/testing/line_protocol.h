@@ -49,7 +49,7 @@ struct LineTraits {
   }
 
   static void Stitch(FrameQueue<Frame>* reqs, FrameQueue<Frame>* resps, State*,
-                     const StitchContext& ctx, std::vector<v1::L7RequestLog>* out) {
+                     const StitchContext& ctx, RecordBuffer* out) {
     while (!reqs->empty() && !resps->empty()) {
       v1::L7RequestLog r;
       FillFromFrames(&reqs->front(), &resps->front(), &r);
