@@ -102,10 +102,21 @@ v1::ApplicationMetric& AppMetricsAggregator::Bucket(Interval* interval, uint32_t
 void AppMetricsAggregator::Add(const v1::L7RequestLog& rec) {
   const uint64_t t_s = std::max(rec.end_time_us(), rec.start_time_us()) / 1000000;
   const uint64_t hash = KeyHash(rec);
+  // Both granularities' first probe slots are fetched before either is used: with many buckets
+  // these are cache misses, and overlapping them is most of the cost of a lookup.
+  Interval* intervals[2];
+  uint32_t times[2];
   for (size_t gi = 0; gi < 2; ++gi) {
     const uint32_t g = kGranularities[gi];
-    const uint32_t time = static_cast<uint32_t>(t_s / g * g);
-    v1::ApplicationMetric& m = Bucket(IntervalOf(gi, g, time), g, time, hash, rec);
+    times[gi] = static_cast<uint32_t>(t_s / g * g);
+    intervals[gi] = IntervalOf(gi, g, times[gi]);
+    const std::vector<Slot>& slots = intervals[gi]->slots;
+    if (!slots.empty()) __builtin_prefetch(&slots[hash & (slots.size() - 1)]);
+  }
+  for (size_t gi = 0; gi < 2; ++gi) {
+    const uint32_t g = kGranularities[gi];
+    const uint32_t time = times[gi];
+    v1::ApplicationMetric& m = Bucket(intervals[gi], g, time, hash, rec);
     if (rec.request_length() >= 0) m.set_requests(m.requests() + 1);
     switch (rec.response_status()) {
       case common::v1::RESPONSE_STATUS_TIMEOUT:

@@ -106,11 +106,12 @@ L7Analyzer::Connection* L7Analyzer::FindOrCreate(const flow::ConnectionInfo& con
   auto it = conns_.find(conn.flow_id);
   if (it != conns_.end()) {
     Connection* c = it->second.get();
-    // Process attribution can arrive after the first bytes (eBPF): keep the latest.
-    const flow::ConnectionInfo& seen = c->swapped ? Swapped(conn) : conn;
-    if (seen.process_0.pid != c->info.process_0.pid ||
-        seen.process_1.pid != c->info.process_1.pid) {
-      c->info = seen;
+    // Process attribution can arrive after the first bytes (eBPF): keep the latest. (Compared
+    // in place: building the swapped copy for the comparison cost a ConnectionInfo copy per chunk.)
+    const uint32_t pid_0 = c->swapped ? conn.process_1.pid : conn.process_0.pid;
+    const uint32_t pid_1 = c->swapped ? conn.process_0.pid : conn.process_1.pid;
+    if (pid_0 != c->info.process_0.pid || pid_1 != c->info.process_1.pid) {
+      c->info = c->swapped ? Swapped(conn) : conn;
     }
     c->last_ns = std::max(c->last_ns, now_ns);
     return c;
