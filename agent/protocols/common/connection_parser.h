@@ -46,6 +46,10 @@ class ConnectionParser {
   virtual bool gave_up() const = 0;
   // True while parsed frames wait for their peer (so timeouts need a Stitch on ticks).
   virtual bool has_pending() const = 0;
+  // True when the parser holds nothing a later chunk needs (no pending frames, no buffered
+  // bytes, no failure streak) and its protocol keeps no state between messages: the caller may
+  // Reset it and use a fresh one for the connection's next chunk. Protocols opt in.
+  virtual bool idle() const { return false; }
   // Back to the state of a new parser (same options and counters), keeping allocated memory
   // where that is cheap: the analyzer reuses parsers of closed connections for new ones.
   virtual void Reset() = 0;

@@ -119,6 +119,19 @@ class FrameParser final : public ConnectionParser {
     return !dirs_[0].frames.empty() || !dirs_[1].frames.empty();
   }
 
+  bool idle() const override {
+    // Optional Traits::kStatelessBetweenMessages (DNS): State holds nothing across messages.
+    if constexpr (requires { Traits::kStatelessBetweenMessages; }) {
+      if constexpr (Traits::kStatelessBetweenMessages) {
+        for (const Direction& d : dirs_) {
+          if (d.size() > 0 || !d.frames.empty() || d.resync || d.failures > 0) return false;
+        }
+        return !gave_up_;
+      }
+    }
+    return false;
+  }
+
   void Reset() override {
     // Optional State::Reset(): clears in place (a fresh State may allocate, e.g. a std::deque).
     if constexpr (requires { state_.Reset(); }) {

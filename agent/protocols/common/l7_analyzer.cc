@@ -146,6 +146,7 @@ void L7Analyzer::OnData(const flow::ConnectionInfo& conn, flow::StreamDirection 
       Infer(c, dir, chunk);
       break;
     case Connection::Phase::kParsing:
+      if (c->parser == nullptr) c->parser = AcquireParser(c->spec);  // released while idle
       c->parser->OnData(dir, chunk);
       break;
     case Connection::Phase::kUnknown:
@@ -154,8 +155,32 @@ void L7Analyzer::OnData(const flow::ConnectionInfo& conn, flow::StreamDirection 
   }
   if (c->phase == Connection::Phase::kParsing) {
     StitchAndEmit(c, chunk.timestamp_ns, false);
-    if (c->parser->gave_up()) c->phase = Connection::Phase::kGaveUp;
+    if (c->parser->gave_up()) {
+      c->phase = Connection::Phase::kGaveUp;
+    } else if (c->parser->idle()) {
+      // Nothing waits in it (e.g. a DNS flow after its answer): the parser goes back to the
+      // pool until the next message, so idle flows (UDP flows live 30 s) hold none.
+      ReleaseParser(c);
+    }
   }
+}
+
+std::unique_ptr<ConnectionParser> L7Analyzer::AcquireParser(const ProtocolSpec* spec) {
+  std::vector<std::unique_ptr<ConnectionParser>>& pool = free_parsers_[spec];
+  if (pool.empty()) return spec->make_parser(options_.parser, CountersFor(spec));
+  std::unique_ptr<ConnectionParser> p = std::move(pool.back());
+  pool.pop_back();
+  return p;
+}
+
+void L7Analyzer::ReleaseParser(Connection* c) {
+  if (c->parser == nullptr) return;
+  std::vector<std::unique_ptr<ConnectionParser>>& pool = free_parsers_[c->spec];
+  if (pool.size() < kMaxPooled) {
+    c->parser->Reset();
+    pool.push_back(std::move(c->parser));
+  }
+  c->parser.reset();
 }
 
 void L7Analyzer::Infer(Connection* c, flow::StreamDirection dir, const flow::StreamChunk& chunk) {
@@ -241,13 +266,7 @@ void L7Analyzer::Infer(Connection* c, flow::StreamDirection dir, const flow::Str
 void L7Analyzer::StartParser(Connection* c, const ProtocolSpec* spec) {
   c->spec = spec;
   c->reported = spec->protocol;
-  std::vector<std::unique_ptr<ConnectionParser>>& pool = free_parsers_[spec];
-  if (!pool.empty()) {
-    c->parser = std::move(pool.back());
-    pool.pop_back();
-  } else {
-    c->parser = spec->make_parser(options_.parser, CountersFor(spec));
-  }
+  c->parser = AcquireParser(spec);
   c->phase = Connection::Phase::kParsing;
   for (Connection::Stashed& s : c->stash) {
     s.chunk.data = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data.data()),
@@ -333,14 +352,7 @@ void L7Analyzer::Recycle(std::unique_ptr<Connection> c) {
   // Parsers and connection objects of closed connections serve new ones (a fresh FrameParser
   // allocates its queues; short connections made that a large share of the per-record cost).
   // Both pools are bounded.
-  if (c->parser != nullptr) {
-    std::vector<std::unique_ptr<ConnectionParser>>& pool = free_parsers_[c->spec];
-    if (pool.size() < kMaxPooled) {
-      c->parser->Reset();
-      pool.push_back(std::move(c->parser));
-    }
-    c->parser.reset();
-  }
+  ReleaseParser(c.get());
   if (free_conns_.size() >= kMaxPooled) return;
   c->phase = Connection::Phase::kInferring;
   c->spec = nullptr;

@@ -64,6 +64,8 @@ class L7Analyzer final : public flow::StreamHandler {
   const ParserCounters* CountersFor(const ProtocolSpec* spec);
   void CloseConnection(uint64_t flow_id, uint64_t now_ns);
   void Recycle(std::unique_ptr<Connection> c);
+  std::unique_ptr<ConnectionParser> AcquireParser(const ProtocolSpec* spec);
+  void ReleaseParser(Connection* c);
 
   static constexpr size_t kMaxPooled = 1024;  // per pool
 

@@ -157,3 +157,79 @@ TEST_F(L7AnalyzerTest, RedMetricsPerSecondAndMinute) {
 
 }  // namespace
 }  // namespace sonde::agent::protocols
+
+namespace sonde::agent::protocols {
+namespace {
+
+// One DNS message: a query for `name` (A), or its answer with one A record.
+std::string DnsMessage(uint16_t id, std::string_view name, bool answer) {
+  std::string m;
+  auto u16 = [&m](uint16_t v) {
+    m.push_back(static_cast<char>(v >> 8));
+    m.push_back(static_cast<char>(v & 0xff));
+  };
+  u16(id);
+  u16(answer ? 0x8180 : 0x0100);
+  u16(1);
+  u16(answer ? 1 : 0);
+  u16(0);
+  u16(0);
+  for (size_t pos = 0; pos <= name.size();) {
+    size_t dot = name.find('.', pos);
+    if (dot == std::string_view::npos) dot = name.size();
+    m.push_back(static_cast<char>(dot - pos));
+    m.append(name.substr(pos, dot - pos));
+    pos = dot + 1;
+  }
+  m.push_back('\0');
+  u16(1);
+  u16(1);
+  if (answer) {
+    u16(0xc00c);
+    u16(1);
+    u16(1);
+    u16(0);
+    u16(60);
+    u16(4);
+    m.append("\x0a\x00\x00\x07", 4);
+  }
+  return m;
+}
+
+// DNS keeps no state between messages, so its parser goes back to the pool whenever a flow is
+// idle; every exchange on a long-lived UDP flow must still become its own complete record.
+TEST(L7AnalyzerDnsTest, ExchangesOnOneUdpFlowAcrossParserReleases) {
+  testing::CollectingSink sink;
+  metrics::Registry metrics;
+  L7Analyzer a(&sink, &metrics);
+  flow::ConnectionInfo conn;
+  conn.flow_id = 9;
+  conn.tuple.src_ip = *net::IpAddress::Parse("10.0.0.1");
+  conn.tuple.dst_ip = *net::IpAddress::Parse("10.0.0.53");
+  conn.tuple.src_port = 5353;
+  conn.tuple.dst_port = 53;
+  conn.tuple.protocol = net::IpProtocol::kUdp;
+  const char* names[] = {"a.example.test", "b.example.test", "c.example.test"};
+  for (uint16_t i = 0; i < 3; ++i) {
+    const std::string q = DnsMessage(100 + i, names[i], false);
+    const std::string r = DnsMessage(100 + i, names[i], true);
+    flow::StreamChunk qc = Chunk(q, (10 + i) * kSec);
+    qc.is_datagram = true;
+    a.OnData(conn, flow::StreamDirection::kRequest, qc);
+    flow::StreamChunk rc = Chunk(r, (10 + i) * kSec + 5000);
+    rc.is_datagram = true;
+    a.OnData(conn, flow::StreamDirection::kResponse, rc);
+  }
+  a.FlushAll(20 * kSec);
+  ASSERT_EQ(sink.l7.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(sink.l7[i].l7_protocol(), common::v1::L7_PROTOCOL_DNS);
+    EXPECT_EQ(sink.l7[i].request_id(), 100 + i);
+    EXPECT_EQ(sink.l7[i].request_resource(), names[i]);
+    EXPECT_EQ(sink.l7[i].response_status(), common::v1::RESPONSE_STATUS_OK);
+    EXPECT_EQ(sink.l7[i].response_duration(), 5u);
+  }
+}
+
+}  // namespace
+}  // namespace sonde::agent::protocols

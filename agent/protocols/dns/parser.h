@@ -38,6 +38,8 @@ struct Traits {
   using Frame = dns::Frame;
   using State = dns::State;
   static constexpr common::v1::L7Protocol kProtocol = common::v1::L7_PROTOCOL_DNS;
+  // State carries nothing from one message to the next: an idle parser may be handed back.
+  static constexpr bool kStatelessBetweenMessages = true;
 
   static size_t FindFrameBoundary(MessageType type, std::string_view buf, size_t start,
                                   State* state);
