@@ -1,6 +1,8 @@
 // ClickHouseClient over cpp-httplib; ClickHouse's errors become Status values with its message.
 #include "server/storage/clickhouse/clickhouse_client.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <httplib.h>
 
@@ -60,7 +62,15 @@ StatusOr<std::string> ClickHouseClient::Post(const std::string& query_param, std
   if (!query_param.empty()) path += "&query=" + UrlEncode(query_param);
   // fmt rather than "&" + ...: g++ 12 -O3 reports a bogus -Wrestrict on the operator+ chain.
   for (const auto& [k, v] : settings) path += fmt::format("&{}={}", UrlEncode(k), UrlEncode(v));
-  auto res = client.Post(path, httplib::Headers{}, body.data(), body.size(), "application/octet-stream");
+  // Large bodies (RowBinary inserts) are streamed from the caller's buffer: the plain overload
+  // copies the whole body into the request first.
+  auto res = body.size() < (64u << 10)
+                 ? client.Post(path, httplib::Headers{}, body.data(), body.size(), "application/octet-stream")
+                 : client.Post(path, httplib::Headers{}, body.size(),
+                               [body](size_t offset, size_t length, httplib::DataSink& sink) {
+                                 return sink.write(body.data() + offset, std::min(length, body.size() - offset));
+                               },
+                               "application/octet-stream");
   if (!res) {
     const auto err = res.error();
     const std::string what = fmt::format("ClickHouse at {}: {}", options_.url, httplib::to_string(err));
