@@ -111,6 +111,8 @@ Status ClickHouseStorage::Write(std::span<const AgentBatch> batches, WriteProgre
       static_cast<uint32_t>(agent::v1::ApplicationMetric::descriptor()->FindFieldByName("granularity_s")->number())};
   static const char* const kFamilies[4] = {"", "", "network", "application"};
   uint64_t malformed = 0;
+  const schema::Table* last_table = nullptr;
+  TableBuffer* last_buffer = nullptr;  // std::map nodes do not move
   for (const AgentBatch& batch : batches) {
     // Rows are always encoded from wire bytes: the spool's, or the parsed records serialized.
     std::string_view wire = batch.wire;
@@ -143,11 +145,15 @@ Status ClickHouseStorage::Write(std::span<const AgentBatch> batches, WriteProgre
             continue;
           }
         }
-        TableBuffer& b = buffers[table];
-        if (b.rows == nullptr) {
-          b.rows = &row_buffers_[table];
-          b.rows->clear();
+        if (table != last_table) {  // one map lookup per run of same-table records, not per row
+          last_table = table;
+          last_buffer = &buffers[table];
+          if (last_buffer->rows == nullptr) {
+            last_buffer->rows = &row_buffers_[table];
+            last_buffer->rows->clear();
+          }
         }
+        TableBuffer& b = *last_buffer;
         ServerColumns server{batch.agent_id, nullptr};
         if (tag_width != 0) server.tag_ids = tag_ids_.data() + record_index * tag_width;
         ++record_index;
