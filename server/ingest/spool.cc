@@ -35,8 +35,8 @@ uint32_t GetU32(const char* p) {
 }
 
 // Files of removed batches kept for reuse: creating and deleting an inode per batch cost more CPU
-// than everything else the spool does (ext4 inode allocation). Bounded in count and size (a write
-// set of the drainer is up to a few hundred batches).
+// than everything else the spool does (ext4 inode allocation). Bounded in count (a write set of
+// the drainer is up to a few hundred batches), per file, and in total to 1/8 of the spool bound.
 constexpr size_t kMaxFreeFiles = 512;
 constexpr uint64_t kMaxFreeFileBytes = 4u << 20;
 constexpr std::string_view kFreePrefix = "free-";
@@ -135,9 +135,13 @@ Status Spool::Replay() {
     if (name.rfind(kFreePrefix, 0) == 0) {
       // A removed batch's file kept for reuse: its content is dead.
       const std::string_view number = std::string_view(name).substr(kFreePrefix.size());
-      if (free_files_.size() < kMaxFreeFiles && !number.empty() && number.size() <= 19 &&
+      std::error_code size_ec;
+      const uint64_t size = e.file_size(size_ec);
+      if (!size_ec && free_files_.size() < kMaxFreeFiles && free_bytes_ + size <= options_.max_bytes / 8 &&
+          !number.empty() && number.size() <= 19 &&
           number.find_first_not_of("0123456789") == std::string_view::npos) {
-        free_files_.push_back(e.path().string());
+        free_files_.push_back({e.path().string(), size});
+        free_bytes_ += size;
         next_free_ = std::max<uint64_t>(next_free_, std::stoull(std::string(number)) + 1);
       } else {
         fs::remove(e.path(), ec);
@@ -199,7 +203,8 @@ StatusOr<uint64_t> Spool::Append(uint32_t agent_id, std::string_view records_wir
     reserved_bytes_ += file_bytes;
     seq = next_seq_++;
     if (!free_files_.empty()) {
-      work_path = std::move(free_files_.back());
+      work_path = std::move(free_files_.back().path);
+      free_bytes_ -= free_files_.back().bytes;
       free_files_.pop_back();
     }
   }
@@ -318,10 +323,12 @@ void Spool::Remove(std::span<const uint64_t> seqs) {
     if (it == entries_.end()) continue;
     std::error_code ec;
     bool kept = false;
-    if (free_files_.size() < kMaxFreeFiles && it->second.bytes <= kMaxFreeFileBytes) {
+    if (free_files_.size() < kMaxFreeFiles && it->second.bytes <= kMaxFreeFileBytes &&
+        free_bytes_ + it->second.bytes <= options_.max_bytes / 8) {
       std::string free_path = fmt::format("{}/{}{}", options_.dir, kFreePrefix, next_free_++);
       if (::rename(PathFor(seq).c_str(), free_path.c_str()) == 0) {
-        free_files_.push_back(std::move(free_path));
+        free_files_.push_back({std::move(free_path), it->second.bytes});
+        free_bytes_ += it->second.bytes;
         kept = true;
       }
     }

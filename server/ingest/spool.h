@@ -92,8 +92,13 @@ class Spool {
   uint64_t reserved_bytes_ = 0;  // appends in flight
   bool woken_ = false;
   std::map<uint64_t, Committed> entries_;
-  std::vector<std::string> free_files_;  // removed batches' files, reused by Append
-  uint64_t next_free_ = 1;               // numbers the free files
+  struct FreeFile {
+    std::string path;
+    uint64_t bytes;
+  };
+  std::vector<FreeFile> free_files_;  // removed batches' files, reused by Append
+  uint64_t free_bytes_ = 0;           // their sizes (disk the spool holds beyond its bound)
+  uint64_t next_free_ = 1;            // numbers the free files
 
   metrics::Gauge* bytes_gauge_;
   metrics::Gauge* files_gauge_;

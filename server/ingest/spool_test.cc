@@ -231,6 +231,31 @@ TEST(SpoolTest, RemovedFilesAreReusedAndNeverReplayed) {
   EXPECT_EQ(count_prefix("free-"), 2u) << "kept for reuse across restarts";
 }
 
+TEST(SpoolTest, FreeFilesStayWithinAnEighthOfTheBound) {
+  TempDir dir;
+  metrics::Registry registry;
+  const uint64_t file_bytes = 12 + Batch(0, 30).ByteSizeLong();
+  const uint64_t bound = 64 * file_bytes;  // room for 40 batches; free files: about 8 of them
+  auto spool = Spool::Open({dir.path(), bound, false}, &registry);
+  ASSERT_TRUE(spool.ok());
+  for (uint32_t i = 0; i < 40; ++i) ASSERT_TRUE((*spool)->Append(1, Batch(i, 30)).ok());
+  auto entries = (*spool)->ReadOldest(100, bound);
+  ASSERT_EQ(entries.size(), 40u);
+  std::vector<uint64_t> seqs;
+  for (const auto& e : entries) seqs.push_back(e.seq);
+  (*spool)->Remove(seqs);
+  uint64_t free_bytes = 0;
+  size_t free_files = 0;
+  for (const auto& e : fs::directory_iterator(dir.path())) {
+    if (e.path().filename().string().rfind("free-", 0) != 0) continue;
+    ++free_files;
+    free_bytes += fs::file_size(e.path());
+  }
+  EXPECT_GT(free_files, 0u);
+  EXPECT_LT(free_files, 40u) << "the rest were deleted";
+  EXPECT_LE(free_bytes, bound / 8);
+}
+
 TEST(SpoolDrainerTest, RetriesTransientFailuresAndLosesNothing) {
   TempDir dir;
   metrics::Registry registry;
