@@ -21,36 +21,14 @@ bool ParsePieces(const std::vector<std::string_view>& pieces, Message* m) {
   return true;
 }
 
-}  // namespace
-
-bool ReadAgentFrame(std::string_view payload, AgentFrameView* out) {
-  out->body = AgentFrameView::Body::kNone;
+// Reads the pieces of one run of the same oneof field into *out (its body). Protobuf parses every
+// occurrence, including those a later, different oneof field replaces, so each run is checked.
+bool ReadBody(uint32_t field, const std::vector<std::string_view>& pieces, AgentFrameView* out) {
   out->batch_seq = 0;
   out->records = {};
   out->split.Clear();
   out->merged.clear();
-
-  // The occurrences of the oneof field seen last (an earlier, different one is cleared).
-  uint32_t current = 0;
-  std::vector<std::string_view> pieces;
-  WireReader r(payload);
-  while (!r.done()) {
-    uint32_t number, wire_type;
-    if (!r.ReadTag(&number, &wire_type)) return false;
-    if (number >= kRegisterField && number <= kBatchField && wire_type == WireReader::kLengthDelimited) {
-      std::string_view v;
-      if (!r.ReadLengthDelimited(&v)) return false;
-      if (number != current) {
-        pieces.clear();
-        current = number;
-      }
-      pieces.push_back(v);
-    } else if (!r.SkipValue(number, wire_type)) {
-      return false;
-    }
-  }
-
-  switch (current) {
+  switch (field) {
     case kRegisterField:
       out->body = AgentFrameView::Body::kRegister;
       return ParsePieces(pieces, &out->register_);
@@ -60,7 +38,8 @@ bool ReadAgentFrame(std::string_view payload, AgentFrameView* out) {
     case kBatchField:
       break;
     default:
-      return true;  // no body: the caller answers "empty or unknown AgentFrame"
+      out->body = AgentFrameView::Body::kNone;  // the caller answers "empty or unknown AgentFrame"
+      return true;
   }
   out->body = AgentFrameView::Body::kBatch;
   std::vector<std::string_view> records;
@@ -91,6 +70,32 @@ bool ReadAgentFrame(std::string_view payload, AgentFrameView* out) {
     out->records = out->merged;
   }
   return storage::CheckRecordBatch(out->records, &out->split);
+}
+
+}  // namespace
+
+bool ReadAgentFrame(std::string_view payload, AgentFrameView* out) {
+  // The occurrences of the oneof field seen last; a switch to another one checks and drops them.
+  uint32_t current = 0;
+  std::vector<std::string_view> pieces;
+  WireReader r(payload);
+  while (!r.done()) {
+    uint32_t number, wire_type;
+    if (!r.ReadTag(&number, &wire_type)) return false;
+    if (number >= kRegisterField && number <= kBatchField && wire_type == WireReader::kLengthDelimited) {
+      std::string_view v;
+      if (!r.ReadLengthDelimited(&v)) return false;
+      if (number != current) {
+        if (current != 0 && !ReadBody(current, pieces, out)) return false;
+        pieces.clear();
+        current = number;
+      }
+      pieces.push_back(v);
+    } else if (!r.SkipValue(number, wire_type)) {
+      return false;
+    }
+  }
+  return ReadBody(current, pieces, out);
 }
 
 }  // namespace sonde::server::ingest

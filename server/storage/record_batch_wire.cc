@@ -107,7 +107,7 @@ bool WireReader::ReadTagSlow(uint32_t* number, uint32_t* wire_type) {
   for (int i = 0; i < 5; ++i) {
     if (p_ == end_) return false;
     const uint8_t b = *p_++;
-    if (i == 4 && b > 0x0f) return false;  // more than 32 bits
+    // Bits past 32 of a 5-byte key are dropped, as protobuf's parser drops them.
     tag |= uint32_t{b & 0x7fu} << (7 * i);
     if ((b & 0x80) == 0) {
       *number = tag >> 3;

@@ -36,7 +36,8 @@ class WireReader {
       : p_(reinterpret_cast<const uint8_t*>(bytes.data())), end_(p_ + bytes.size()) {}
 
   bool done() const { return p_ == end_; }
-  // A field key; false when malformed (field number 0, > 2^29 - 1, wire type 6/7, truncated).
+  // A field key; false when malformed (field number 0, wire type 6/7, more than 5 bytes,
+  // truncated). As protobuf's parser, bits past 32 of a 5-byte key are dropped.
   bool ReadTag(uint32_t* number, uint32_t* wire_type) {
     uint32_t tag;
     if (end_ - p_ >= 2 && (p_[0] < 0x80 || p_[1] < 0x80)) {  // keys of fields 1..2047
