@@ -20,6 +20,12 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* include/net/sock.h and include/net/tcp_states.h (macros and enums vmlinux.h may lack). */
+#define SONDE_RCV_SHUTDOWN 1
+#define SONDE_TCP_ESTABLISHED 1
+#define SONDE_TCP_FIN_WAIT1 4
+#define SONDE_TCP_FIN_WAIT2 5
+
 #define AF_INET 2
 #define AF_INET6 10
 #define S_IFMT 00170000
@@ -418,6 +424,16 @@ static __always_inline void emit_data(__u64 id, struct io_args *args, struct tas
 	if (source != SONDE_SRC_TLS && !mmsg && s->ev.hdr.addr.protocol == IPPROTO_TCP) {
 		struct tcp_sock *tp = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
 		__u32 end = args->dir == SONDE_DIR_INGRESS ? tp->copied_seq : tp->write_seq;
+		/* A read that reached the peer's FIN advanced copied_seq past it (the FIN takes one
+		 * sequence number but is no byte). Consumed iff a FIN was received (the state left
+		 * ESTABLISHED/FIN_WAIT*, which SHUT_RD alone does not do) and copied_seq == rcv_nxt. */
+		if (args->dir == SONDE_DIR_INGRESS && (sk->sk_shutdown & SONDE_RCV_SHUTDOWN) &&
+		    end == tp->rcv_nxt) {
+			__u8 state = sk->__sk_common.skc_state;
+			if (state != SONDE_TCP_ESTABLISHED && state != SONDE_TCP_FIN_WAIT1 &&
+			    state != SONDE_TCP_FIN_WAIT2)
+				end -= 1;
+		}
 		s->ev.tcp_seq = end - (__u32)total;
 		s->ev.has_seq = 1;
 	}

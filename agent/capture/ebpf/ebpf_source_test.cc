@@ -183,6 +183,34 @@ TEST_F(EbpfSourceTest, ReadWriteVectoredAndMsgWithTupleRoleSeq) {
   EXPECT_EQ(counters[SONDE_STAT_RINGBUF_DROPS], 0u);
 }
 
+TEST_F(EbpfSourceTest, ReadThatConsumesThePeersFinKeepsItsSequence) {
+  Pair p;
+  Collect([&] {
+    p = Connect();
+    ASSERT_EQ(write(p.client, "request", 7), 7);
+    ReadExactly(p.server, 7);
+    // The server answers and closes at once; the client reads only after the FIN arrived, so
+    // one read returns the answer and consumes the FIN (copied_seq moves one past the data).
+    ASSERT_EQ(write(p.server, "response", 8), 8);
+    close(p.server);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    char buf[64];
+    ASSERT_EQ(read(p.client, buf, sizeof(buf)), 8);
+    ASSERT_EQ(read(p.client, buf, sizeof(buf)), 0);
+    close(p.client);
+  });
+  const Recorded* sent = nullptr;
+  const Recorded* received = nullptr;
+  for (const auto& r : sink_.data) {
+    if (r.ev.fd == p.server && r.ev.direction == SocketDirection::kEgress) sent = &r;
+    if (r.ev.fd == p.client && r.ev.direction == SocketDirection::kIngress) received = &r;
+  }
+  ASSERT_NE(sent, nullptr);
+  ASSERT_NE(received, nullptr);
+  EXPECT_EQ(received->data, "response");
+  EXPECT_EQ(received->ev.tcp_seq, sent->ev.tcp_seq);  // was one more: the FIN counted as a byte
+}
+
 TEST_F(EbpfSourceTest, NonSocketsAndIgnoredConnectionsAreDroppedInKernel) {
   Pair p;
   uint64_t ignored_before = 0;
