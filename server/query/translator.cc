@@ -31,7 +31,6 @@ enum Prec : int {
 struct Rendered {
   std::string text;
   int prec = kPrecPrimary;
-  bool joined = false;     // reads a tag (a flow_tag lookup)
   bool aggregate = false;  // contains an aggregate function
 };
 
@@ -132,7 +131,7 @@ enum class Clause : uint8_t { kSelect, kWhere, kGroupBy, kHaving, kOrderBy };
 
 class Translator {
  public:
-  // `pushdown`: aggregate below the tag joins (see PushdownApplies()).
+  // `pushdown`: aggregate on dimension ids before naming tags (see PushdownApplies()).
   Translator(std::string_view db, std::string_view sql, const Catalog& catalog, bool pushdown = false)
       : db_(db), sql_(sql), catalog_(catalog), pushdown_(pushdown) {}
 
@@ -326,7 +325,6 @@ class Translator {
   }
 
   std::string Use(std::string_view physical) {
-    used_.insert(std::string(physical));
     // Outside aggregates and WHERE, a pushed-down query reads the column from the groups.
     if (pushdown_ && !in_aggregate_ && clause_ != Clause::kWhere) keys_.insert(std::string(physical));
     return QuoteIdent(physical);
@@ -467,7 +465,7 @@ class Translator {
   }
 
   // `tag OP 'literal'` (and IN lists) in WHERE as a tag set lookup that needs no join. nullopt
-  // when the shape does not fit (the generic joined path handles it).
+  // when the shape does not fit (the generic lookup path handles it).
   std::optional<std::string> TagFilter(const Expr& e) {
     const Expr* col = nullptr;
     std::vector<const Expr*> literals;
@@ -542,7 +540,6 @@ class Translator {
         case ColumnKind::kK8sLabel:
         case ColumnKind::kK8sAnnotation:
           r.text = TagLookup(*rc, e.text);
-          r.joined = true;
           return r;
       }
     }
@@ -594,7 +591,6 @@ class Translator {
         // NOT's operand is always parenthesized unless primary: ClickHouse's NOT binds looser
         // than comparison, which readers of the SQL often do not expect.
         r.text = (is_not ? "NOT " : "-") + Paren(a, is_not ? kPrecPrimary : r.prec);
-        r.joined = a.joined;
         r.aggregate = a.aggregate;
         return r;
       }
@@ -614,7 +610,6 @@ class Translator {
         for (int i = 0; i < 3; ++i) {
           SONDE_ASSIGN_OR_RETURN(Rendered a, Render(*e.args[i], in_aggregate));
           parts[i] = Paren(a, kPrecAdd);
-          r.joined |= a.joined;
           r.aggregate |= a.aggregate;
         }
         // Spelled out: clearer and valid in every ClickHouse version.
@@ -655,7 +650,6 @@ class Translator {
     if (op == "LIKE" && e.negated) sym = "NOT LIKE";
     r.text = Paren(a, left_min) + " " + sym + " " + Paren(b, right_min);
     r.prec = prec;
-    r.joined = a.joined || b.joined;
     r.aggregate = a.aggregate || b.aggregate;
     return r;
   }
@@ -669,11 +663,9 @@ class Translator {
       SONDE_RETURN_IF_ERROR(CheckEnumLiteral(*e.args[0], *e.args[i]));
       SONDE_ASSIGN_OR_RETURN(Rendered a, Render(*e.args[i], in_aggregate));
       items.push_back(a.text);
-      r.joined |= a.joined;
       r.aggregate |= a.aggregate;
     }
     r.text = Paren(lhs, kPrecAdd) + (e.negated ? " NOT IN (" : " IN (") + Join(items, ", ") + ")";
-    r.joined |= lhs.joined;
     r.aggregate |= lhs.aggregate;
     return r;
   }
@@ -738,7 +730,6 @@ class Translator {
         return r;
       }
       SONDE_ASSIGN_OR_RETURN(Rendered a, Render(*e.args[0], true));
-      r.joined = a.joined;
       r.text = (e.distinct ? "uniqExact(" : "count(") + a.text + ")";
       return r;
     }
@@ -748,7 +739,6 @@ class Translator {
       if (p.kind == ExprKind::kNumber) level = PercentToLevel(p.text);
       if (!level) return Error(p.pos, "percentile level must be a number in (0, 100]");
       SONDE_ASSIGN_OR_RETURN(Rendered a, Render(*e.args[0], true));
-      r.joined = a.joined;
       r.text = "quantile(" + *level + ")(" + a.text + ")";
       return r;
     }
@@ -776,7 +766,6 @@ class Translator {
       if (a->kind == ExprKind::kStar) return Error(a->pos, "'*' is only allowed in count(*)");
       SONDE_ASSIGN_OR_RETURN(Rendered ra, Render(*a, inner_agg));
       args.push_back(ra.text);
-      r.joined |= ra.joined;
       r.aggregate |= ra.aggregate;
     }
     r.text = std::string(f->clickhouse) + "(" + Join(args, ", ") + ")";
@@ -789,7 +778,6 @@ class Translator {
   const schema::Table* table_ = nullptr;
   Clause clause_ = Clause::kSelect;
   std::map<std::string, size_t> aliases_;
-  std::set<std::string> used_;
   bool select_star_ = false;
   const bool pushdown_ = false;
   bool pushdown_candidate_ = false;
