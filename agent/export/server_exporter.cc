@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "agent/export/utf8_sanitizer.h"
 #include "common/log/log.h"
 #include "common/wire/frame_codec.h"
 
@@ -96,6 +97,9 @@ ServerExporter::ServerExporter(ServerExporterConfig config, metrics::Registry* r
                                           "Records dropped because the send queue was full",
                                           {{"reason", "queue_full"}});
   batches_sent_ = registry->GetCounter("sonde_agent_export_batches_sent_total", "Batches sent");
+  invalid_utf8_fields_ = registry->GetCounter(
+      "sonde_agent_export_invalid_utf8_fields_total",
+      "String fields whose non-UTF-8 bytes were replaced by U+FFFD before sending (the server refuses them)");
   batches_nacked_ = registry->GetCounter("sonde_agent_export_batches_nacked_total",
                                          "Batches refused by the server (push back)");
   connect_failures_ = registry->GetCounter("sonde_agent_export_connect_failures_total",
@@ -143,18 +147,27 @@ void ServerExporter::Append(Fn&& add) {
 }
 
 void ServerExporter::Emit(v1::L7RequestLog&& r) {
+  if (const int n = SanitizeStringFields(&r); n > 0) {
+    invalid_utf8_fields_->Inc(static_cast<uint64_t>(n));
+    SONDE_LOG_EVERY(warn, "L7 record with {} non-UTF-8 field(s) ({}): invalid bytes replaced by U+FFFD", n,
+                    common::v1::L7Protocol_Name(r.l7_protocol()));
+  }
   Append([&](v1::RecordBatch& b) { *b.add_l7_request_logs() = std::move(r); });
 }
 void ServerExporter::Emit(v1::L4FlowLog&& r) {
+  if (const int n = SanitizeStringFields(&r); n > 0) invalid_utf8_fields_->Inc(static_cast<uint64_t>(n));
   Append([&](v1::RecordBatch& b) { *b.add_l4_flow_logs() = std::move(r); });
 }
 void ServerExporter::Emit(v1::NetworkMetric&& r) {
+  if (const int n = SanitizeStringFields(&r); n > 0) invalid_utf8_fields_->Inc(static_cast<uint64_t>(n));
   Append([&](v1::RecordBatch& b) { *b.add_network_metrics() = std::move(r); });
 }
 void ServerExporter::Emit(v1::ApplicationMetric&& r) {
+  if (const int n = SanitizeStringFields(&r); n > 0) invalid_utf8_fields_->Inc(static_cast<uint64_t>(n));
   Append([&](v1::RecordBatch& b) { *b.add_application_metrics() = std::move(r); });
 }
 void ServerExporter::Emit(v1::ProcessInfo&& r) {
+  if (const int n = SanitizeStringFields(&r); n > 0) invalid_utf8_fields_->Inc(static_cast<uint64_t>(n));
   Append([&](v1::RecordBatch& b) { *b.add_processes() = std::move(r); });
 }
 

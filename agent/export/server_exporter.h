@@ -99,6 +99,7 @@ class ServerExporter : public RecordSink {
   metrics::Counter* records_acked_;
   metrics::Counter* records_dropped_;
   metrics::Counter* batches_sent_;
+  metrics::Counter* invalid_utf8_fields_;
   metrics::Counter* batches_nacked_;
   metrics::Counter* connect_failures_;
   metrics::Gauge* queue_bytes_gauge_;
