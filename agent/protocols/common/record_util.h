@@ -71,10 +71,7 @@ void StitchById(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, uint6
   }
   while (!requests->empty()) {
     const Frame& req = requests->front();
-    if (!ctx.connection_closed &&
-        (ctx.now_ns < req.timestamp_ns || ctx.now_ns - req.timestamp_ns < ctx.timeout_ns)) {
-      break;
-    }
+    if (!IsTimedOut(req.timestamp_ns, ctx)) break;
     emit(req, nullptr, true);
     requests->pop_front();
   }

@@ -168,7 +168,7 @@ void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* st
   while (!state->pending.empty()) {
     const Pending& p = state->pending.front();
     const uint64_t ts = p.request.timestamp_ns;
-    if (!ctx.connection_closed && (ctx.now_ns < ts || ctx.now_ns - ts < ctx.timeout_ns)) break;
+    if (!IsTimedOut(ts, ctx)) break;
     Emit(p, false, true, ctx.now_ns, *state, out);
     state->pending.pop_front();
   }

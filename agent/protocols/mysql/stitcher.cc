@@ -501,8 +501,7 @@ void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* st
     if (done) {
       if (state->error_code == 0) OnSuccess(req, login, state);
       Emit(req, login, end_ns, false, state, out);
-    } else if (ctx.connection_closed ||
-               (ctx.now_ns > req.timestamp_ns && ctx.now_ns - req.timestamp_ns >= ctx.timeout_ns)) {
+    } else if (IsTimedOut(req.timestamp_ns, ctx)) {
       Emit(req, login, ctx.now_ns, true, state, out);
     } else {
       return;  // wait for more response packets

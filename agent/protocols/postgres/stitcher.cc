@@ -152,8 +152,7 @@ void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* st
     size_t end = 0;
     while (end < requests->size() && !EndsBatch((*requests)[end].type)) ++end;
     const Frame& first = requests->front();
-    const bool timed_out = ctx.connection_closed || (ctx.now_ns > first.timestamp_ns &&
-                                                     ctx.now_ns - first.timestamp_ns >= ctx.timeout_ns);
+    const bool timed_out = IsTimedOut(first.timestamp_ns, ctx);
     if (end == requests->size()) {
       if (!timed_out) break;
       --end;  // e.g. Parse/Bind/Execute/Flush never followed by Sync

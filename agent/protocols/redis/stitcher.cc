@@ -103,10 +103,7 @@ void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* st
   while (!requests->empty()) {
     const Frame& req = requests->front();
     // Unanswered before close or within the timeout: a timeout, as the other protocols report it.
-    if (!ctx.connection_closed &&
-        (ctx.now_ns < req.timestamp_ns || ctx.now_ns - req.timestamp_ns < ctx.timeout_ns)) {
-      break;
-    }
+    if (!IsTimedOut(req.timestamp_ns, ctx)) break;
     Emit(req, nullptr, ::sonde::common::v1::RESPONSE_STATUS_TIMEOUT, ctx.now_ns, out);
     requests->pop_front();
   }
