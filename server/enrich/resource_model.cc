@@ -235,6 +235,14 @@ std::vector<std::string> ResourceModel::ServicesSelecting(std::string_view clust
   return out;
 }
 
+const HostInfo* ResourceModel::HostAt(std::string_view vpc, std::string_view name, uint32_t time_s) const {
+  const HostInfo* best = nullptr;
+  for (const auto& h : hosts_) {
+    if (h.name == name && h.vpc == vpc && h.life.Contains(time_s)) best = &h;
+  }
+  return best;
+}
+
 bool ResourceModel::HasHost(std::string_view name) const {
   for (const auto& h : hosts_) {
     if (h.name == name) return true;
@@ -349,11 +357,7 @@ ResourceTags ResourceModel::Match(std::string_view vpc, const net::IpAddress& ip
   // The node (or host) gives host and zone; the pod's node is looked up by name.
   if (!host_name.empty()) {
     t[TagDimension::kHost] = host_name;
-    const HostInfo* best = nullptr;
-    for (const auto& h : hosts_) {
-      if (h.name == host_name && h.vpc == vpc && h.life.Contains(time_s)) best = &h;
-    }
-    if (best != nullptr) zone = best->zone;
+    if (const HostInfo* h = HostAt(vpc, host_name, time_s)) zone = h->zone;
   }
   const SubnetInfo* subnet = SubnetFor(vpc, ip);
   if (subnet != nullptr) {
@@ -373,10 +377,7 @@ ResourceTags ResourceModel::Match(std::string_view vpc, const net::IpAddress& ip
 
 ResourceTags ResourceModel::MatchHost(std::string_view vpc, std::string_view host, uint32_t time_s) const {
   ResourceTags t;
-  const HostInfo* best = nullptr;
-  for (const auto& h : hosts_) {
-    if (h.name == host && h.vpc == vpc && h.life.Contains(time_s)) best = &h;
-  }
+  const HostInfo* best = HostAt(vpc, host, time_s);
   if (best == nullptr) return t;
   t[TagDimension::kHost] = best->name;
   t[TagDimension::kZone] = best->zone;

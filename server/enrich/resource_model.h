@@ -152,6 +152,8 @@ class ResourceModel {
   using Key = std::pair<std::string, net::IpAddress>;  // (vpc, ip)
   std::string ClusterVpc(std::string_view cluster) const;
   const SubnetInfo* SubnetFor(std::string_view vpc, const net::IpAddress& ip) const;
+  // The host named `name` in `vpc` alive at `time_s` (the last one added wins); nullptr if none.
+  const HostInfo* HostAt(std::string_view vpc, std::string_view name, uint32_t time_s) const;
 
   std::map<std::string, VpcInfo, std::less<>> vpcs_;
   std::map<std::string, ClusterInfo, std::less<>> clusters_;
