@@ -81,12 +81,13 @@ int SanitizeStringFields(google::protobuf::Message* m) {
     const FieldDescriptor* f = d->field(i);
     if (f->type() == FieldDescriptor::TYPE_STRING) {
       if (f->is_repeated()) {
+        std::string scratch;
         for (int k = 0; k < refl->FieldSize(*m, f); ++k) {
+          if (IsValidUtf8(refl->GetRepeatedStringReference(*m, f, k, &scratch))) continue;
           std::string v = refl->GetRepeatedString(*m, f, k);
-          if (MakeValidUtf8(&v)) {
-            refl->SetRepeatedString(m, f, k, std::move(v));
-            ++changed;
-          }
+          MakeValidUtf8(&v);
+          refl->SetRepeatedString(m, f, k, std::move(v));
+          ++changed;
         }
       } else if (!IsValidUtf8(refl->GetStringReference(*m, f, nullptr))) {
         std::string v = refl->GetString(*m, f);
