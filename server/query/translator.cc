@@ -364,8 +364,9 @@ class Translator {
            " AND deleted = 0";
   }
 
-  std::string TagSetColumn(int side) {
-    return Use(enrich::IdColumnName(TagDimension::kTagSet, side));
+  // Read only by tag lookups and filters, never a group key itself.
+  static std::string TagSetColumn(int side) {
+    return QuoteIdent(enrich::IdColumnName(TagDimension::kTagSet, side));
   }
 
   // A constant (keys, values) pair of arrays computed once per query by a scalar subquery:
@@ -427,16 +428,7 @@ class Translator {
     }
     const bool inner_key = pushdown_ && !in_aggregate_ && clause_ != Clause::kWhere;
     std::vector<std::string>* withs = &withs_;
-    std::string set_col;
-    {
-      const bool was = in_aggregate_;
-      const Clause clause = clause_;
-      in_aggregate_ = false;
-      clause_ = Clause::kWhere;  // the tag set id is read by the lookup, never a group key itself
-      set_col = TagSetColumn(c.side);
-      in_aggregate_ = was;
-      clause_ = clause;
-    }
+    const std::string set_col = TagSetColumn(c.side);
     if (!inner_key) {
       if (c.kind == ColumnKind::kTag) return Transform(set_col, SetToName(withs, c.dimension), "''");
       if (c.kind == ColumnKind::kTagId) return Transform(set_col, SetToId(withs, c.dimension), "toUInt32(0)");
