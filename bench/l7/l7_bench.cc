@@ -3,7 +3,10 @@
 // first, then replayed into a fresh L7Analyzer; (2) the whole agent pipeline, as
 // `sonde-agent --pcap` runs it (PcapFileSource -> FlowTracker -> L7Analyzer), file read included.
 // Prints "key value" lines for bench/l7/run.sh.
-// Usage: sonde_l7_bench FILE.pcap [--repeat N] [--l7-only | --pipeline-only]
+// --digest: also prints, per record type, the count and an order-sensitive digest of every record
+// the pipeline emitted (to check that an optimisation leaves the output byte-identical; the
+// hashing is not part of the timed work of the runs without it).
+// Usage: sonde_l7_bench FILE.pcap [--repeat N] [--l7-only | --pipeline-only] [--digest]
 #include <time.h>
 
 #include <atomic>
@@ -25,18 +28,41 @@ namespace protocols = sonde::agent::protocols;
 namespace v1 = sonde::agent::v1;
 using sonde::common::v1::L7Protocol;
 
+// Order-sensitive FNV-1a digest of serialized records.
+struct Digest {
+  uint64_t count = 0;
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  void Add(const google::protobuf::MessageLite& m) {
+    ++count;
+    for (unsigned char ch : m.SerializeAsString()) hash = (hash ^ ch) * 0x100000001b3ULL;
+    hash = (hash ^ 0xff) * 0x100000001b3ULL;  // record separator
+  }
+};
+
 class CountingSink final : public sonde::agent::exporting::RecordSink {
  public:
+  explicit CountingSink(bool digest = false) : digest_(digest) {}
   void Emit(v1::L7RequestLog&& r) override {
     ++records;
     ++by_protocol[r.l7_protocol()];
+    if (digest_) l7.Add(r);
   }
-  void Emit(v1::L4FlowLog&&) override {}
-  void Emit(v1::NetworkMetric&&) override {}
-  void Emit(v1::ApplicationMetric&&) override {}
+  void Emit(v1::L4FlowLog&& r) override {
+    if (digest_) l4.Add(r);
+  }
+  void Emit(v1::NetworkMetric&& r) override {
+    if (digest_) network.Add(r);
+  }
+  void Emit(v1::ApplicationMetric&& r) override {
+    if (digest_) application.Add(r);
+  }
   void Emit(v1::ProcessInfo&&) override {}
   uint64_t records = 0;
   std::map<L7Protocol, uint64_t> by_protocol;
+  Digest l7, l4, network, application;
+
+ private:
+  bool digest_ = false;
 };
 
 // Records what flow tracking hands to the protocol layer, to replay it without flow tracking.
@@ -118,10 +144,12 @@ int main(int argc, char** argv) {
   int repeat = 3;
   bool l7_only = false;  // skip the whole-pipeline runs (for profiling the protocol layer)
   bool pipeline_only = false;  // skip recording and L7-only runs (for profiling the pipeline)
+  bool digest = false;
   for (int i = 2; i < argc; ++i) {
     if (std::strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) repeat = std::max(1, std::atoi(argv[i + 1]));
     if (std::strcmp(argv[i], "--l7-only") == 0) l7_only = true;
     if (std::strcmp(argv[i], "--pipeline-only") == 0) pipeline_only = true;
+    if (std::strcmp(argv[i], "--digest") == 0) digest = true;
   }
   std::atomic<bool> stop{false};
 
@@ -179,6 +207,22 @@ int main(int argc, char** argv) {
   std::printf("l7_only_cpu_s %.4f\nl7_only_records_per_s %.0f\n", best,
               best > 0 ? static_cast<double>(l7_sink.records) / best : 0.0);
 
+  if (digest) {  // one untimed whole-pipeline run that hashes everything emitted
+    CountingSink sink(true);
+    protocols::L7Analyzer analyzer(&sink, nullptr, Options());
+    flow::FlowTracker tracker({}, &sink, &analyzer, nullptr);
+    ClockedSink clocked(&tracker);
+    sonde::agent::capture::PcapFileSource source(path);
+    if (!source.Run(clocked, stop).ok()) return 1;
+    tracker.FlushAll(clocked.last_ns);
+    analyzer.FlushAll(clocked.last_ns);
+    const std::pair<const char*, const Digest*> kinds[] = {
+        {"l7", &sink.l7}, {"l4", &sink.l4}, {"network", &sink.network}, {"application", &sink.application}};
+    for (const auto& [name, d] : kinds) {
+      std::printf("digest_%s %llu %016llx\n", name, static_cast<unsigned long long>(d->count),
+                  static_cast<unsigned long long>(d->hash));
+    }
+  }
   if (l7_only) return 0;
   // (2) Whole pipeline from the file: best of `repeat` runs.
   best = 1e99;
