@@ -30,13 +30,13 @@ uint64_t KeyHash(const v1::L7RequestLog& rec) {
   return h;
 }
 
-// True when `m` is the bucket of `rec` (the interval is compared by the caller).
-bool SameKey(const v1::ApplicationMetric& m, const v1::L7RequestLog& rec) {
-  return m.ip4_0() == rec.ip4_0() && m.ip4_1() == rec.ip4_1() &&
-         m.server_port() == rec.server_port() && m.protocol() == rec.protocol() &&
-         m.l7_protocol() == rec.l7_protocol() && m.is_ipv4() == rec.is_ipv4() &&
-         m.signal_source() == rec.signal_source() && m.endpoint() == rec.endpoint() &&
-         m.ip6_0() == rec.ip6_0() && m.ip6_1() == rec.ip6_1();
+// True when `e` is the bucket of `rec` (the interval is compared by the caller).
+template <typename Entry>
+bool SameKey(const Entry& e, const v1::L7RequestLog& rec) {
+  return e.ip4_0 == rec.ip4_0() && e.ip4_1 == rec.ip4_1() && e.server_port == rec.server_port() &&
+         e.protocol == rec.protocol() && e.l7_protocol == rec.l7_protocol() &&
+         e.is_ipv4 == rec.is_ipv4() && e.signal_source == rec.signal_source() &&
+         e.endpoint == rec.endpoint() && e.ip6_0 == rec.ip6_0() && e.ip6_1 == rec.ip6_1();
 }
 
 constexpr uint32_t kGranularities[2] = {1, 60};
@@ -48,46 +48,56 @@ AppMetricsAggregator::Interval* AppMetricsAggregator::IntervalOf(size_t g_index,
                                                                  uint32_t time) {
   CachedInterval& c = cached_[g_index];
   if (c.interval == nullptr || c.time != time) {
-    c.interval = &intervals_[{granularity_s, time}];
+    Interval& interval = intervals_[{granularity_s, time}];
+    if (interval.granularity_s == 0) {  // new
+      interval.granularity_s = granularity_s;
+      interval.time = time;
+      interval.slots.resize(64);
+    }
+    c.interval = &interval;
     c.time = time;
   }
   return c.interval;
 }
 
-v1::ApplicationMetric& AppMetricsAggregator::Bucket(Interval* interval, uint32_t g, uint32_t time,
-                                                    uint64_t hash, const v1::L7RequestLog& rec) {
-  if (interval->slots.empty()) interval->slots.resize(64);
+uint32_t AppMetricsAggregator::Find(Interval* interval, uint64_t hash,
+                                    const v1::L7RequestLog& rec, bool* created) {
   size_t mask = interval->slots.size() - 1;
+  const uint32_t tag = static_cast<uint32_t>(hash >> 32);
   // Bounded: the table is at most half full, so an empty slot ends every probe.
   for (size_t i = hash & mask;; i = (i + 1) & mask) {
     const Slot& slot = interval->slots[i];
     if (slot.index_plus_1 == 0) break;
-    if (slot.hash == hash) {
-      v1::ApplicationMetric& m = interval->metrics[slot.index_plus_1 - 1];
-      if (SameKey(m, rec)) return m;
+    if (slot.tag == tag && SameKey(interval->at(slot.index_plus_1 - 1), rec)) {
+      *created = false;
+      return slot.index_plus_1 - 1;
     }
   }
-  v1::ApplicationMetric& m = interval->metrics.emplace_back();
-  m.set_time(time);
-  m.set_granularity_s(g);
-  m.set_signal_source(rec.signal_source());
-  m.set_is_ipv4(rec.is_ipv4());
-  m.set_ip4_0(rec.ip4_0());
-  m.set_ip4_1(rec.ip4_1());
-  if (!rec.ip6_0().empty()) m.set_ip6_0(rec.ip6_0());
-  if (!rec.ip6_1().empty()) m.set_ip6_1(rec.ip6_1());
-  m.set_server_port(rec.server_port());
-  m.set_protocol(rec.protocol());
-  m.set_l7_protocol(rec.l7_protocol());
-  m.set_endpoint(rec.endpoint());
+  *created = true;
+  const uint32_t index = interval->size++;
+  if ((index >> kChunkBits) == interval->chunks.size()) {
+    interval->chunks.push_back(std::make_unique<Entry[]>(size_t{1} << kChunkBits));
+  }
+  Entry& e = interval->at(index);
+  e.ip4_0 = rec.ip4_0();
+  e.ip4_1 = rec.ip4_1();
+  e.server_port = rec.server_port();
+  e.protocol = rec.protocol();
+  e.is_ipv4 = rec.is_ipv4();
+  e.l7_protocol = rec.l7_protocol();
+  e.signal_source = rec.signal_source();
+  e.endpoint = rec.endpoint();
+  e.hash = hash;
+  if (!rec.ip6_0().empty()) e.ip6_0 = rec.ip6_0();
+  if (!rec.ip6_1().empty()) e.ip6_1 = rec.ip6_1();
   ++buckets_;
-  const uint32_t n = static_cast<uint32_t>(interval->metrics.size());
+  const uint32_t n = interval->size;
   if (size_t{n} * 2 > interval->slots.size()) {
     std::vector<Slot> bigger(interval->slots.size() * 2);
     mask = bigger.size() - 1;
     for (const Slot& old : interval->slots) {
       if (old.index_plus_1 == 0) continue;
-      size_t j = old.hash & mask;
+      size_t j = interval->at(old.index_plus_1 - 1).hash & mask;
       while (bigger[j].index_plus_1 != 0) j = (j + 1) & mask;
       bigger[j] = old;
     }
@@ -95,56 +105,87 @@ v1::ApplicationMetric& AppMetricsAggregator::Bucket(Interval* interval, uint32_t
   }
   size_t j = hash & mask;
   while (interval->slots[j].index_plus_1 != 0) j = (j + 1) & mask;
-  interval->slots[j] = Slot{hash, n};
-  return m;
+  interval->slots[j] = Slot{tag, n};
+  return index;
 }
 
 void AppMetricsAggregator::Add(const v1::L7RequestLog& rec) {
   const uint64_t t_s = std::max(rec.end_time_us(), rec.start_time_us()) / 1000000;
   const uint64_t hash = KeyHash(rec);
-  // Both granularities' first probe slots are fetched before either is used: with many buckets
-  // these are cache misses, and overlapping them is most of the cost of a lookup.
-  Interval* intervals[2];
-  uint32_t times[2];
-  for (size_t gi = 0; gi < 2; ++gi) {
-    const uint32_t g = kGranularities[gi];
-    times[gi] = static_cast<uint32_t>(t_s / g * g);
-    intervals[gi] = IntervalOf(gi, g, times[gi]);
-    const std::vector<Slot>& slots = intervals[gi]->slots;
-    if (!slots.empty()) __builtin_prefetch(&slots[hash & (slots.size() - 1)]);
+  // One lookup per record: the 1 s entry remembers its 60 s entry (the 60 s lookup happens only
+  // when a key first shows up in a second, i.e. in the order it did when both were looked up).
+  const uint32_t second = static_cast<uint32_t>(t_s);
+  Interval* sec = IntervalOf(0, kGranularities[0], second);
+  __builtin_prefetch(&sec->slots[hash & (sec->slots.size() - 1)]);
+  if (sec->minute == nullptr) {
+    const uint32_t g = kGranularities[1];
+    sec->minute = IntervalOf(1, g, static_cast<uint32_t>(t_s / g * g));
   }
-  for (size_t gi = 0; gi < 2; ++gi) {
-    const uint32_t g = kGranularities[gi];
-    const uint32_t time = times[gi];
-    v1::ApplicationMetric& m = Bucket(intervals[gi], g, time, hash, rec);
-    if (rec.request_length() >= 0) m.set_requests(m.requests() + 1);
-    switch (rec.response_status()) {
+  bool created = false;
+  const uint32_t index = Find(sec, hash, rec, &created);
+  if (created) {
+    bool unused = false;
+    sec->at(index).minute_index = Find(sec->minute, hash, rec, &unused);
+  }
+  Entry& s = sec->at(index);
+  Entry& m = sec->minute->at(s.minute_index);
+  __builtin_prefetch(&m.requests);
+  const bool is_request = rec.request_length() >= 0;
+  const common::v1::ResponseStatus status = rec.response_status();
+  const bool answered =
+      status != common::v1::RESPONSE_STATUS_TIMEOUT && rec.response_length() >= 0;
+  const uint64_t latency_us = rec.response_duration();
+  for (Entry* e : {&s, &m}) {
+    if (is_request) ++e->requests;
+    switch (status) {
       case common::v1::RESPONSE_STATUS_TIMEOUT:
-        m.set_timeouts(m.timeouts() + 1);
+        ++e->timeouts;
         break;
       case common::v1::RESPONSE_STATUS_CLIENT_ERROR:
-        m.set_client_errors(m.client_errors() + 1);
+        ++e->client_errors;
         break;
       case common::v1::RESPONSE_STATUS_SERVER_ERROR:
-        m.set_server_errors(m.server_errors() + 1);
+        ++e->server_errors;
         break;
       default:
         break;
     }
-    if (rec.response_status() != common::v1::RESPONSE_STATUS_TIMEOUT &&
-        rec.response_length() >= 0) {
-      m.set_responses(m.responses() + 1);
-      m.set_latency_sum_us(m.latency_sum_us() + rec.response_duration());
-      m.set_latency_count(m.latency_count() + 1);
-      m.set_latency_max_us(std::max<uint64_t>(m.latency_max_us(), rec.response_duration()));
+    if (answered) {
+      ++e->responses;
+      e->latency_sum_us += latency_us;
+      ++e->latency_count;
+      e->latency_max_us = std::max(e->latency_max_us, latency_us);
     }
   }
 }
 
 void AppMetricsAggregator::EmitInterval(Interval* interval) {
-  buckets_ -= interval->metrics.size();
-  for (v1::ApplicationMetric& m : interval->metrics) {
-    if (sink_ != nullptr) sink_->Emit(std::move(m));
+  buckets_ -= interval->size;
+  if (sink_ == nullptr) return;
+  for (uint32_t i = 0; i < interval->size; ++i) {
+    Entry& e = interval->at(i);
+    v1::ApplicationMetric m;
+    m.set_time(interval->time);
+    m.set_granularity_s(interval->granularity_s);
+    m.set_signal_source(e.signal_source);
+    m.set_is_ipv4(e.is_ipv4);
+    m.set_ip4_0(e.ip4_0);
+    m.set_ip4_1(e.ip4_1);
+    if (!e.ip6_0.empty()) m.set_ip6_0(std::move(e.ip6_0));
+    if (!e.ip6_1.empty()) m.set_ip6_1(std::move(e.ip6_1));
+    m.set_server_port(e.server_port);
+    m.set_protocol(e.protocol);
+    m.set_l7_protocol(e.l7_protocol);
+    m.set_endpoint(std::move(e.endpoint));
+    m.set_requests(e.requests);
+    m.set_responses(e.responses);
+    m.set_client_errors(e.client_errors);
+    m.set_server_errors(e.server_errors);
+    m.set_timeouts(e.timeouts);
+    m.set_latency_sum_us(e.latency_sum_us);
+    m.set_latency_count(e.latency_count);
+    m.set_latency_max_us(e.latency_max_us);
+    sink_->Emit(std::move(m));
   }
 }
 

@@ -3,8 +3,8 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <map>
+#include <memory>
 #include <utility>
 #include <string>
 #include <string_view>
@@ -31,23 +31,46 @@ class AppMetricsAggregator {
   size_t open_intervals() const { return buckets_; }
 
  private:
-  // One interval of one granularity. Metrics live in a deque (stable addresses) and are emitted
-  // in first-seen order, which is deterministic. `slots` is an open-addressing index (linear
-  // probing, power-of-two size, at most half full) over `metrics`: the bucket key is compared
-  // against the stored metric itself, so a lookup allocates nothing and touches two cache lines.
+  // One bucket: its key, then its counters, as plain fields (the ApplicationMetric is built only
+  // when the interval is emitted). The key fields a lookup compares sit in the first cache line.
+  struct alignas(64) Entry {
+    uint32_t ip4_0 = 0, ip4_1 = 0;
+    uint32_t server_port = 0, protocol = 0, is_ipv4 = 0;
+    common::v1::L7Protocol l7_protocol = common::v1::L7_PROTOCOL_UNKNOWN;
+    common::v1::SignalSource signal_source = common::v1::SIGNAL_SOURCE_PACKET;
+    // 1 s entries: index of the same key's entry in the enclosing 60 s interval.
+    uint32_t minute_index = 0;
+    std::string endpoint;
+    uint64_t requests = 0, responses = 0, client_errors = 0, server_errors = 0, timeouts = 0;
+    uint64_t latency_sum_us = 0, latency_count = 0, latency_max_us = 0;
+    uint64_t hash = 0;  // KeyHash, for growing the index
+    std::string ip6_0, ip6_1;
+  };
+  // Entries in chunks that never move (growing a vector of them moved every entry).
+  static constexpr uint32_t kChunkBits = 8;
+  // One interval of one granularity. Entries are emitted in first-seen order, which is
+  // deterministic. `slots` is an open-addressing index (linear probing, power-of-two size, at
+  // most half full) over the entries: the key is compared against the stored entry itself.
+  // 8 bytes, so the index of a busy interval stays small enough for the caches.
   struct Slot {
-    uint64_t hash = 0;
+    uint32_t tag = 0;           // high half of the key hash (the low half picks the home slot)
     uint32_t index_plus_1 = 0;  // 0: empty
   };
   struct Interval {
+    uint32_t granularity_s = 0;
+    uint32_t time = 0;
+    uint32_t size = 0;  // entries
     std::vector<Slot> slots;
-    std::deque<v1::ApplicationMetric> metrics;
+    std::vector<std::unique_ptr<Entry[]>> chunks;
+    Entry& at(uint32_t i) { return chunks[i >> kChunkBits][i & ((1u << kChunkBits) - 1)]; }
+    // 1 s intervals: the 60 s interval holding them. It closes no earlier than they do, so it
+    // lives (std::map nodes do not move) as long as they do.
+    Interval* minute = nullptr;
   };
 
-  // The bucket of `rec` in `interval` (created when new). `hash` covers every key field except
-  // the interval, so one hash serves both granularities.
-  v1::ApplicationMetric& Bucket(Interval* interval, uint32_t granularity_s, uint32_t time,
-                                uint64_t hash, const v1::L7RequestLog& rec);
+  // The index of the entry of `rec` in `interval` (created when new; *created tells). `hash`
+  // covers every key field except the interval, so one hash serves both granularities.
+  uint32_t Find(Interval* interval, uint64_t hash, const v1::L7RequestLog& rec, bool* created);
   Interval* IntervalOf(size_t g_index, uint32_t granularity_s, uint32_t time);
   void EmitInterval(Interval* interval);
 

@@ -1,0 +1,123 @@
+// RED aggregation: buckets per key and interval, both granularities, emission order and timing.
+#include "agent/protocols/common/app_metrics_aggregator.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "agent/protocols/common/testing/collecting_sink.h"
+
+namespace sonde::agent::protocols {
+namespace {
+
+v1::L7RequestLog Record(uint32_t client, std::string endpoint, uint64_t end_s, uint64_t latency_us,
+                        common::v1::ResponseStatus status = common::v1::RESPONSE_STATUS_OK) {
+  v1::L7RequestLog r;
+  r.set_is_ipv4(1);
+  r.set_ip4_0(client);
+  r.set_ip4_1(0x0a000001);
+  r.set_server_port(8080);
+  r.set_protocol(6);
+  r.set_l7_protocol(common::v1::L7_PROTOCOL_HTTP1);
+  r.set_endpoint(std::move(endpoint));
+  r.set_start_time_us(end_s * 1'000'000 - latency_us);
+  r.set_end_time_us(end_s * 1'000'000);
+  r.set_request_length(10);
+  r.set_response_length(status == common::v1::RESPONSE_STATUS_TIMEOUT ? -1 : 20);
+  r.set_response_status(status);
+  r.set_response_duration(latency_us);
+  return r;
+}
+
+TEST(AppMetricsAggregatorTest, CountsPerKeyAndIntervalInFirstSeenOrder) {
+  testing::CollectingSink sink;
+  AppMetricsAggregator agg(&sink, 0);
+  agg.Add(Record(1, "/a", 120, 100));
+  agg.Add(Record(2, "/a", 120, 300));
+  agg.Add(Record(1, "/a", 120, 50, common::v1::RESPONSE_STATUS_SERVER_ERROR));
+  agg.Add(Record(1, "/b", 121, 70, common::v1::RESPONSE_STATUS_CLIENT_ERROR));
+  agg.Add(Record(1, "/a", 121, 0, common::v1::RESPONSE_STATUS_TIMEOUT));
+  EXPECT_EQ(agg.open_intervals(), 2u + 2u + 3u);  // second 120: 2, second 121: 2, minute: 3
+  agg.Advance(121'000'000'000ULL);  // second 120 closed
+  ASSERT_EQ(sink.app.size(), 2u);
+  const v1::ApplicationMetric& a = sink.app[0];
+  EXPECT_EQ(a.granularity_s(), 1u);
+  EXPECT_EQ(a.time(), 120u);
+  EXPECT_EQ(a.ip4_0(), 1u);
+  EXPECT_EQ(a.endpoint(), "/a");
+  EXPECT_EQ(a.requests(), 2u);
+  EXPECT_EQ(a.responses(), 2u);
+  EXPECT_EQ(a.server_errors(), 1u);
+  EXPECT_EQ(a.latency_sum_us(), 150u);
+  EXPECT_EQ(a.latency_count(), 2u);
+  EXPECT_EQ(a.latency_max_us(), 100u);
+  EXPECT_EQ(sink.app[1].ip4_0(), 2u);
+  EXPECT_EQ(sink.app[1].latency_max_us(), 300u);
+
+  agg.FlushAll();
+  ASSERT_EQ(sink.app.size(), 2u + 2u + 3u);
+  // Second 121 first (granularity 1 sorts first), then the minute.
+  EXPECT_EQ(sink.app[2].endpoint(), "/b");
+  EXPECT_EQ(sink.app[2].client_errors(), 1u);
+  EXPECT_EQ(sink.app[3].endpoint(), "/a");
+  EXPECT_EQ(sink.app[3].timeouts(), 1u);
+  EXPECT_EQ(sink.app[3].responses(), 0u);
+  EXPECT_EQ(sink.app[3].latency_count(), 0u);
+  const v1::ApplicationMetric& m = sink.app[4];
+  EXPECT_EQ(m.granularity_s(), 60u);
+  EXPECT_EQ(m.time(), 120u);
+  EXPECT_EQ(m.ip4_0(), 1u);
+  EXPECT_EQ(m.endpoint(), "/a");
+  EXPECT_EQ(m.requests(), 3u);
+  EXPECT_EQ(m.responses(), 2u);
+  EXPECT_EQ(m.timeouts(), 1u);
+  EXPECT_EQ(sink.app[5].ip4_0(), 2u);
+  EXPECT_EQ(sink.app[6].endpoint(), "/b");
+  EXPECT_EQ(agg.open_intervals(), 0u);
+}
+
+TEST(AppMetricsAggregatorTest, Ipv6AddressesAreKeys) {
+  testing::CollectingSink sink;
+  AppMetricsAggregator agg(&sink, 0);
+  for (char last : {'\x01', '\x02', '\x01'}) {
+    v1::L7RequestLog r = Record(0, "/", 10, 5);
+    r.set_is_ipv4(0);
+    r.set_ip6_0(std::string(15, '\0') + last);
+    r.set_ip6_1(std::string(16, '\x20'));
+    agg.Add(r);
+  }
+  agg.FlushAll();
+  ASSERT_EQ(sink.app.size(), 4u);  // two clients, two granularities
+  EXPECT_EQ(sink.app[0].ip6_0(), std::string(15, '\0') + '\x01');
+  EXPECT_EQ(sink.app[0].requests(), 2u);
+  EXPECT_EQ(sink.app[0].ip6_1(), std::string(16, '\x20'));
+  EXPECT_EQ(sink.app[1].requests(), 1u);
+  EXPECT_EQ(sink.app[2].granularity_s(), 60u);
+  EXPECT_EQ(sink.app[2].requests(), 2u);
+}
+
+TEST(AppMetricsAggregatorTest, ManyKeysAndALateRecord) {
+  testing::CollectingSink sink;
+  AppMetricsAggregator agg(&sink, 0);
+  constexpr uint32_t kClients = 5000;  // several index growths and entry chunks
+  for (uint32_t round = 0; round < 2; ++round) {
+    for (uint32_t c = 0; c < kClients; ++c) agg.Add(Record(c, "/x", 60, c));
+  }
+  agg.Advance(61'000'000'000ULL);  // second 60 closed, minute 60 open
+  ASSERT_EQ(sink.app.size(), kClients);
+  for (uint32_t c = 0; c < kClients; ++c) {
+    ASSERT_EQ(sink.app[c].ip4_0(), c);
+    ASSERT_EQ(sink.app[c].requests(), 2u);
+    ASSERT_EQ(sink.app[c].latency_sum_us(), 2u * c);
+  }
+  agg.Add(Record(7, "/x", 60, 1));  // late for its second: a new 1 s row, same minute row
+  agg.FlushAll();
+  ASSERT_EQ(sink.app.size(), kClients + 1 + kClients);
+  EXPECT_EQ(sink.app[kClients].granularity_s(), 1u);
+  EXPECT_EQ(sink.app[kClients].requests(), 1u);
+  EXPECT_EQ(sink.app[kClients + 1 + 7].granularity_s(), 60u);
+  EXPECT_EQ(sink.app[kClients + 1 + 7].requests(), 3u);
+}
+
+}  // namespace
+}  // namespace sonde::agent::protocols
