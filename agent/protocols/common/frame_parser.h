@@ -266,13 +266,16 @@ class FrameParser final : public ConnectionParser {
         d->resync = false;
         continue;
       }
-      Frame frame{};
+      // Parsed in place at the back of the queue (dropped again unless it becomes a frame):
+      // building it aside and moving it in cost a move of every string member per frame.
+      Frame& frame = d->frames.emplace_back();
       std::string_view rest = view;
       ParseState s = Traits::ParseFrame(type, &rest, &frame, &state_);
       size_t used = view.size() >= rest.size() ? view.size() - rest.size() : 0;
       if ((s == ParseState::kSuccess || s == ParseState::kIgnored) && used == 0) {
         s = ParseState::kInvalid;  // a parser that makes no progress is treated as invalid
       }
+      if (s != ParseState::kSuccess) d->frames.pop_back();
       switch (s) {
         case ParseState::kNeedsMoreData:
           return;
@@ -300,7 +303,6 @@ class FrameParser final : public ConnectionParser {
         case ParseState::kSuccess:
           d->failures = 0;
           d->Stamp(&frame, used);
-          d->frames.push_back(std::move(frame));
           if (d->frames.size() > options_.max_pending_frames) {
             d->frames.pop_front();
             counters_->frames_dropped->Inc();
