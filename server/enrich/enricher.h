@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <span>
 #include <string>
@@ -31,6 +32,17 @@ struct SideKey {
   uint32_t time_s = 0;
   uint32_t pid = 0;
   bool operator==(const SideKey&) const = default;
+};
+
+struct SideKeyHash {
+  size_t operator()(const SideKey& k) const {
+    uint64_t a, b;
+    std::memcpy(&a, k.ip.bytes().data(), 8);
+    std::memcpy(&b, k.ip.bytes().data() + 8, 8);
+    uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull) * 0xC2B2AE3D27D4EB4Full;
+    h ^= (static_cast<uint64_t>(k.time_s) << 32 | k.pid) * 0x165667B19E3779F9ull;
+    return static_cast<size_t>(h ^ (h >> 31));
+  }
 };
 
 using TagIdArray = std::array<uint32_t, kTagDimensionCount>;

@@ -208,15 +208,16 @@ void ResourceModel::AddHost(HostInfo h) {
   hosts_.push_back(std::move(h));
 }
 
-void ResourceModel::AddProcess(ProcessInfo p) {
+bool ResourceModel::AddProcess(ProcessInfo p) {
   auto& idx = process_by_pid_[{p.host, p.pid}];
   for (size_t i : idx) {
     const ProcessInfo& q = processes_[i];
-    if (q.name == p.name && q.life.since_s == p.life.since_s && q.life.until_s == p.life.until_s) return;
+    if (q.name == p.name && q.life.since_s == p.life.since_s && q.life.until_s == p.life.until_s) return false;
   }
   NoteLife(p.life);
   idx.push_back(processes_.size());
   processes_.push_back(std::move(p));
+  return true;
 }
 
 std::vector<std::string> ResourceModel::ServicesSelecting(std::string_view cluster, std::string_view ns,

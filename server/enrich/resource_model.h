@@ -114,8 +114,8 @@ class ResourceModel {
   void AddSubnet(SubnetInfo s);
   void AddHost(HostInfo h);
   // Adds a process; one already known on the same host with the same pid, name and start is
-  // ignored (agents report their processes repeatedly).
-  void AddProcess(ProcessInfo p);
+  // ignored (agents report their processes repeatedly). True when the model changed.
+  bool AddProcess(ProcessInfo p);
   void AddCluster(ClusterInfo c) { clusters_[c.name] = std::move(c); }
   // Adds a pod; a pod with the same (cluster, ns, name) that is still open is updated in place.
   void UpsertPod(PodInfo p);

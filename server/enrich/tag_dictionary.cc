@@ -65,9 +65,21 @@ void TagDictionary::Adopt(TagDimension d, const std::vector<TagClaim>& claims) {
   }
   std::lock_guard lock(mu_);
   Cache& cache = caches_[static_cast<size_t>(d)];
+  std::map<std::string_view, uint32_t> was;  // cached values given another id here: their id before
   for (const auto& [id, value] : winner) {
     cache.by_id[id] = *value;
-    cache.by_value[*value] = id;
+    auto [it, inserted] = cache.by_value.emplace(*value, id);
+    if (!inserted && it->second != id) {
+      was.emplace(*value, it->second);
+      it->second = id;
+    }
+  }
+  // A value winning two ids is reassigned back and forth above; only a net change counts.
+  for (const auto& [value, id] : was) {
+    if (cache.by_value.find(std::string(value))->second != id) {
+      generation_.fetch_add(1, std::memory_order_acq_rel);
+      break;
+    }
   }
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -52,6 +53,9 @@ class TagDictionary {
   std::optional<uint32_t> Find(TagDimension d, std::string_view value) const;
   std::optional<std::string> Decode(TagDimension d, uint32_t id) const;
   size_t size(TagDimension d) const;
+  // Bumped whenever a value already cached gets a different id (Adopt after a collision another
+  // server settled): callers caching Encode() results drop them when it moves.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
   // The id probe sequence, exposed for tests and the design doc.
   uint32_t ProbeId(TagDimension d, std::string_view value, int probe) const;
@@ -71,6 +75,7 @@ class TagDictionary {
   mutable std::mutex mu_;                  // guards caches_
   std::mutex alloc_mu_;                    // one allocation round at a time per server
   std::array<Cache, kTagDictionaryCount> caches_;
+  std::atomic<uint64_t> generation_{0};
   metrics::Counter* allocated_ = nullptr;
   metrics::Counter* collisions_ = nullptr;
   metrics::Counter* slow_claims_ = nullptr;

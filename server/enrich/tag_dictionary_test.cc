@@ -47,6 +47,29 @@ TEST(TagDictionaryTest, EncodesDecodesAndKeepsIdsAcrossRestart) {
   EXPECT_EQ(fresh.Encode(TagDimension::kPod, "web-1").value(), web);
 }
 
+TEST(TagDictionaryTest, GenerationMovesOnlyWhenACachedValueChangesId) {
+  MemoryTagStore store;
+  TagDictionary dict(&store, Fast(), nullptr);
+  ASSERT_TRUE(dict.Load().ok());
+  const uint32_t web = dict.Encode(TagDimension::kPod, "web-1").value();
+  ASSERT_TRUE(dict.Encode(TagDimension::kPod, "db-0").ok());
+  const uint64_t g0 = dict.generation();
+  ASSERT_TRUE(dict.Load().ok());  // the same claims again: nothing moves
+  EXPECT_EQ(dict.generation(), g0);
+  // Another server's claim of a second id for web-1 (a settled collision seen late): the value's
+  // cached id may change, and the generation says so.
+  const uint32_t other = web == 1 ? 2 : web - 1;
+  ASSERT_TRUE(store.InsertClaims(TagDimension::kPod, std::vector<TagClaim>{{other, "web-1", 1, false}}).ok());
+  ASSERT_TRUE(dict.Load().ok());
+  EXPECT_EQ(dict.generation() != g0, dict.Find(TagDimension::kPod, "web-1") != web);
+  // A new value adopted from the store is not a change of a cached one.
+  const uint64_t g1 = dict.generation();
+  ASSERT_TRUE(store.InsertClaims(TagDimension::kPod, std::vector<TagClaim>{{12345, "new-pod", 1, false}}).ok());
+  ASSERT_TRUE(dict.Load().ok());
+  EXPECT_EQ(dict.generation(), g1);
+  EXPECT_EQ(dict.Find(TagDimension::kPod, "new-pod"), 12345u);
+}
+
 TEST(TagDictionaryTest, CollisionsProbeToFreeIds) {
   MemoryTagStore store;
   metrics::Registry registry;

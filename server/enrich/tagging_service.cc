@@ -11,17 +11,6 @@
 namespace sonde::server::enrich {
 namespace {
 
-struct SideKeyHash {
-  size_t operator()(const SideKey& k) const {
-    uint64_t a, b;
-    std::memcpy(&a, k.ip.bytes().data(), 8);
-    std::memcpy(&b, k.ip.bytes().data() + 8, 8);
-    uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull) * 0xC2B2AE3D27D4EB4Full;
-    h ^= (static_cast<uint64_t>(k.time_s) << 32 | k.pid) * 0x165667B19E3779F9ull;
-    return static_cast<size_t>(h ^ (h >> 31));
-  }
-};
-
 uint64_t NowMs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                    std::chrono::system_clock::now().time_since_epoch())
@@ -60,6 +49,8 @@ TaggingService::TaggingService(ResourceModel model, TagDictionary* dictionary, T
                                               "Kubernetes pod objects applied to the resource model");
     unknown_agents_ = registry->GetCounter("sonde_server_tag_unknown_agent_batches_total",
                                            "batches from an agent id the registry does not know");
+    untagged_sides_ = registry->GetCounter("sonde_server_enrich_untagged_sides_total",
+                                           "record sides no resource matched");
   }
 }
 
@@ -94,12 +85,18 @@ void TaggingService::NoteAgentHost(const AgentHost& host) {
   // The inventory is the authority on hosts it lists (VPC, zone); registrations fill the rest.
   if (it == agent_hosts_.end() && model_.HasHost(host.hostname)) return;
   model_.AddHost({host.hostname, model_.VpcOfHost(host.hostname, NowS()), "", host.ips, {}});
+  ++model_generation_;
 }
 
 Status TaggingService::Tag(const storage::AgentBatch& batch, std::vector<uint32_t>* ids) {
+  record_sides_.clear();
+  SONDE_RETURN_IF_ERROR(storage::ExtractSides(batch, &record_sides_));
+  return TagSides(batch, record_sides_, ids);
+}
+
+Status TaggingService::TagSides(const storage::AgentBatch& batch, std::span<const storage::RecordSide> record_sides,
+                                std::vector<uint32_t>* ids) {
   const auto& r = batch.records;
-  std::vector<storage::RecordSide> record_sides;
-  SONDE_RETURN_IF_ERROR(storage::ExtractSides(batch, &record_sides));
   const size_t records = record_sides.size() / 2;
   const size_t width = columns_.size();
   const size_t base = ids->size();
@@ -120,52 +117,86 @@ Status TaggingService::Tag(const storage::AgentBatch& batch, std::vector<uint32_
       if (p.pid() == 0 || p.name().empty()) continue;
       Lifetime life;
       life.since_s = static_cast<uint32_t>(p.start_time_us() / 1000000);
-      model_.AddProcess({host, p.pid(), p.name(), life});
+      if (model_.AddProcess({host, p.pid(), p.name(), life})) ++model_generation_;
     }
     if (processes_seen_ != nullptr) processes_seen_->Inc(static_cast<uint64_t>(r.processes_size()));
   }
   if (records == 0) return Status::Ok();
 
   // Answers only change at lifetime boundaries: sides that differ only in their second within
-  // one stable interval share one match. A batch has few distinct (address, interval, pid)
-  // sides; each is matched once, with the first second seen for it.
-  std::vector<uint32_t> match_of;  // per record side: index into to_match
-  match_of.reserve(records * 2);
+  // one stable interval share one match. Sides seen in earlier batches of this host (same model,
+  // same dictionary) take their tag set id from the cache; the others are deduplicated and each
+  // matched once, with the first second seen for it.
+  uint32_t* out = ids->data() + base;
+  const uint64_t serial = ++batch_serial_;
+  SideCache& cache = side_caches_[host];
+  std::vector<SideKey> miss_keys;   // distinct cache misses, as cached
+  std::vector<SideKey> to_match;    // the same with the first second seen
+  std::vector<std::pair<uint32_t, uint32_t>> misses;  // (record side, index into to_match)
   std::vector<ResourceTags> tags;
   {
     std::shared_lock lock(model_mu_);
+    const uint64_t dictionary_generation = dictionary_->generation();
+    if (cache.model_generation != model_generation_ || cache.dictionary_generation != dictionary_generation ||
+        cache.sets.size() > kMaxCachedSides) {
+      cache.sets.clear();
+      cache.model_generation = model_generation_;
+      cache.dictionary_generation = dictionary_generation;
+    }
     std::unordered_map<SideKey, uint32_t, SideKeyHash> match_slot;
-    std::vector<SideKey> to_match;
     uint32_t last_time = 0, last_stable = 0;
     bool have_last = false;
-    for (const storage::RecordSide& rs : record_sides) {
+    for (size_t i = 0; i < record_sides.size(); ++i) {
+      const storage::RecordSide& rs = record_sides[i];
       if (!have_last || rs.time_s != last_time) {  // records come roughly in time order
         last_time = rs.time_s;
         last_stable = model_.StableFrom(rs.time_s);
         have_last = true;
       }
-      auto [it, inserted] = match_slot.emplace(SideKey{rs.ip, last_stable, rs.pid},
-                                               static_cast<uint32_t>(to_match.size()));
-      if (inserted) to_match.push_back(SideKey{rs.ip, rs.time_s, rs.pid});
-      match_of.push_back(it->second);
+      const SideKey key{rs.ip, last_stable, rs.pid};
+      if (auto hit = cache.sets.find(key); hit != cache.sets.end()) {
+        CachedSet& set = hit->second;
+        out[i] = set.id;
+        if (set.last_batch != serial) {
+          set.last_batch = serial;
+          if (set.untagged && untagged_sides_ != nullptr) untagged_sides_->Inc();
+        }
+        continue;
+      }
+      auto [it, inserted] = match_slot.emplace(key, static_cast<uint32_t>(to_match.size()));
+      if (inserted) {
+        to_match.push_back(SideKey{rs.ip, rs.time_s, rs.pid});
+        miss_keys.push_back(key);
+      }
+      misses.emplace_back(static_cast<uint32_t>(i), it->second);
     }
-    tags = enricher_.MatchSides(host, to_match);
+    if (!to_match.empty()) tags = enricher_.MatchSides(host, to_match);
   }
-  // One tag set per distinct match: rows store its id, the dimension ids live in the set.
-  auto sets = [&]() -> StatusOr<std::vector<uint32_t>> {
-    SONDE_ASSIGN_OR_RETURN(auto encoded, enricher_.EncodeSides(std::move(tags)));
-    std::vector<std::string> values(encoded.size());
-    for (size_t i = 0; i < encoded.size(); ++i) values[i] = TagSetValue(encoded[i]);
-    return dictionary_->Encode(TagDimension::kTagSet, values);
-  }();
-  if (!sets.ok()) {
-    if (Transient(sets.status())) return sets.status();
-    // Not worth blocking the spool over: store the rows untagged and say so.
-    SONDE_LOG_EVERY(warn, "tagging a batch failed, storing it untagged: {}", sets.status().ToString());
-    return Status::Ok();
+  if (!to_match.empty()) {
+    std::vector<bool> untagged(tags.size());
+    for (size_t i = 0; i < tags.size(); ++i) {
+      bool any = false;
+      for (const auto& v : tags[i].values) any = any || !v.empty();
+      untagged[i] = !any;
+    }
+    // One tag set per distinct match: rows store its id, the dimension ids live in the set.
+    auto sets = [&]() -> StatusOr<std::vector<uint32_t>> {
+      SONDE_ASSIGN_OR_RETURN(auto encoded, enricher_.EncodeSides(std::move(tags)));
+      std::vector<std::string> values(encoded.size());
+      for (size_t i = 0; i < encoded.size(); ++i) values[i] = TagSetValue(encoded[i]);
+      return dictionary_->Encode(TagDimension::kTagSet, values);
+    }();
+    if (!sets.ok()) {
+      std::fill(out, out + records * width, 0u);
+      if (Transient(sets.status())) return sets.status();
+      // Not worth blocking the spool over: store the rows untagged and say so.
+      SONDE_LOG_EVERY(warn, "tagging a batch failed, storing it untagged: {}", sets.status().ToString());
+      return Status::Ok();
+    }
+    for (const auto& [side, slot] : misses) out[side] = (*sets)[slot];
+    // Entries belong to the generations checked above; a change since is seen by the next batch.
+    for (size_t i = 0; i < miss_keys.size(); ++i) cache.sets.emplace(miss_keys[i], CachedSet{(*sets)[i], untagged[i], serial});
   }
-  uint32_t* out = ids->data() + base;
-  for (size_t i = 0; i < records * 2; ++i) out[i] = (*sets)[match_of[i]];
   if (rows_tagged_ != nullptr) rows_tagged_->Inc(records);
   return Status::Ok();
 }
@@ -192,6 +223,7 @@ void TaggingService::ApplyPodList(const std::vector<nlohmann::json>& items, uint
     for (const auto& p : pods) listed = listed || (p.ns == existing.ns && p.name == existing.name);
     if (!listed) gone.emplace_back(existing.ns, existing.name);
   }
+  ++model_generation_;
   for (const auto& [ns, name] : gone) model_.EndPod(options_.kube_cluster, ns, name, now_s);
   for (auto& p : pods) {
     AddSelectedServices(&p);
@@ -211,6 +243,7 @@ void TaggingService::ApplyPodEvent(WatchEventType type, const nlohmann::json& po
     const std::string name = StringField(*meta, "name");
     std::unique_lock lock(model_mu_);
     model_.EndPod(options_.kube_cluster, ns, name, now_s);
+    ++model_generation_;
     ++pod_changes_;
     return;
   }
@@ -219,6 +252,7 @@ void TaggingService::ApplyPodEvent(WatchEventType type, const nlohmann::json& po
   std::unique_lock lock(model_mu_);
   AddSelectedServices(&*p);
   model_.UpsertPod(std::move(*p));
+  ++model_generation_;
   ++pod_changes_;
 }
 

@@ -10,7 +10,9 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -23,6 +25,7 @@
 #include "server/enrich/resource_model.h"
 #include "server/enrich/tag_dictionary.h"
 #include "server/enrich/tag_store.h"
+#include "server/storage/record_sides.h"
 #include "server/storage/record_tagger.h"
 
 namespace sonde::server::enrich {
@@ -55,6 +58,8 @@ class TaggingService : public storage::RecordTagger {
   // the ids of every dimension of that side, see TagSetValue()).
   const std::vector<std::string>& Columns() const override { return columns_; }
   Status Tag(const storage::AgentBatch& batch, std::vector<uint32_t>* ids) override;
+  Status TagSides(const storage::AgentBatch& batch, std::span<const storage::RecordSide> sides,
+                  std::vector<uint32_t>* ids) override;
 
   // Creates the flow_tag schema and loads the dictionary once; later calls are no-ops once it
   // succeeded. Tag() and Maintain() call it, so a ClickHouse that is down at start is fine.
@@ -84,8 +89,25 @@ class TaggingService : public storage::RecordTagger {
   // Fills the pod's services from selectors of known services when it names none.
   void AddSelectedServices(PodInfo* pod) const;
 
+  // Tag set ids of the sides matched in earlier batches of one agent host: (address, start of
+  // its stable interval, pid) -> id. Valid while the model and the dictionary are unchanged
+  // (their generations), since a match is a function of the host, the model and the stable
+  // interval, and an encoding of the dictionary. Tag() thread only.
+  struct CachedSet {
+    uint32_t id = 0;
+    bool untagged = false;   // no resource matched (counted once per batch, as without the cache)
+    uint64_t last_batch = 0;  // batch_serial_ of the last batch that used it
+  };
+  static constexpr size_t kMaxCachedSides = 1 << 20;  // per host; the cache restarts beyond
+  struct SideCache {
+    uint64_t model_generation = 0;
+    uint64_t dictionary_generation = 0;
+    std::unordered_map<SideKey, CachedSet, SideKeyHash> sets;
+  };
+
   mutable std::shared_mutex model_mu_;
   ResourceModel model_;
+  uint64_t model_generation_ = 1;  // guarded by model_mu_; bumped by every model change
   Enricher enricher_;
   TagDictionary* dictionary_;
   TagStore* store_;
@@ -100,11 +122,15 @@ class TaggingService : public storage::RecordTagger {
   std::atomic<uint64_t> published_pod_changes_{0};
   bool first_list_done_ = false;                          // watcher thread only
   std::map<std::string, std::vector<net::IpAddress>> agent_hosts_;  // Tag() thread only
+  std::unordered_map<std::string, SideCache> side_caches_;          // Tag() thread only, by host
+  uint64_t batch_serial_ = 0;                                        // Tag() thread only
+  std::vector<storage::RecordSide> record_sides_;                    // Tag() thread only, scratch
 
   metrics::Counter* rows_tagged_ = nullptr;
   metrics::Counter* processes_seen_ = nullptr;
   metrics::Counter* kube_pods_applied_ = nullptr;
   metrics::Counter* unknown_agents_ = nullptr;
+  metrics::Counter* untagged_sides_ = nullptr;  // the Enricher's counter, for cache hits
 };
 
 }  // namespace sonde::server::enrich

@@ -237,6 +237,116 @@ TEST_F(TaggingServiceTest, KubernetesPodsRenameAndSelectorServices) {
   EXPECT_EQ(Decoded(ids, 0, "pod_id_1"), "");
 }
 
+// Tag set ids of sides seen in earlier batches come from a cache: it must answer exactly as a
+// fresh match would, after every kind of model change between batches.
+TEST_F(TaggingServiceTest, SidesCachedAcrossBatchesFollowModelChanges) {
+  using testing::FakePod;
+  storage::AgentBatch batch;
+  batch.agent_id = 7;
+  *batch.records.add_l7_request_logs() = L7(1000, "10.0.1.10", "10.0.3.1", 4321, 0);
+  *batch.records.add_l7_request_logs() = L7(1001, "10.0.1.10", "10.0.3.1", 4321, 0);
+  std::vector<uint32_t> ids;
+  ASSERT_TRUE(service_->Tag(batch, &ids).ok());
+  EXPECT_EQ(Decoded(ids, 0, "pod_id_1"), "");
+  EXPECT_EQ(Decoded(ids, 1, "process_name_id_0"), "");
+  const uint32_t untagged_set = ids[1];
+  // The same sides again: the same ids.
+  std::vector<uint32_t> again;
+  ASSERT_TRUE(service_->Tag(batch, &again).ok());
+  EXPECT_EQ(again, ids);
+  // A pod appears on the server address (since before these records): the next batch sees it.
+  service_->ApplyPodEvent(WatchEventType::kAdded, nlohmann::json::parse(FakePod("web-a", "10.0.3.1", "1", "web")),
+                          500);
+  ids.clear();
+  ASSERT_TRUE(service_->Tag(batch, &ids).ok());
+  EXPECT_EQ(Decoded(ids, 0, "pod_id_1"), "web-a");
+  EXPECT_EQ(Decoded(ids, 1, "pod_id_1"), "web-a");
+  EXPECT_NE(ids[1], untagged_set);
+  // A ProcessInfo record names the client process, for the records of its own batch already.
+  auto* p = batch.records.add_processes();
+  p->set_pid(4321);
+  p->set_name("curl");
+  p->set_start_time_us(0);
+  ids.clear();
+  ASSERT_TRUE(service_->Tag(batch, &ids).ok());
+  EXPECT_EQ(Decoded(ids, 0, "process_name_id_0"), "curl");
+  // The same ProcessInfo again changes nothing, and answers stay the same.
+  std::vector<uint32_t> same;
+  ASSERT_TRUE(service_->Tag(batch, &same).ok());
+  EXPECT_EQ(same, ids);
+  // The pod is deleted at 1001: a record at 1000 keeps it, one at 1001 loses it.
+  service_->ApplyPodEvent(WatchEventType::kDeleted, nlohmann::json::parse(FakePod("web-a", "10.0.3.1", "2", "web")),
+                          1001);
+  ids.clear();
+  ASSERT_TRUE(service_->Tag(batch, &ids).ok());
+  EXPECT_EQ(Decoded(ids, 0, "pod_id_1"), "web-a");
+  EXPECT_EQ(Decoded(ids, 1, "pod_id_1"), "");
+  // Another agent host sees loopback as itself: its own cache.
+  storage::AgentBatch loop;
+  loop.agent_id = 7;
+  *loop.records.add_l7_request_logs() = L7(1000, "127.0.0.1", "127.0.0.1");
+  ids.clear();
+  ASSERT_TRUE(service_->Tag(loop, &ids).ok());
+  EXPECT_EQ(Decoded(ids, 0, "host_id_0"), "node-1");
+  loop.agent_id = 8;
+  ids.clear();
+  ASSERT_TRUE(service_->Tag(loop, &ids).ok());
+  EXPECT_EQ(Decoded(ids, 0, "host_id_0"), "vm-9");
+}
+
+// Untagged sides are counted once per batch that has them, cached or not.
+TEST_F(TaggingServiceTest, UntaggedSidesCountedPerBatch) {
+  storage::AgentBatch batch;
+  batch.agent_id = 7;
+  *batch.records.add_l7_request_logs() = L7(100, "10.0.1.10", "192.0.2.1");
+  *batch.records.add_l7_request_logs() = L7(101, "10.0.1.10", "192.0.2.1");
+  for (int i = 0; i < 3; ++i) {
+    std::vector<uint32_t> ids;
+    ASSERT_TRUE(service_->Tag(batch, &ids).ok());
+  }
+  EXPECT_EQ(registry_.CounterTotal("sonde_server_enrich_untagged_sides_total"), 3u);
+}
+
+// Many batches through one (caching) tagger give the ids a tagger that has seen nothing gives.
+TEST_F(TaggingServiceTest, CachedIdsEqualFreshTaggers) {
+  uint64_t rng = 12345;
+  auto next = [&](uint32_t n) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return static_cast<uint32_t>(rng % n);
+  };
+  const char* addresses[] = {"10.0.1.10", "10.0.2.9", "10.96.0.10", "127.0.0.1", "192.0.2.7", "10.0.9.9"};
+  for (int round = 0; round < 20; ++round) {
+    storage::AgentBatch batch;
+    batch.agent_id = 7 + next(2);
+    for (int i = 0; i < 30; ++i) {
+      *batch.records.add_l7_request_logs() =
+          L7(100 + static_cast<uint32_t>(round) * 10 + next(10), addresses[next(6)], addresses[next(6)], next(3), 0);
+    }
+    std::vector<uint32_t> cached, fresh;
+    ASSERT_TRUE(service_->Tag(batch, &cached).ok());
+    auto model = ResourceModel::FromInventory(kInventory, /*yaml=*/true);
+    ASSERT_TRUE(model.ok());
+    TaggingService other(
+        std::move(*model), &dictionary_, &store_,
+        [](uint32_t id) -> std::optional<AgentHost> {
+          if (id == 7) return AgentHost{"node-1", {}};
+          if (id == 8) return AgentHost{"vm-9", {*net::IpAddress::Parse("10.0.5.5")}};
+          return std::nullopt;
+        },
+        {}, nullptr);
+    // The fresh tagger needs the hosts the long-lived one learnt from registrations so far.
+    storage::AgentBatch hello;
+    hello.agent_id = 8;
+    *hello.records.add_l7_request_logs() = L7(1, "10.0.5.5", "10.0.5.5");
+    std::vector<uint32_t> ignored;
+    ASSERT_TRUE(other.Tag(hello, &ignored).ok());
+    ASSERT_TRUE(other.Tag(batch, &fresh).ok());
+    ASSERT_EQ(cached, fresh) << "round " << round;
+  }
+}
+
 TEST_F(TaggingServiceTest, WatcherWritesWhileTheWriterTags) {
   using testing::FakePod;
   std::thread writer([&] {

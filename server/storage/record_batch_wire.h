@@ -3,8 +3,10 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -36,6 +38,7 @@ class WireReader {
       : p_(reinterpret_cast<const uint8_t*>(bytes.data())), end_(p_ + bytes.size()) {}
 
   bool done() const { return p_ == end_; }
+  size_t remaining() const { return static_cast<size_t>(end_ - p_); }
   // A field key; false when malformed (field number 0, wire type 6/7, more than 5 bytes,
   // truncated). As protobuf's parser, bits past 32 of a 5-byte key are dropped.
   bool ReadTag(uint32_t* number, uint32_t* wire_type) {
@@ -70,6 +73,31 @@ class WireReader {
     }
     return ReadVarintSlow(v);
   }
+  // ReadVarint without the value: the same bytes accepted, the same bytes consumed.
+  bool SkipVarint() {
+    if constexpr (std::endian::native == std::endian::little) {
+      if (end_ - p_ >= 10) {
+        uint64_t w;
+        std::memcpy(&w, p_, 8);
+        const uint64_t last = ~w & 0x8080808080808080ull;  // bytes without a continuation bit
+        if (last != 0) {
+          p_ += (std::countr_zero(last) >> 3) + 1;
+          return true;
+        }
+        if (p_[8] < 0x80) {
+          p_ += 9;
+          return true;
+        }
+        if (p_[9] < 0x80) {
+          p_ += 10;
+          return true;
+        }
+        return false;  // an 11th byte would be needed
+      }
+    }
+    uint64_t v;
+    return ReadVarint(&v);
+  }
   bool ReadLengthDelimited(std::string_view* v) {
     uint32_t size;
     if (p_ != end_ && *p_ < 0x80) {
@@ -102,10 +130,8 @@ class WireReader {
   // when malformed; an end-group key outside a group is malformed.
   bool SkipValue(uint32_t number, uint32_t wire_type) {
     switch (wire_type) {
-      case kVarint: {
-        uint64_t v;
-        return ReadVarint(&v);
-      }
+      case kVarint:
+        return SkipVarint();
       case kLengthDelimited: {
         std::string_view v;
         return ReadLengthDelimited(&v);

@@ -188,6 +188,32 @@ TEST(RecordBatchWireTest, SidesFromWireEqualSidesFromMessages) {
   EXPECT_FALSE(ExtractSides(bad, &sides).ok());
 }
 
+// SkipVarint (the fast skip) accepts and consumes exactly what ReadVarint does, for every length
+// of continuation run, with and without room for the 8-byte load.
+TEST(RecordBatchWireTest, SkipVarintMatchesReadVarint) {
+  std::mt19937_64 rng(99);
+  int cases = 0;
+  for (size_t run = 0; run <= 12; ++run) {
+    for (size_t tail = 0; tail <= 12; ++tail) {
+      for (int rep = 0; rep < 8; ++rep) {
+        std::string bytes;
+        for (size_t i = 0; i < run; ++i) bytes.push_back(static_cast<char>(0x80 | (rng() & 0x7f)));
+        if (rep % 2 == 0) bytes.push_back(static_cast<char>(rng() & 0x7f));  // a last byte, or none
+        for (size_t i = 0; i < tail; ++i) bytes.push_back(static_cast<char>(rng()));
+        WireReader a(bytes), b(bytes);
+        uint64_t v;
+        const bool read = a.ReadVarint(&v);
+        const bool skip = b.SkipVarint();
+        ASSERT_EQ(read, skip) << "run " << run << " tail " << tail;
+        if (!read) continue;
+        ASSERT_EQ(a.remaining(), b.remaining()) << "run " << run << " tail " << tail;
+        ++cases;
+      }
+    }
+  }
+  EXPECT_GT(cases, 300);
+}
+
 TEST(RecordBatchWireTest, ReadVarintFieldTakesTheLastValue) {
   agent::v1::NetworkMetric m;
   m.set_granularity_s(60);

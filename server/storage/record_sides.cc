@@ -91,8 +91,8 @@ void AddWireSides(std::string_view record, const std::array<Slot, kMaxField>& sl
     ok = r.SkipValue(number, wire_type);
   }
   if (!ok) {
-    out->push_back({net::IpAddress::V4(0), 0, 0});
-    out->push_back({net::IpAddress::V4(0), 0, 0});
+    out->push_back(ZeroSide());
+    out->push_back(ZeroSide());
     return;
   }
   auto address = [&](uint32_t ip4, std::string_view ip6) {
@@ -110,6 +110,15 @@ void Reserve(std::vector<RecordSide>* out, size_t more) {
 }
 
 }  // namespace
+
+void AppendWireSides(size_t kind, std::string_view record, std::vector<RecordSide>* out) {
+  if (kind >= 4) {
+    out->push_back(ZeroSide());
+    out->push_back(ZeroSide());
+    return;
+  }
+  AddWireSides(record, Plan().slot_of[kind], out);
+}
 
 Status ExtractSides(const AgentBatch& batch, std::vector<RecordSide>* out) {
   if (!batch.wire.empty()) {

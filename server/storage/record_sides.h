@@ -3,7 +3,9 @@
 // taggers never depend on how a batch is held (parsed messages or the spool's wire bytes).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "common/base/status.h"
@@ -21,5 +23,12 @@ struct RecordSide {
 // Appends two sides per record (client then server) to *out, records in the RecordTagger order:
 // l7_request_logs, l4_flow_logs, network_metrics, application_metrics.
 Status ExtractSides(const AgentBatch& batch, std::vector<RecordSide>* out);
+
+// The two sides ExtractSides gives for one serialized record of `kind` (an index into
+// RecordBatchWire::records), appended to *out; two zero sides when the record is malformed.
+void AppendWireSides(size_t kind, std::string_view record, std::vector<RecordSide>* out);
+
+// The two zero sides ExtractSides gives for a malformed record.
+inline RecordSide ZeroSide() { return {net::IpAddress::V4(0), 0, 0}; }
 
 }  // namespace sonde::server::storage

@@ -3,10 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "common/base/status.h"
+#include "server/storage/record_sides.h"
 #include "server/storage/storage_backend.h"
 
 namespace sonde::server::storage {
@@ -24,6 +26,14 @@ class RecordTagger {
   // consumes the batch's ProcessInfo records (they only feed tagging). Called from the storage
   // writer thread; errors are transient (the dictionary store is unreachable) and retried.
   virtual Status Tag(const AgentBatch& batch, std::vector<uint32_t>* ids) = 0;
+
+  // Tag() for a caller that already read the batch's sides while encoding its rows: `sides` holds
+  // exactly what ExtractSides(batch) gives (two per record, same order). Same results and effects
+  // as Tag(); the default ignores `sides` and calls it.
+  virtual Status TagSides(const AgentBatch& batch, std::span<const RecordSide> sides, std::vector<uint32_t>* ids) {
+    (void)sides;
+    return Tag(batch, ids);
+  }
 };
 
 }  // namespace sonde::server::storage

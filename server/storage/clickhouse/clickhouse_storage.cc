@@ -1,7 +1,9 @@
 // ClickHouseStorage: per-table RowBinary buffers, one INSERT each, and retention by partition.
 #include "server/storage/clickhouse/clickhouse_storage.h"
 
+#include <cstring>
 #include <ctime>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -125,12 +127,13 @@ Status ClickHouseStorage::Write(std::span<const AgentBatch> batches, WriteProgre
       return InvalidArgumentError(fmt::format("malformed RecordBatch bytes from agent {}", batch.agent_id));
     }
     const size_t records = split_.RecordCount();
+    // Tagging reads each record's sides; the encoder reads them in its own pass over the record,
+    // writes the rows with tag ids 0 and says where they are, and the ids are written there once
+    // the tagger has them (one pass over the wire bytes instead of two).
     if (tagger_ != nullptr) {
-      tag_ids_.clear();
-      SONDE_RETURN_IF_ERROR(tagger_->Tag(batch, &tag_ids_));
-      if (tag_ids_.size() != records * tag_width) {
-        return InternalError(fmt::format("tagger returned {} ids for {} records", tag_ids_.size(), records));
-      }
+      sides_.assign(records * 2, ZeroSide());
+      tag_offsets_.assign(records * tag_width, std::numeric_limits<size_t>::max());
+      row_buffer_of_.assign(records, nullptr);
     }
     size_t record_index = 0;  // in the tagger's record order
     for (size_t kind = 0; kind < 4; ++kind) {
@@ -141,6 +144,12 @@ Status ClickHouseStorage::Write(std::span<const AgentBatch> batches, WriteProgre
           table = TableFor("flow_metrics", kFamilies[kind], static_cast<uint32_t>(g));
           if (table == nullptr) {
             ++dropped_granularity;
+            if (tagger_ != nullptr) {  // not stored, but tagged all the same (as ExtractSides sees it)
+              read_sides_.clear();
+              AppendWireSides(kind, m, &read_sides_);
+              sides_[record_index * 2] = read_sides_[0];
+              sides_[record_index * 2 + 1] = read_sides_[1];
+            }
             ++record_index;
             continue;
           }
@@ -154,10 +163,15 @@ Status ClickHouseStorage::Write(std::span<const AgentBatch> batches, WriteProgre
           }
         }
         TableBuffer& b = *last_buffer;
-        ServerColumns server{batch.agent_id, nullptr};
-        if (tag_width != 0) server.tag_ids = tag_ids_.data() + record_index * tag_width;
+        const ServerColumns server{batch.agent_id, nullptr};
+        WireRowEncoder::RowTaps taps;
+        if (tagger_ != nullptr) {
+          taps.sides = sides_.data() + record_index * 2;
+          taps.tag_offsets = tag_offsets_.data() + record_index * tag_width;
+          row_buffer_of_[record_index] = b.rows;
+        }
         ++record_index;
-        Status s = wire_encoder_.AppendRow(*table, kDescriptors[kind], m, server, b.rows, &stats);
+        Status s = wire_encoder_.AppendRow(*table, kDescriptors[kind], m, server, b.rows, &stats, taps);
         if (s.code() == StatusCode::kInvalidArgument) {
           // Not protobuf (the ingest server checks every record, so only a damaged spool file
           // gets here): that row is dropped and counted, the others are stored.
@@ -166,6 +180,25 @@ Status ClickHouseStorage::Write(std::span<const AgentBatch> batches, WriteProgre
         }
         SONDE_RETURN_IF_ERROR(s);
         ++b.count;
+      }
+    }
+    if (tagger_ != nullptr) {
+      tag_ids_.clear();
+      SONDE_RETURN_IF_ERROR(tagger_->TagSides(batch, sides_, &tag_ids_));
+      if (tag_ids_.size() != records * tag_width) {
+        return InternalError(fmt::format("tagger returned {} ids for {} records", tag_ids_.size(), records));
+      }
+      for (size_t i = 0; i < records; ++i) {
+        std::string* rows = row_buffer_of_[i];
+        if (rows == nullptr) continue;
+        for (size_t t = 0; t < tag_width; ++t) {
+          const size_t at = tag_offsets_[i * tag_width + t];
+          if (at == std::numeric_limits<size_t>::max()) continue;
+          const uint32_t id = tag_ids_[i * tag_width + t];
+          char le[4] = {static_cast<char>(id & 0xff), static_cast<char>((id >> 8) & 0xff),
+                        static_cast<char>((id >> 16) & 0xff), static_cast<char>(id >> 24)};
+          std::memcpy(rows->data() + at, le, 4);
+        }
       }
     }
     skipped_processes += split_.processes.size();

@@ -46,6 +46,10 @@ class ClickHouseStorage : public StorageBackend {
   std::string serialized_;   // scratch: a batch without wire bytes, serialized
   RecordTagger* tagger_ = nullptr;
   std::vector<uint32_t> tag_ids_;  // scratch of Write, reused
+  std::vector<RecordSide> sides_;             // scratch: two per record of the batch being written
+  std::vector<RecordSide> read_sides_;        // scratch: sides of a record with no table
+  std::vector<size_t> tag_offsets_;           // scratch: per record and tag column, in its table's rows
+  std::vector<std::string*> row_buffer_of_;   // scratch: per record, the rows it went to (null: none)
   // RowBinary of each table, kept between writes so that their capacity is reused (regrowing
   // tens of MiB per write costs more page faults and copies than encoding the rows).
   std::map<const schema::Table*, std::string> row_buffers_;

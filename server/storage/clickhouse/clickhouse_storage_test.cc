@@ -152,7 +152,21 @@ class CountingTagger : public RecordTagger {
     }
     return fail ? UnavailableError("dictionary down") : Status::Ok();
   }
+  // Storage hands over the sides it read while encoding: they must be ExtractSides' exactly.
+  Status TagSides(const AgentBatch& batch, std::span<const RecordSide> sides, std::vector<uint32_t>* ids) override {
+    std::vector<RecordSide> want;
+    SONDE_RETURN_IF_ERROR(ExtractSides(batch, &want));
+    bool same = want.size() == sides.size();
+    for (size_t i = 0; same && i < want.size(); ++i) {
+      same = want[i].ip == sides[i].ip && want[i].time_s == sides[i].time_s && want[i].pid == sides[i].pid;
+    }
+    if (!same) ++sides_mismatches;
+    ++tag_sides_calls;
+    return Tag(batch, ids);
+  }
   std::vector<std::string> columns_ = TwoTagColumns();
+  uint32_t sides_mismatches = 0;
+  uint32_t tag_sides_calls = 0;
   uint32_t processes = 0;
   bool fail = false;
 };
@@ -197,6 +211,8 @@ TEST_P(StorageEncodingTest, TaggerFillsTagColumnsOfEveryTable) {
   EXPECT_EQ(MustQuery(c, fmt::format("SELECT {} FROM flow_metrics.network_1s", a)).rows[0][0], 4001);
   EXPECT_EQ(MustQuery(c, fmt::format("SELECT {} FROM flow_metrics.application_1m", a)).rows[0][0], 4002);
   EXPECT_EQ(tagger.processes, 2u);  // seen by both attempts
+  EXPECT_EQ(tagger.tag_sides_calls, 3u);  // the failing attempt stops at its first batch
+  EXPECT_EQ(tagger.sides_mismatches, 0u);
 }
 
 TEST_F(StorageTest, MalformedRecordBytesAreDroppedAndCountedOthersStored) {

@@ -1,6 +1,7 @@
 // WireRowEncoder: protobuf wire bytes -> ClickHouse RowBinary through a per-table column plan.
 #include "server/storage/clickhouse/wire_row_encoder.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <limits>
@@ -8,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "server/storage/record_batch_wire.h"
+#include "sonde/agent/v1/records.pb.h"
 
 namespace sonde::server::storage::clickhouse {
 
@@ -88,6 +90,59 @@ void WireRowEncoder::SetTagColumns(std::vector<std::string> names) {
   plans_.clear();
 }
 
+void WireRowEncoder::PlanSides(const google::protobuf::Descriptor* d, Plan* plan) {
+  const google::protobuf::Descriptor* kinds[4] = {
+      agent::v1::L7RequestLog::descriptor(), agent::v1::L4FlowLog::descriptor(),
+      agent::v1::NetworkMetric::descriptor(), agent::v1::ApplicationMetric::descriptor()};
+  for (size_t k = 0; k < 4; ++k) {
+    if (kinds[k] == d) plan->side_kind = k;
+  }
+  if (plan->side_kind == 4) {
+    plan->sides_from_values = false;  // not a record: zero sides, as AppendWireSides gives
+    return;
+  }
+  static constexpr const char* kSideFields[8] = {"time",  "is_ipv4", "ip4_0",        "ip4_1",
+                                                 "ip6_0", "ip6_1",   "process_id_0", "process_id_1"};
+  for (size_t i = 0; i < 8; ++i) {
+    const FieldDescriptor* f = d->FindFieldByName(kSideFields[i]);
+    // record_sides looks at field numbers below 64 only.
+    if (f == nullptr || f->number() >= 64) continue;
+    const bool bytes = i == kSideIp6_0 || i == kSideIp6_1;
+    if (f->is_repeated()) {
+      plan->sides_from_values = false;
+      continue;
+    }
+    const size_t number = static_cast<size_t>(f->number());
+    int index = number < plan->slot_of_field.size() ? plan->slot_of_field[number] : -1;
+    if (index < 0) {  // not a column: a slot of its own, read in pass 1 and never written
+      Slot slot;
+      if (bytes && (f->type() == FieldDescriptor::TYPE_BYTES || f->type() == FieldDescriptor::TYPE_STRING)) {
+        slot = {FieldKind::kBytes, 2};
+      } else if (!bytes && f->type() == FieldDescriptor::TYPE_UINT32) {
+        slot = {FieldKind::kUInt32, 0};
+      } else {
+        plan->sides_from_values = false;
+        continue;
+      }
+      index = static_cast<int>(plan->slots.size());
+      plan->slots.push_back(slot);
+      if (plan->slot_of_field.size() <= number) plan->slot_of_field.resize(number + 1, -1);
+      plan->slot_of_field[number] = index;
+    } else {
+      // record_sides reads varints' low 32 bits and length-delimited ip6 values.
+      const FieldKind kind = plan->slots[static_cast<size_t>(index)].kind;
+      const bool same = bytes ? kind == FieldKind::kBytes
+                              : (kind == FieldKind::kInt32 || kind == FieldKind::kInt64 || kind == FieldKind::kUInt32 ||
+                                 kind == FieldKind::kUInt64 || kind == FieldKind::kEnum);
+      if (!same) {
+        plan->sides_from_values = false;
+        continue;
+      }
+    }
+    plan->side_slots[i] = index;
+  }
+}
+
 const WireRowEncoder::Plan& WireRowEncoder::PlanFor(const schema::Table& table,
                                                     const google::protobuf::Descriptor* d) {
   auto key = std::make_pair(&table, d);
@@ -159,14 +214,25 @@ const WireRowEncoder::Plan& WireRowEncoder::PlanFor(const schema::Table& table,
     plan.fixed_bytes += FixedWidth(c.type);
     plan.steps.push_back(std::move(step));
   }
+  PlanSides(d, &plan);
   return plans_.emplace(key, std::move(plan)).first->second;
 }
 
 Status WireRowEncoder::AppendRow(const schema::Table& table, const google::protobuf::Descriptor* descriptor,
                                  std::string_view wire, const ServerColumns& server, std::string* out,
                                  EncodeStats* stats) {
+  return AppendRow(table, descriptor, wire, server, out, stats, RowTaps{});
+}
+
+Status WireRowEncoder::AppendRow(const schema::Table& table, const google::protobuf::Descriptor* descriptor,
+                                 std::string_view wire, const ServerColumns& server, std::string* out,
+                                 EncodeStats* stats, const RowTaps& taps) {
   const Plan& plan = PlanFor(table, descriptor);
   SONDE_RETURN_IF_ERROR(plan.status);
+  if (taps.sides != nullptr) taps.sides[0] = taps.sides[1] = ZeroSide();
+  if (taps.tag_offsets != nullptr) {
+    std::fill(taps.tag_offsets, taps.tag_offsets + tag_columns_.size(), std::numeric_limits<size_t>::max());
+  }
   if (wire.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
     return InvalidArgumentError("record too large");
   }
@@ -229,6 +295,8 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
     v.row = row_;
   }
 
+  if (taps.sides != nullptr) ReadSides(plan, wire, taps.sides);
+
   // Pass 2: columns in table order, written through a pointer into space reserved up front.
   const size_t max_row = plan.fixed_bytes + string_bytes;
   const size_t start = out->size();
@@ -238,6 +306,7 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
     switch (step.source) {
       case Source::kAgentId: p = PutLE<uint32_t>(server.agent_id, p); continue;
       case Source::kTag:
+        if (taps.tag_offsets != nullptr) taps.tag_offsets[step.tag_index] = static_cast<size_t>(p - out->data());
         p = PutLE<uint32_t>(server.tag_ids != nullptr ? server.tag_ids[step.tag_index] : 0, p);
         continue;
       case Source::kDefault:
@@ -305,6 +374,36 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
   }
   out->resize(static_cast<size_t>(p - out->data()));
   return Status::Ok();
+}
+
+void WireRowEncoder::ReadSides(const Plan& plan, std::string_view wire, RecordSide* sides) const {
+  if (!plan.sides_from_values) {
+    std::vector<RecordSide> read;
+    AppendWireSides(plan.side_kind, wire, &read);
+    sides[0] = read[0];
+    sides[1] = read[1];
+    return;
+  }
+  auto u32 = [&](size_t field) -> uint32_t {
+    const int slot = plan.side_slots[field];
+    if (slot < 0) return 0;
+    const Value& v = values_[static_cast<size_t>(slot)];
+    return v.row == row_ ? static_cast<uint32_t>(v.bits) : 0;
+  };
+  auto bytes = [&](size_t field) -> std::string_view {
+    const int slot = plan.side_slots[field];
+    if (slot < 0) return {};
+    const Value& v = values_[static_cast<size_t>(slot)];
+    return v.row == row_ ? std::string_view(v.data, v.size) : std::string_view();
+  };
+  const bool is_ipv4 = u32(kSideIsIpv4) != 0;
+  auto address = [&](uint32_t ip4, std::string_view ip6) {
+    if (is_ipv4 || ip6.size() != 16) return net::IpAddress::V4(ip4);
+    return net::IpAddress::V6(reinterpret_cast<const uint8_t*>(ip6.data()));
+  };
+  const uint32_t time = u32(kSideTime);
+  sides[0] = {address(u32(kSideIp4_0), bytes(kSideIp6_0)), time, u32(kSidePid0)};
+  sides[1] = {address(u32(kSideIp4_1), bytes(kSideIp6_1)), time, u32(kSidePid1)};
 }
 
 }  // namespace sonde::server::storage::clickhouse

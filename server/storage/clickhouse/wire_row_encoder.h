@@ -15,6 +15,7 @@
 #include "common/base/status.h"
 #include "schema/tables.h"
 #include "server/storage/clickhouse/row_binary_encoder.h"
+#include "server/storage/record_sides.h"
 
 namespace sonde::server::storage::clickhouse {
 
@@ -35,6 +36,21 @@ class WireRowEncoder {
   // malformed wire bytes, in which case *out is left unchanged.
   Status AppendRow(const schema::Table& table, const google::protobuf::Descriptor* descriptor,
                    std::string_view wire, const ServerColumns& server, std::string* out, EncodeStats* stats);
+
+  // Optional outputs for a caller that tags rows after encoding them (ClickHouseStorage::Write):
+  // the one pass over the wire bytes also yields what tagging reads.
+  struct RowTaps {
+    // [2]: the record's client and server side, exactly as storage::AppendWireSides reads them
+    // (zero sides when the record is malformed). Descriptors other than the four record types
+    // give zero sides.
+    RecordSide* sides = nullptr;
+    // [tag columns]: offset in *out of each tag column's 4 bytes (written from ServerColumns),
+    // SIZE_MAX when the table has no such column or no row was written.
+    size_t* tag_offsets = nullptr;
+  };
+  Status AppendRow(const schema::Table& table, const google::protobuf::Descriptor* descriptor,
+                   std::string_view wire, const ServerColumns& server, std::string* out, EncodeStats* stats,
+                   const RowTaps& taps);
 
  private:
   enum class Source : uint8_t { kField, kAgentId, kTag, kDefault };
@@ -59,6 +75,12 @@ class WireRowEncoder {
     std::vector<int> slot_of_field;  // by field number; -1 = not a column
     size_t fixed_bytes = 0;          // upper bound of a row without its string bytes
     Status status;
+    // RecordTaps::sides: the slot of each side field (SideField order), -1 when the message has
+    // none; when a field cannot be read like record_sides reads it, sides come from
+    // storage::AppendWireSides on the record instead (side_kind: its RecordBatchWire kind).
+    std::array<int, 8> side_slots{-1, -1, -1, -1, -1, -1, -1, -1};
+    bool sides_from_values = true;
+    size_t side_kind = 4;
   };
   // The value of one field; it belongs to the current row only when row == row_.
   struct Value {
@@ -68,7 +90,14 @@ class WireRowEncoder {
     uint32_t row = 0;
   };
 
+  // Side fields, in Plan::side_slots order.
+  static constexpr size_t kSideTime = 0, kSideIsIpv4 = 1, kSideIp4_0 = 2, kSideIp4_1 = 3, kSideIp6_0 = 4,
+                          kSideIp6_1 = 5, kSidePid0 = 6, kSidePid1 = 7;
+
   const Plan& PlanFor(const schema::Table& table, const google::protobuf::Descriptor* descriptor);
+  static void PlanSides(const google::protobuf::Descriptor* d, Plan* plan);
+  // RowTaps::sides from the values pass 1 read (or from the wire bytes, see Plan).
+  void ReadSides(const Plan& plan, std::string_view wire, RecordSide* sides) const;
 
   std::map<std::pair<const schema::Table*, const google::protobuf::Descriptor*>, Plan> plans_;
   std::vector<std::string> tag_columns_;

@@ -3,10 +3,14 @@
 // field, unknown fields and long strings; malformed wire bytes are rejected without output.
 #include "server/storage/clickhouse/wire_row_encoder.h"
 
+#include <cstring>
+#include <limits>
 #include <random>
+#include <type_traits>
 
 #include <gtest/gtest.h>
 
+#include "server/storage/record_batch_wire.h"
 #include "sonde/agent/v1/records.pb.h"
 
 namespace sonde::server::storage::clickhouse {
@@ -71,6 +75,44 @@ void Randomise(std::mt19937_64& rng, Message* m) {
   }
 }
 
+// RecordBatchWire::records index of a record type.
+template <typename Record>
+size_t KindOf() {
+  if constexpr (std::is_same_v<Record, agent::v1::L7RequestLog>) return kL7RequestLogs;
+  if constexpr (std::is_same_v<Record, agent::v1::L4FlowLog>) return kL4FlowLogs;
+  if constexpr (std::is_same_v<Record, agent::v1::NetworkMetric>) return kNetworkMetrics;
+  return kApplicationMetrics;
+}
+
+bool SameSide(const RecordSide& a, const RecordSide& b) {
+  return a.ip == b.ip && a.time_s == b.time_s && a.pid == b.pid;
+}
+
+// RowTaps: the sides read in the encoding pass are AppendWireSides', and writing the ids at the
+// reported offsets of a row encoded without them gives the row encoded with them.
+void ExpectTapsAgree(WireRowEncoder* tapped, const schema::Table& table, const google::protobuf::Descriptor* d,
+                     size_t kind, const std::string& wire, const ServerColumns& server, size_t tag_count,
+                     const std::string& expected, std::string* out, EncodeStats* stats) {
+  RecordSide sides[2];
+  std::vector<size_t> offsets(tag_count + 1, 7);
+  const size_t before = out->size();
+  ASSERT_TRUE(tapped->AppendRow(table, d, wire, {server.agent_id, nullptr}, out, stats, {sides, offsets.data()}).ok());
+  EXPECT_EQ(offsets[tag_count], 7u) << "wrote past the tag columns";
+  std::vector<RecordSide> want;
+  AppendWireSides(kind, wire, &want);
+  ASSERT_EQ(want.size(), 2u);
+  EXPECT_TRUE(SameSide(sides[0], want[0]) && SameSide(sides[1], want[1]))
+      << table.name << ": sides differ from AppendWireSides";
+  for (size_t t = 0; t < tag_count; ++t) {
+    if (offsets[t] == std::numeric_limits<size_t>::max()) continue;
+    ASSERT_GE(offsets[t], before);
+    ASSERT_LE(offsets[t] + 4, out->size());
+    const uint32_t id = server.tag_ids != nullptr ? server.tag_ids[t] : 0;
+    std::memcpy(out->data() + offsets[t], &id, 4);  // little-endian hosts only, as RowBinary
+  }
+  EXPECT_EQ(*out, expected) << table.name;
+}
+
 template <typename Record>
 void ExpectSameBytes(const schema::Table& table, std::mt19937_64& rng, int rounds) {
   std::vector<std::string> tag_columns;
@@ -82,8 +124,14 @@ void ExpectSameBytes(const schema::Table& table, std::mt19937_64& rng, int round
   slow.SetTagColumns(tag_columns);
   fast.SetTagColumns(tag_columns);
   std::vector<uint32_t> tags(tag_columns.size());
-  std::string slow_out = "prefix", fast_out = "prefix";
-  EncodeStats slow_stats, fast_stats;
+  std::string slow_out = "prefix", fast_out = "prefix", tapped_out = "prefix";
+  EncodeStats slow_stats, fast_stats, tapped_stats;
+  WireRowEncoder tapped;
+  tapped.SetTagColumns(tag_columns);
+  // One column no record has: every side field is read into a slot of its own.
+  const std::vector<schema::Column> narrow_columns = {
+      {"no_such_field", schema::ColumnType::kString, "String", nullptr, false, ""}};
+  const schema::Table narrow{"db", "narrow", narrow_columns, 0, 0, "", "", ""};
   for (int i = 0; i < rounds; ++i) {
     Record a;
     Randomise(rng, &a);
@@ -108,6 +156,13 @@ void ExpectSameBytes(const schema::Table& table, std::mt19937_64& rng, int round
     ASSERT_TRUE(slow.AppendRow(table, parsed, server, &slow_out, &slow_stats).ok());
     ASSERT_TRUE(fast.AppendRow(table, Record::descriptor(), wire, server, &fast_out, &fast_stats).ok());
     ASSERT_EQ(fast_out, slow_out) << table.name << " record " << i << ": " << parsed.ShortDebugString();
+    ExpectTapsAgree(&tapped, table, Record::descriptor(), KindOf<Record>(), wire, server, tag_columns.size(),
+                    slow_out, &tapped_out, &tapped_stats);
+    // A table without the side columns still reads the sides (slots of their own).
+    std::string narrow_out;
+    EncodeStats narrow_stats;
+    ExpectTapsAgree(&tapped, narrow, Record::descriptor(), KindOf<Record>(), wire, server, tag_columns.size(),
+                    std::string(1, '\0'), &narrow_out, &narrow_stats);
   }
   EXPECT_EQ(fast_stats.unknown_enum_values, slow_stats.unknown_enum_values);
   EXPECT_EQ(fast_stats.truncated_values, slow_stats.truncated_values);
@@ -167,6 +222,19 @@ TEST(WireRowEncoderTest, MalformedWireIsRejectedWithoutOutput) {
     Status s = fast.AppendRow(*l7, r.GetDescriptor(), wire, {}, &out, &stats);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
     EXPECT_EQ(out, "keep");
+    // With taps: zero sides (as AppendWireSides gives for a malformed record), no tag offsets.
+    RecordSide sides[2] = {{net::IpAddress::V4(1), 5, 6}, {net::IpAddress::V4(1), 5, 6}};
+    size_t offsets[1] = {0};
+    fast.SetTagColumns({"tag_set_id_0"});
+    s = fast.AppendRow(*l7, r.GetDescriptor(), wire, {}, &out, &stats, {sides, offsets});
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(out, "keep");
+    std::vector<RecordSide> want;
+    AppendWireSides(kL7RequestLogs, wire, &want);
+    EXPECT_TRUE(SameSide(sides[0], want[0]) && SameSide(sides[1], want[1]));
+    EXPECT_TRUE(SameSide(sides[0], ZeroSide()));
+    EXPECT_EQ(offsets[0], std::numeric_limits<size_t>::max());
+    fast.SetTagColumns({});
   }
 }
 
