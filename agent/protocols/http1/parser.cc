@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstring>
 
 #include "agent/protocols/common/record_util.h"
 
@@ -53,10 +54,12 @@ bool MaybeTraceHeader(std::string_view name) {
   }
 }
 
+// `needle` must be lower case and not empty. Only positions whose first byte matches are compared.
 bool IContains(std::string_view hay, std::string_view needle) {
   if (needle.size() > hay.size()) return false;
+  const char first = needle[0];
   for (size_t i = 0; i + needle.size() <= hay.size(); ++i) {
-    if (IEquals(hay.substr(i, needle.size()), needle)) return true;
+    if (AsciiLower(hay[i]) == first && IEquals(hay.substr(i, needle.size()), needle)) return true;
   }
   return false;
 }
@@ -184,37 +187,69 @@ struct Head {
   bool close = false;
 };
 
-// Parses the header lines after the start line. False on malformed input.
+bool IsWs(char c) { return c == ' ' || c == '\t'; }
+
+// Parses the header lines after the start line. False on malformed input. One pass over each
+// line: its end (memchr), the trimmed bounds, then the name up to the colon; the name is
+// compared only against the known names of its length.
 bool ParseHeaders(std::string_view lines, Frame* f, Head* h) {
-  size_t pos = 0;
+  const char* p = lines.data();
+  const char* const end = p + lines.size();
   int count = 0;
-  while (pos < lines.size()) {
-    size_t nl = lines.find('\n', pos);
-    std::string_view line = lines.substr(pos, nl == std::string_view::npos ? lines.size() - pos
-                                                                           : nl - pos);
-    pos = nl == std::string_view::npos ? lines.size() : nl + 1;
-    line = TrimWs(line);
-    if (line.empty()) continue;
+  while (p < end) {
+    const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
+    const char* b = p;
+    const char* e = nl != nullptr ? nl : end;
+    p = nl != nullptr ? nl + 1 : end;
+    // Trimmed like TrimWs: spaces and tabs in front, spaces, tabs and CR behind.
+    while (b < e && IsWs(*b)) ++b;
+    while (e > b && (IsWs(e[-1]) || e[-1] == '\r')) --e;
+    if (b == e) continue;
     if (++count > 256) return false;
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) return false;
-    std::string_view name = line.substr(0, colon);
-    if (name.find(' ') != std::string_view::npos) return false;
-    std::string_view value = TrimWs(line.substr(colon + 1));
+    // The name ends at the first colon; no colon, an empty name or a space in it is malformed.
+    const char* colon = b;
+    while (colon < e && *colon != ':' && *colon != ' ') ++colon;
+    if (colon == e || *colon == ' ' || colon == b) return false;
+    const std::string_view name(b, static_cast<size_t>(colon - b));
+    const char* vb = colon + 1;
+    while (vb < e && IsWs(*vb)) ++vb;
+    const std::string_view value(vb, static_cast<size_t>(e - vb));  // e already trimmed
     // No per-header allocation: names are compared case-insensitively in place.
-    if (IEquals(name, "content-length")) {
-      if (!ParseUint(value, &h->content_length)) return false;
-      h->has_length = true;
-    } else if (IEquals(name, "transfer-encoding")) {
-      h->chunked = IContains(value, "chunked");
-    } else if (IEquals(name, "host")) {
-      f->host.assign(value.substr(0, kMaxFieldBytes));
-    } else if (IEquals(name, "user-agent")) {
-      f->user_agent.assign(value.substr(0, kMaxFieldBytes));
-    } else if (IEquals(name, "connection")) {
-      if (IContains(value, "upgrade")) h->upgrade = true;
-      if (IContains(value, "close")) h->close = true;
-    } else if (MaybeTraceHeader(name)) {
+    switch (name.size()) {
+      case 14:
+        if (IEquals(name, "content-length")) {
+          if (!ParseUint(value, &h->content_length)) return false;
+          h->has_length = true;
+          continue;
+        }
+        break;
+      case 17:
+        if (IEquals(name, "transfer-encoding")) {
+          h->chunked = IContains(value, "chunked");
+          continue;
+        }
+        break;
+      case 4:
+        if (IEquals(name, "host")) {
+          f->host.assign(value.substr(0, kMaxFieldBytes));
+          continue;
+        }
+        break;
+      case 10:
+        if (IEquals(name, "user-agent")) {
+          f->user_agent.assign(value.substr(0, kMaxFieldBytes));
+          continue;
+        }
+        if (IEquals(name, "connection")) {
+          if (IContains(value, "upgrade")) h->upgrade = true;
+          if (IContains(value, "close")) h->close = true;
+          continue;
+        }
+        break;
+      default:
+        break;
+    }
+    if (MaybeTraceHeader(name)) {
       char lower[17];  // MaybeTraceHeader bounds the name to 17 bytes
       for (size_t i = 0; i < name.size(); ++i) lower[i] = AsciiLower(name[i]);
       ApplyTraceHeader(std::string_view(lower, name.size()), value, &f->trace);

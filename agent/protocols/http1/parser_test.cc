@@ -157,6 +157,33 @@ TEST_F(Http1Test, CloseDelimitedResponseAndHttp10) {
   EXPECT_EQ(recs[0].response_code(), 200);
 }
 
+TEST_F(Http1Test, HeaderLineSyntax) {
+  // Names in any case, whitespace around values and blank-looking lines; bare LF line ends.
+  Req("GET /h HTTP/1.1\r\n  hOST:\t a.example \t\r\n \t\r\nUSER-AGENT:ua\r\n"
+      "x-request-id:  rid-7  \r\nTraNsfer-Encoding: gzip, CHUNKED\r\n\r\n"
+      "3\r\nabc\r\n0\r\n\r\n");
+  Resp("HTTP/1.1 200 OK\ncontent-length:   2 \nConnection: Keep-Alive\n\nok");
+  auto recs = Stitch();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].request_domain(), "a.example");
+  EXPECT_EQ(recs[0].user_agent(), "ua");
+  EXPECT_EQ(recs[0].x_request_id(), "rid-7");
+  EXPECT_EQ(recs[0].request_length(), 118 + 13);  // head + chunked body
+  EXPECT_EQ(recs[0].response_length(), 61 + 2);
+  EXPECT_EQ(counters_.invalid_frames->Value(), 0u);
+  // A space inside a name, a line without a colon and an empty name are malformed heads.
+  Req("GET /a HTTP/1.1\r\nBad Name: x\r\n\r\n", 3000);
+  Req("GET /b HTTP/1.1\r\nNoColonHere\r\n\r\n", 3001);
+  Req("GET /c HTTP/1.1\r\n: empty\r\n\r\n", 3002);
+  EXPECT_EQ(counters_.invalid_frames->Value(), 3u);
+  // A tab inside a name is accepted (only a space is refused).
+  Req("GET /d HTTP/1.1\r\nOdd\tName: x\r\n\r\n", 3003);
+  EXPECT_EQ(counters_.invalid_frames->Value(), 3u);
+  recs = Stitch(/*closed=*/true);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].request_resource(), "/d");
+}
+
 TEST(Http1InferTest, Signatures) {
   flow::ConnectionInfo c;
   EXPECT_EQ(Infer(flow::StreamDirection::kRequest, "GET / HTTP/1.1\r\n", c), InferResult::kYes);
