@@ -19,6 +19,7 @@
 #include "common/log/log.h"
 #include "common/wire/frame_codec.h"
 #include "server/ingest/agent_frame_reader.h"
+#include "server/ingest/payload_decoder.h"
 
 namespace sonde::server::ingest {
 
@@ -218,7 +219,8 @@ void IngestServer::Serve(Connection* conn) {
   std::string reject_reason;
   std::string reject_message;
 
-  AgentFrameView frame;  // reused: its buffers keep their capacity across frames
+  AgentFrameView frame;    // reused: its buffers keep their capacity across frames
+  PayloadDecoder decoder;  // reused: its zstd context and buffer too
   auto reply = [&](const control::v1::ServerFrame& f) {
     return wire::WriteFrame(fd, f.SerializeAsString(), false, options_.io_timeout_ms);
   };
@@ -266,7 +268,7 @@ void IngestServer::Serve(Connection* conn) {
         break;
       }
     }
-    auto payload = wire::DecodePayload(*h, body);
+    auto payload = decoder.Decode(*h, body);
     if (!payload.ok()) {
       reject_reason = "bad_payload";
       reject_message = payload.status().message();
