@@ -1,15 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Socket I/O tracing: syscall tracepoints save arguments on entry (per task, in task-local
- * storage) and, on exit, emit one ring buffer record with the 5-tuple, role, TCP sequence and the
- * first bytes of payload. OpenSSL uprobes add plaintext.
+/* Socket I/O tracing: one program on the raw syscall-exit tracepoint (tp_btf/sys_exit) handles
+ * every traced syscall. It reads the syscall's number and arguments from the registers the kernel
+ * saved on entry (pt_regs: unchanged by the syscall itself) and, once the syscall has filled the
+ * buffer, emits one ring buffer record with the 5-tuple, role, TCP sequence and the first bytes of
+ * payload. OpenSSL uprobes add plaintext.
  *
- * Cost matters (every read/write of every process runs this): kernel structures are read with
- * BTF-typed direct loads (bpf_get_current_task_btf + bpf_rdonly_cast, one helper call for the fd
- * table slot) rather than one bpf_probe_read per field; non-socket fds are dropped on entry before
- * any map is touched; the socket's addresses and the process name are resolved once per
- * connection and cached in `conns`; the ignore and TLS checks cost nothing until used; the ring
- * buffer wakes user space only once a batch is waiting (user space also polls on a timer).
- * Needs kernel >= 6.2 (bpf_rdonly_cast, task storage in tracepoint programs). */
+ * Cost matters (every read/write of every process runs this). Empty programs on a traced
+ * syscall's syscalls/sys_enter_<name> and sys_exit_<name> cost it ~250-300 ns more than one empty
+ * program on the raw sys_exit tracepoint (the kernel fills a perf trace buffer before each of
+ * them; bench/ebpf prints both floors), and saving arguments on entry needs a per-task map write
+ * and read that reading them back from pt_regs at exit does not. The price: every syscall, traced
+ * or not, enters this program (one switch on the syscall number, ~+40 ns over the per-syscall
+ * design for untraced syscalls), and the fd is resolved at exit, so a socket that another thread
+ * closes and replaces during the syscall is missed or misattributed.
+ * Kernel structures are read with BTF-typed direct loads (bpf_get_current_task_btf +
+ * bpf_rdonly_cast, one helper call for the fd table slot) rather than one bpf_probe_read per
+ * field; non-socket fds are dropped before any map is touched; the socket's addresses and the
+ * process name are resolved once per connection and cached in `conns`; the ignore and TLS checks
+ * cost nothing until used; the ring buffer wakes user space only once a batch is waiting (user
+ * space also polls on a timer).
+ * Needs kernel >= 6.2 (bpf_rdonly_cast, task storage in tracing programs). */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
@@ -35,6 +45,61 @@ char LICENSE[] SEC("license") = "GPL";
 #define SCRATCH_PAYLOAD (3 * SONDE_MAX_PAYLOAD)
 #define PAYLOAD_MASK (SONDE_MAX_PAYLOAD - 1)
 
+/* Syscall numbers (asm/unistd_64.h; arch/arm64 uses the generic table) and where the saved
+ * registers keep the arguments. x86-64 32-bit (ia32) syscalls use another table: skipped, as the
+ * syscalls/ tracepoints skip them. */
+#if defined(__TARGET_ARCH_x86)
+#define NR_read 0
+#define NR_write 1
+#define NR_close 3
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendfile 40
+#define NR_connect 42
+#define NR_accept 43
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define NR_shutdown 48
+#define NR_accept4 288
+#define NR_recvmmsg 299
+#define NR_sendmmsg 307
+#define SYSCALL_NR(r) ((long)(r)->orig_ax)
+#define SYSCALL_ARG0(r) ((r)->di)
+#define SYSCALL_ARG1(r) ((r)->si)
+#define SYSCALL_ARG2(r) ((r)->dx)
+#define SYSCALL_ARG4(r) ((r)->r8)
+#define TS_COMPAT 0x0002
+#define IS_COMPAT_SYSCALL(task) ((task)->thread_info.status & TS_COMPAT)
+#elif defined(__TARGET_ARCH_arm64)
+#define NR_read 63
+#define NR_write 64
+#define NR_close 57
+#define NR_readv 65
+#define NR_writev 66
+#define NR_sendfile 71
+#define NR_connect 203
+#define NR_accept 202
+#define NR_sendto 206
+#define NR_recvfrom 207
+#define NR_sendmsg 211
+#define NR_recvmsg 212
+#define NR_shutdown 210
+#define NR_accept4 242
+#define NR_recvmmsg 243
+#define NR_sendmmsg 269
+#define SYSCALL_NR(r) ((long)(r)->syscallno)
+#define SYSCALL_ARG0(r) ((r)->orig_x0) /* x0 holds the return value by now */
+#define SYSCALL_ARG1(r) ((r)->regs[1])
+#define SYSCALL_ARG2(r) ((r)->regs[2])
+#define SYSCALL_ARG4(r) ((r)->regs[4])
+#define _TIF_32BIT (1 << 22)
+#define IS_COMPAT_SYSCALL(task) ((task)->thread_info.flags & _TIF_32BIT)
+#else
+#error "socket_trace.bpf.c: syscall table for this architecture missing"
+#endif
+
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
 const volatile __u32 self_pid = 0;
@@ -46,28 +111,7 @@ const volatile __u64 wakeup_bytes = 256 * 1024;
 /* Set by user space (mmap'ed .bss) when it first ignores a connection / attaches TLS uprobes:
  * until then the corresponding lookups are skipped. */
 volatile __u32 have_ignored = 0;
-
-enum io_kind {
-	IO_PLAIN = 0,
-	IO_IOV = 1,
-	IO_MSG = 2,
-	IO_MMSG = 3,
-	IO_CONNECT = 4,
-	IO_ACCEPT = 5,
-	IO_SENDFILE = 6,
-};
-
-struct io_args {
-	__u64 sk;   /* struct sock * resolved on entry (the syscall holds the file, so it stays valid) */
-	__u64 ptr;  /* buffer, iovec array, msghdr or mmsghdr array */
-	__u64 cnt;  /* iovec count or mmsg vlen */
-	__u64 name; /* sendto/recvfrom: struct sockaddr * of the peer (unconnected UDP) */
-	__s32 fd;
-	__u8 kind;
-	__u8 dir;
-	__u8 valid;
-	__u8 pad;
-};
+volatile __u32 have_tls = 0;
 
 struct ssl_args {
 	__u64 ssl;
@@ -79,9 +123,8 @@ struct ssl_args {
 	__u8 pad[2];
 };
 
-/* Per-thread state between a syscall's entry and exit (and an SSL call's entry and return). */
+/* Per-thread state between an SSL call's entry and return. */
 struct task_ctx {
-	struct io_args io;
 	struct ssl_args ssl;
 };
 
@@ -173,11 +216,6 @@ static __always_inline void count_n(__u32 idx, __u64 n)
 static __always_inline void count(__u32 idx)
 {
 	count_n(idx, 1);
-}
-
-static __always_inline struct sock *as_sock(__u64 p)
-{
-	return bpf_rdonly_cast((void *)p, bpf_core_type_id_kernel(struct sock));
 }
 
 /* fd -> struct sock for inet TCP/UDP sockets of `task`; NULL otherwise. */
@@ -378,18 +416,14 @@ static __always_inline __u32 copy_iov(struct scratch_buf *s, const struct iovec 
 	return off;
 }
 
-/* Emits one data event: filters, copies payload via `args`. `peer`: user sockaddr of the peer
- * of this datagram (unconnected UDP), or 0. */
-static __always_inline void emit_data(__u64 id, struct io_args *args, struct task_ctx *tc, __u64 total,
-				      __u64 ptr, __u64 cnt, bool iov, bool mmsg, __u8 source, __u64 peer)
+/* Emits one data event on socket `sk` (fd `fd`, direction `dir`): filters, copies payload from
+ * `ptr` (a buffer, or an iovec array of `cnt` entries when `iov`). `peer`: user sockaddr of the
+ * peer of this datagram (unconnected UDP), or 0. `tc`: the thread's SSL-call state, if any. */
+static __always_inline void emit_data(__u64 id, struct sock *sk, __s32 fd, __u8 dir, struct task_ctx *tc,
+				      __u64 total, __u64 ptr, __u64 cnt, bool iov, bool mmsg, __u8 source,
+				      __u64 peer)
 {
-	__s32 fd = args->fd;
 	__u64 key = sonde_conn_key(id >> 32, fd);
-	struct sock *sk = as_sock(args->sk);
-	if (!args->sk) {
-		count(SONDE_STAT_NOT_SOCKET);
-		return;
-	}
 	struct conn_info *ci = touch_conn(key, sk, SONDE_ROLE_UNKNOWN, false);
 	if (!ci)
 		return;
@@ -416,18 +450,18 @@ static __always_inline void emit_data(__u64 id, struct io_args *args, struct tas
 	if (s->ev.hdr.addr.protocol == IPPROTO_UDP && peer && read_peer(peer, &s->ev.hdr.addr))
 		count(SONDE_STAT_PEER_FROM_MSG);
 	s->ev.total_bytes = total > 0xffffffffULL ? 0xffffffffU : (__u32)total;
-	s->ev.direction = args->dir;
+	s->ev.direction = dir;
 	s->ev.source = source;
 	s->ev.has_seq = 0;
 	s->ev.tcp_seq = 0;
 	s->ev.pad = 0;
 	if (source != SONDE_SRC_TLS && !mmsg && s->ev.hdr.addr.protocol == IPPROTO_TCP) {
 		struct tcp_sock *tp = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
-		__u32 end = args->dir == SONDE_DIR_INGRESS ? tp->copied_seq : tp->write_seq;
+		__u32 end = dir == SONDE_DIR_INGRESS ? tp->copied_seq : tp->write_seq;
 		/* A read that reached the peer's FIN advanced copied_seq past it (the FIN takes one
 		 * sequence number but is no byte). Consumed iff a FIN was received (the state left
 		 * ESTABLISHED/FIN_WAIT*, which SHUT_RD alone does not do) and copied_seq == rcv_nxt. */
-		if (args->dir == SONDE_DIR_INGRESS && (sk->sk_shutdown & SONDE_RCV_SHUTDOWN) &&
+		if (dir == SONDE_DIR_INGRESS && (sk->sk_shutdown & SONDE_RCV_SHUTDOWN) &&
 		    end == tp->rcv_nxt) {
 			__u8 state = sk->__sk_common.skc_state;
 			if (state != SONDE_TCP_ESTABLISHED && state != SONDE_TCP_FIN_WAIT1 &&
@@ -457,87 +491,142 @@ static __always_inline void emit_data(__u64 id, struct io_args *args, struct tas
 	count(source == SONDE_SRC_TLS ? SONDE_STAT_TLS_EVENTS : SONDE_STAT_EVENTS);
 }
 
-static __always_inline int enter_io(__s32 fd, __u64 ptr, __u64 cnt, __u64 name, __u8 kind, __u8 dir)
+/* connect() / accept(): a new connection entry with its role, and a control record. */
+static __always_inline void on_connection(__u64 id, struct task_struct *task, __s32 fd, __u8 role)
 {
+	struct sock *sk = fd_to_sock(task, fd);
+	if (!sk)
+		return;
+	__u64 key = sonde_conn_key(id >> 32, fd);
+	struct conn_info *ci = touch_conn(key, sk, role, true);
+	if (!ci)
+		return;
+	if (have_ignored)
+		bpf_map_delete_elem(&ignored_conns, &key);
+	emit_control(id, fd, ci, role == SONDE_ROLE_SERVER ? SONDE_CTL_ACCEPT : SONDE_CTL_CONNECT, 0);
+}
+
+/* close(): report sockets we know about, then forget them (whatever close returned: the fd is
+ * released even when it reports an error). */
+static __always_inline void on_close(__u64 id, __s32 fd)
+{
+	__u64 key = sonde_conn_key(id >> 32, fd);
+	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
+	if (!ci)
+		return;
+	if (!is_ignored(key, ci->generation))
+		emit_control(id, fd, ci, SONDE_CTL_CLOSE, 0);
+	bpf_map_delete_elem(&conns, &key);
+	if (have_ignored)
+		bpf_map_delete_elem(&ignored_conns, &key);
+}
+
+/* shutdown(): the end of one or both directions (user space flushes what is waiting). */
+static __always_inline void on_shutdown(__u64 id, __s32 fd, __u32 how)
+{
+	__u64 key = sonde_conn_key(id >> 32, fd);
+	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
+	if (!ci || is_ignored(key, ci->generation))
+		return;
+	emit_control(id, fd, ci, SONDE_CTL_SHUTDOWN, how);
+}
+
+/* Every syscall's exit. The arguments come from the registers saved on entry; the data is in
+ * the buffer now. */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(syscall_exit, struct pt_regs *regs, long ret)
+{
+	long nr = SYSCALL_NR(regs);
+	__u8 dir;
+	switch (nr) {
+	case NR_read:
+	case NR_readv:
+	case NR_recvfrom:
+	case NR_recvmsg:
+	case NR_recvmmsg:
+		dir = SONDE_DIR_INGRESS;
+		break;
+	case NR_write:
+	case NR_writev:
+	case NR_sendto:
+	case NR_sendmsg:
+	case NR_sendmmsg:
+	case NR_sendfile:
+		dir = SONDE_DIR_EGRESS;
+		break;
+	case NR_connect:
+	case NR_accept:
+	case NR_accept4:
+	case NR_close:
+	case NR_shutdown:
+		dir = SONDE_DIR_INGRESS; /* unused */
+		break;
+	default:
+		return 0;
+	}
 	__u64 id = bpf_get_current_pid_tgid();
 	if ((id >> 32) == self_pid)
 		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 sk = 0;
-	if (kind != IO_CONNECT && kind != IO_ACCEPT) {
-		/* Most reads and writes are on files and pipes: drop them before touching a map. */
-		sk = (__u64)fd_to_sock(task, fd);
-		if (!sk) {
-			count(SONDE_STAT_NOT_SOCKET);
-			return 0;
-		}
-	}
-	struct task_ctx *tc = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!tc) {
-		count(SONDE_STAT_ARGS_MAP_FULL);
+	if (IS_COMPAT_SYSCALL(task))
 		return 0;
-	}
-	tc->io.sk = sk;
-	tc->io.ptr = ptr;
-	tc->io.cnt = cnt;
-	tc->io.name = name;
-	tc->io.fd = fd;
-	tc->io.kind = kind;
-	tc->io.dir = dir;
-	tc->io.valid = 1;
-	return 0;
-}
-
-static __always_inline int exit_io(long ret)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct task_ctx *tc = bpf_task_storage_get(&tasks, task, 0, 0);
-	if (!tc || !tc->io.valid)
+	__s32 fd = (__s32)SYSCALL_ARG0(regs);
+	switch (nr) {
+	case NR_connect:
+		if (ret == 0 || ret == -EINPROGRESS)
+			on_connection(id, task, fd, SONDE_ROLE_CLIENT);
 		return 0;
-	struct io_args args = tc->io;
-	tc->io.valid = 0;
-	__u64 id = bpf_get_current_pid_tgid();
-
-	if (args.kind == IO_CONNECT || args.kind == IO_ACCEPT) {
-		__s32 fd = args.kind == IO_ACCEPT ? (__s32)ret : args.fd;
-		if (args.kind == IO_ACCEPT ? ret < 0 : (ret != 0 && ret != -EINPROGRESS))
-			return 0;
-		struct sock *sk = fd_to_sock(task, fd);
-		if (!sk)
-			return 0;
-		__u8 role = args.kind == IO_ACCEPT ? SONDE_ROLE_SERVER : SONDE_ROLE_CLIENT;
-		__u64 key = sonde_conn_key(id >> 32, fd);
-		struct conn_info *ci = touch_conn(key, sk, role, true);
-		if (!ci)
-			return 0;
-		if (have_ignored)
-			bpf_map_delete_elem(&ignored_conns, &key);
-		emit_control(id, fd, ci, args.kind == IO_ACCEPT ? SONDE_CTL_ACCEPT : SONDE_CTL_CONNECT, 0);
+	case NR_accept:
+	case NR_accept4:
+		if (ret >= 0)
+			on_connection(id, task, (__s32)ret, SONDE_ROLE_SERVER);
+		return 0;
+	case NR_close:
+		on_close(id, fd);
+		return 0;
+	case NR_shutdown:
+		on_shutdown(id, fd, (__u32)SYSCALL_ARG1(regs));
 		return 0;
 	}
 	if (ret <= 0)
 		return 0;
-
-	switch (args.kind) {
-	case IO_PLAIN:
-		emit_data(id, &args, tc, ret, args.ptr, 0, false, false, SONDE_SRC_SYSCALL, args.name);
+	/* Most reads and writes are on files and pipes: drop them before touching a map. */
+	struct sock *sk = fd_to_sock(task, fd);
+	if (!sk) {
+		count(SONDE_STAT_NOT_SOCKET);
+		return 0;
+	}
+	/* Inside SSL_read/SSL_write the uprobe wants to learn the fd (see emit_data). */
+	struct task_ctx *tc = have_tls ? bpf_task_storage_get(&tasks, task, 0, 0) : NULL;
+	__u64 ptr = SYSCALL_ARG1(regs);
+	switch (nr) {
+	case NR_read:
+	case NR_write:
+		emit_data(id, sk, fd, dir, tc, ret, ptr, 0, false, false, SONDE_SRC_SYSCALL, 0);
 		break;
-	case IO_SENDFILE:
-		emit_data(id, &args, tc, ret, 0, 0, false, false, SONDE_SRC_SENDFILE, 0);
+	case NR_recvfrom:
+	case NR_sendto:
+		emit_data(id, sk, fd, dir, tc, ret, ptr, 0, false, false, SONDE_SRC_SYSCALL, SYSCALL_ARG4(regs));
 		break;
-	case IO_IOV:
-		emit_data(id, &args, tc, ret, args.ptr, args.cnt, true, false, SONDE_SRC_SYSCALL, 0);
+	case NR_sendfile:
+		emit_data(id, sk, fd, dir, tc, ret, 0, 0, false, false, SONDE_SRC_SENDFILE, 0);
 		break;
-	case IO_MSG: {
+	case NR_readv:
+	case NR_writev:
+		emit_data(id, sk, fd, dir, tc, ret, ptr, SYSCALL_ARG2(regs), true, false, SONDE_SRC_SYSCALL, 0);
+		break;
+	case NR_recvmsg:
+	case NR_sendmsg: {
 		struct user_msghdr m;
-		if (bpf_probe_read_user(&m, sizeof(m), (void *)args.ptr))
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)ptr))
 			break;
-		emit_data(id, &args, tc, ret, (__u64)m.msg_iov, m.msg_iovlen, true, false, SONDE_SRC_SYSCALL,
+		emit_data(id, sk, fd, dir, tc, ret, (__u64)m.msg_iov, m.msg_iovlen, true, false, SONDE_SRC_SYSCALL,
 			  (__u64)m.msg_name);
 		break;
 	}
-	case IO_MMSG: {
-		struct mmsghdr *vec = (struct mmsghdr *)args.ptr;
+	case NR_recvmmsg:
+	case NR_sendmmsg: {
+		struct mmsghdr *vec = (struct mmsghdr *)ptr;
 		for (int i = 0; i < SONDE_MAX_MMSG; i++) {
 			struct mmsghdr mh;
 			if (i >= ret)
@@ -546,74 +635,12 @@ static __always_inline int exit_io(long ret)
 				break;
 			if (mh.msg_len == 0)
 				continue;
-			emit_data(id, &args, tc, mh.msg_len, (__u64)mh.msg_hdr.msg_iov, mh.msg_hdr.msg_iovlen,
+			emit_data(id, sk, fd, dir, tc, mh.msg_len, (__u64)mh.msg_hdr.msg_iov, mh.msg_hdr.msg_iovlen,
 				  true, true, SONDE_SRC_SYSCALL, (__u64)mh.msg_hdr.msg_name);
 		}
 		break;
 	}
 	}
-	return 0;
-}
-
-#define ENTER(name) SEC("tracepoint/syscalls/sys_enter_" #name) int enter_##name(struct trace_event_raw_sys_enter *ctx)
-
-/* One exit program for every traced syscall (the skeleton attaches it to sys_exit_read; user
- * space attaches the same program to the other sys_exit_* tracepoints): the verifier checks it
- * once instead of once per syscall. */
-SEC("tracepoint/syscalls/sys_exit_read")
-int exit_syscall(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_io(ctx->ret);
-}
-
-ENTER(read) { return enter_io(ctx->args[0], ctx->args[1], 0, 0, IO_PLAIN, SONDE_DIR_INGRESS); }
-ENTER(write) { return enter_io(ctx->args[0], ctx->args[1], 0, 0, IO_PLAIN, SONDE_DIR_EGRESS); }
-ENTER(recvfrom) { return enter_io(ctx->args[0], ctx->args[1], 0, ctx->args[4], IO_PLAIN, SONDE_DIR_INGRESS); }
-ENTER(sendto) { return enter_io(ctx->args[0], ctx->args[1], 0, ctx->args[4], IO_PLAIN, SONDE_DIR_EGRESS); }
-ENTER(readv) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], 0, IO_IOV, SONDE_DIR_INGRESS); }
-ENTER(writev) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], 0, IO_IOV, SONDE_DIR_EGRESS); }
-ENTER(recvmsg) { return enter_io(ctx->args[0], ctx->args[1], 0, 0, IO_MSG, SONDE_DIR_INGRESS); }
-ENTER(sendmsg) { return enter_io(ctx->args[0], ctx->args[1], 0, 0, IO_MSG, SONDE_DIR_EGRESS); }
-ENTER(recvmmsg) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], 0, IO_MMSG, SONDE_DIR_INGRESS); }
-ENTER(sendmmsg) { return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], 0, IO_MMSG, SONDE_DIR_EGRESS); }
-ENTER(sendfile64) { return enter_io(ctx->args[0], 0, 0, 0, IO_SENDFILE, SONDE_DIR_EGRESS); }
-ENTER(connect) { return enter_io(ctx->args[0], 0, 0, 0, IO_CONNECT, SONDE_DIR_EGRESS); }
-ENTER(accept) { return enter_io(ctx->args[0], 0, 0, 0, IO_ACCEPT, SONDE_DIR_INGRESS); }
-ENTER(accept4) { return enter_io(ctx->args[0], 0, 0, 0, IO_ACCEPT, SONDE_DIR_INGRESS); }
-
-/* close: report sockets we know about, then forget them. */
-SEC("tracepoint/syscalls/sys_enter_close")
-int enter_close(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	if ((id >> 32) == self_pid)
-		return 0;
-	__s32 fd = ctx->args[0];
-	__u64 key = sonde_conn_key(id >> 32, fd);
-	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
-	if (!ci)
-		return 0;
-	if (!is_ignored(key, ci->generation))
-		emit_control(id, fd, ci, SONDE_CTL_CLOSE, 0);
-	bpf_map_delete_elem(&conns, &key);
-	if (have_ignored)
-		bpf_map_delete_elem(&ignored_conns, &key);
-	return 0;
-}
-
-/* shutdown: the end of one or both directions (user space flushes what is waiting). */
-SEC("tracepoint/syscalls/sys_enter_shutdown")
-int enter_shutdown(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	if ((id >> 32) == self_pid)
-		return 0;
-	__s32 fd = ctx->args[0];
-	__u64 key = sonde_conn_key(id >> 32, fd);
-	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
-	if (!ci || is_ignored(key, ci->generation))
-		return 0;
-	emit_control(id, fd, ci, SONDE_CTL_SHUTDOWN, (__u32)ctx->args[1]);
 	return 0;
 }
 
@@ -700,12 +727,11 @@ static __always_inline int ssl_exit(struct pt_regs *ctx, bool ex)
 	struct sock *sk = fd_to_sock(task, a.fd);
 	if (!sk)
 		return 0;
-	struct io_args io = {.sk = (__u64)sk, .ptr = a.buf, .fd = a.fd, .kind = IO_PLAIN, .dir = a.dir};
 	__u64 key = sonde_conn_key(id >> 32, a.fd);
 	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
 	if (ci)
 		ci->tls = 1;
-	emit_data(id, &io, NULL, bytes, a.buf, 0, false, false, SONDE_SRC_TLS, 0);
+	emit_data(id, sk, a.fd, a.dir, NULL, bytes, a.buf, 0, false, false, SONDE_SRC_TLS, 0);
 	return 0;
 }
 

@@ -1,8 +1,10 @@
 // eBPF overhead benchmark, side by side without and with the eBPF source + socket tracker +
 // L7 analyzer running in this process: (1) ns added per traced syscall (tight write/read loops
-// in a child on TCP/UDP loopback, and on a unix socket and a pipe that the kernel filters out),
-// (2) wrk against a local nginx: throughput ratio, added mean latency, agent CPU per 1000
-// requests. Needs root, nginx and wrk.
+// in a child on TCP/UDP loopback, and on a unix socket and a pipe that the kernel filters out,
+// and what an untraced syscall pays), (2) wrk against a local nginx: throughput ratio, added
+// mean latency, agent CPU per 1000 requests. Beside the agent, the same measurements with empty
+// programs on the hooks (floor.bpf.c): the share of the cost no tracer on these hooks can avoid.
+// Needs root, nginx and wrk.
 //   ebpf_overhead [seconds=5] [connections=16] [rounds=3]
 #include <fcntl.h>
 #include <signal.h>
@@ -29,6 +31,12 @@
 #include "agent/capture/ebpf/socket_tracker.h"
 #include "agent/protocols/common/l7_analyzer.h"
 #include "bench/ebpf/syscall_cost.h"
+
+#ifdef SONDE_HAVE_FLOOR_SKELETON
+#include <bpf/libbpf.h>
+
+#include "floor.skel.h"
+#endif
 
 extern char** environ;
 
@@ -124,9 +132,53 @@ std::unique_ptr<Traced> StartAgent() {
   return t;
 }
 
+// Empty programs on one kind of hook; detached when destroyed.
+enum class Floor { kRawExit, kTracepoints };
+
+struct FloorLinks {
+#ifdef SONDE_HAVE_FLOOR_SKELETON
+  floor_bpf* skel = nullptr;
+  std::vector<bpf_link*> links;
+  ~FloorLinks() {
+    for (bpf_link* l : links) bpf_link__destroy(l);
+    if (skel) floor_bpf__destroy(skel);
+  }
+#endif
+};
+
+std::unique_ptr<FloorLinks> StartFloor(Floor floor) {
+#ifdef SONDE_HAVE_FLOOR_SKELETON
+  auto f = std::make_unique<FloorLinks>();
+  f->skel = floor_bpf__open_and_load();
+  if (!f->skel) return nullptr;
+  if (floor == Floor::kRawExit) {
+    bpf_link* l = bpf_program__attach(f->skel->progs.floor_exit);
+    if (!l) return nullptr;
+    f->links.push_back(l);
+    return f;
+  }
+  for (const char* name : {"read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg",
+                           "recvmmsg", "sendmmsg", "sendfile64", "connect", "accept", "accept4", "close",
+                           "shutdown"}) {
+    for (bool enter : {true, false}) {
+      const std::string tp = std::string(enter ? "sys_enter_" : "sys_exit_") + name;
+      bpf_link* l = bpf_program__attach_tracepoint(enter ? f->skel->progs.floor_tp_enter : f->skel->progs.floor_tp_exit,
+                                                   "syscalls", tp.c_str());
+      if (!l) return nullptr;
+      f->links.push_back(l);
+    }
+  }
+  return f;
+#else
+  (void)floor;
+  return nullptr;
+#endif
+}
+
 constexpr sonde::bench::SyscallTarget kTargets[] = {
     sonde::bench::SyscallTarget::kTcpLoopback, sonde::bench::SyscallTarget::kUdpLoopback,
-    sonde::bench::SyscallTarget::kUnixSocket, sonde::bench::SyscallTarget::kPipe};
+    sonde::bench::SyscallTarget::kUnixSocket, sonde::bench::SyscallTarget::kPipe,
+    sonde::bench::SyscallTarget::kGetppid};
 constexpr size_t kNumTargets = sizeof(kTargets) / sizeof(kTargets[0]);
 
 // Best (lowest) of `rounds` runs per target: the loop is deterministic, noise only adds.
@@ -142,24 +194,69 @@ void MeasureSyscalls(int rounds, double out[kNumTargets]) {
 
 }  // namespace
 
+// What runs beside the workload in one measurement.
+enum class Variant { kBaseline, kFloorRawExit, kFloorTracepoints, kAgent };
+constexpr Variant kVariants[] = {Variant::kBaseline, Variant::kFloorRawExit, Variant::kFloorTracepoints,
+                                 Variant::kAgent};
+constexpr size_t kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
+
+const char* VariantName(Variant v) {
+  switch (v) {
+    case Variant::kBaseline: return "baseline (no eBPF)";
+    case Variant::kFloorRawExit: return "floor: empty raw sys_exit";
+    case Variant::kFloorTracepoints: return "floor: empty syscalls/*";
+    case Variant::kAgent: return "sonde eBPF pipeline";
+  }
+  return "?";
+}
+
+// Starts what `v` runs; false when it cannot (the floor skeleton is optional).
+struct Running {
+  std::unique_ptr<Traced> agent;
+  std::unique_ptr<FloorLinks> floor;
+};
+bool Start(Variant v, Running& r) {
+  switch (v) {
+    case Variant::kBaseline: return true;
+    case Variant::kFloorRawExit: r.floor = StartFloor(Floor::kRawExit); return r.floor != nullptr;
+    case Variant::kFloorTracepoints: r.floor = StartFloor(Floor::kTracepoints); return r.floor != nullptr;
+    case Variant::kAgent: r.agent = StartAgent(); return r.agent != nullptr;
+  }
+  return false;
+}
+
 int main(int argc, char** argv) {
   const int seconds = argc > 1 ? std::atoi(argv[1]) : 5;
   const int connections = argc > 2 ? std::atoi(argv[2]) : 16;
   const int rounds = argc > 3 ? std::max(1, std::atoi(argv[3])) : 3;
 
-  // (1) Per-syscall cost, alternating untraced and traced rounds.
-  double base_ns[kNumTargets], traced_ns[kNumTargets];
-  MeasureSyscalls(rounds, base_ns);
-  {
-    auto agent = StartAgent();
-    if (!agent) return 1;
-    MeasureSyscalls(rounds, traced_ns);
+  // (1) Per-syscall cost, each variant in turn.
+  double ns[kNumVariants][kNumTargets];
+  bool have[kNumVariants] = {};
+  for (size_t v = 0; v < kNumVariants; ++v) {
+    Running running;
+    have[v] = Start(kVariants[v], running);
+    if (!have[v]) {
+      if (kVariants[v] == Variant::kAgent) return 1;
+      std::fprintf(stderr, "%s: not available, skipped\n", VariantName(kVariants[v]));
+      continue;
+    }
+    MeasureSyscalls(rounds, ns[v]);
   }
-  std::printf("ebpf overhead: per-syscall cost (64-byte write+read loops, best of %d x 200000 pairs)\n", rounds);
+  std::printf("ebpf overhead: per-syscall cost (64-byte write+read loops, best of %d x 200000 pairs), "
+              "ns added per syscall over the baseline\n  %-16s %9s", rounds, "target", "baseline");
+  for (size_t v = 1; v < kNumVariants; ++v) std::printf(" %26s", VariantName(kVariants[v]));
+  std::printf("\n");
   for (size_t i = 0; i < kNumTargets; ++i) {
-    std::printf("  %-16s untraced %7.1f ns  traced %7.1f ns  added %7.1f ns per syscall\n",
-                std::string(sonde::bench::TargetName(kTargets[i])).c_str(), base_ns[i], traced_ns[i],
-                traced_ns[i] - base_ns[i]);
+    std::printf("  %-16s %6.1f ns", std::string(sonde::bench::TargetName(kTargets[i])).c_str(), ns[0][i]);
+    for (size_t v = 1; v < kNumVariants; ++v) {
+      if (have[v]) {
+        std::printf(" %23.1f ns", ns[v][i] - ns[0][i]);
+      } else {
+        std::printf(" %26s", "-");
+      }
+    }
+    std::printf("\n");
   }
   std::fflush(stdout);
   if (seconds <= 0) return 0;
@@ -184,42 +281,49 @@ int main(int argc, char** argv) {
   }
 
   RunWrk(1, connections);  // warm-up
-  WrkResult base_sum, traced_sum;
+  WrkResult sum[kNumVariants];
   double cpu = 0;
   uint64_t drops = 0;
   for (int r = 0; r < rounds; ++r) {
-    const WrkResult b = RunWrk(seconds, connections);
-    auto agent = StartAgent();
-    if (!agent) break;
-    const double cpu0 = CpuSeconds();
-    const WrkResult t = RunWrk(seconds, connections);
-    cpu += CpuSeconds() - cpu0;
-    agent->stop = true;
-    agent->thread.join();
-    const auto counters = agent->source->KernelCounters();
-    drops += counters.size() > 1 ? counters[1] : 0;
-    std::printf("  round %d: baseline %9.0f req/s, with eBPF %9.0f req/s (%.3f)\n", r + 1, b.rps, t.rps,
-                b.rps > 0 ? t.rps / b.rps : 0);
-    base_sum.requests += b.requests;
-    base_sum.seconds += b.seconds;
-    base_sum.latency_us += b.latency_us / rounds;
-    traced_sum.requests += t.requests;
-    traced_sum.seconds += t.seconds;
-    traced_sum.latency_us += t.latency_us / rounds;
+    std::printf("  round %d:", r + 1);
+    for (size_t v = 0; v < kNumVariants; ++v) {
+      if (!have[v]) continue;
+      Running running;
+      if (!Start(kVariants[v], running)) continue;
+      const double cpu0 = CpuSeconds();
+      const WrkResult w = RunWrk(seconds, connections);
+      if (running.agent) {
+        cpu += CpuSeconds() - cpu0;
+        running.agent->stop = true;
+        running.agent->thread.join();
+        const auto counters = running.agent->source->KernelCounters();
+        drops += counters.size() > 1 ? counters[1] : 0;
+      }
+      std::printf("  %s %.0f req/s", VariantName(kVariants[v]), w.rps);
+      sum[v].requests += w.requests;
+      sum[v].seconds += w.seconds;
+      sum[v].latency_us += w.latency_us / rounds;
+    }
+    std::printf("\n");
+    std::fflush(stdout);
   }
-  const double base_rps = base_sum.seconds > 0 ? base_sum.requests / base_sum.seconds : 0;
-  const double traced_rps = traced_sum.seconds > 0 ? traced_sum.requests / traced_sum.seconds : 0;
-
-  std::printf("ebpf overhead: wrk -t1 -c%d, %d x %ds per side against nginx (612-byte page)\n", connections,
+  auto rps = [&](size_t v) { return sum[v].seconds > 0 ? sum[v].requests / sum[v].seconds : 0; };
+  const double base_rps = rps(0);
+  std::printf("ebpf overhead: wrk -t1 -c%d, %d x %ds per variant against nginx (612-byte page)\n", connections,
               rounds, seconds);
-  std::printf("  baseline : %10.0f req/s  mean latency %8.1f us\n", base_rps, base_sum.latency_us);
-  std::printf("  with eBPF: %10.0f req/s  mean latency %8.1f us\n", traced_rps, traced_sum.latency_us);
-  std::printf("  throughput ratio (traced/baseline): %.3f\n", base_rps > 0 ? traced_rps / base_rps : 0);
-  std::printf("  added mean latency: %.1f us per request\n", traced_sum.latency_us - base_sum.latency_us);
+  for (size_t v = 0; v < kNumVariants; ++v) {
+    if (!have[v]) continue;
+    std::printf("  %-27s %10.0f req/s  ratio %.3f  mean latency %8.1f us (%+.1f us)\n", VariantName(kVariants[v]),
+                rps(v), base_rps > 0 ? rps(v) / base_rps : 0, sum[v].latency_us,
+                sum[v].latency_us - sum[0].latency_us);
+  }
+  const size_t agent = kNumVariants - 1;
+  std::printf("  throughput ratio (traced/baseline): %.3f\n", base_rps > 0 ? rps(agent) / base_rps : 0);
+  std::printf("  added mean latency: %.1f us per request\n", sum[agent].latency_us - sum[0].latency_us);
   std::printf("  agent user-space CPU: %.3f s = %.2f ms per 1000 requests\n", cpu,
-              traced_sum.requests > 0 ? cpu * 1000 / (traced_sum.requests / 1000) : 0);
+              sum[agent].requests > 0 ? cpu * 1000 / (sum[agent].requests / 1000) : 0);
   std::printf("  ring buffer drops %llu\n", static_cast<unsigned long long>(drops));
-  std::printf("  ns per traced syscall (tcp loopback): %.1f\n", traced_ns[0] - base_ns[0]);
+  std::printf("  ns per traced syscall (tcp loopback): %.1f\n", ns[agent][0] - ns[0][0]);
 
   kill(nginx, SIGTERM);
   waitpid(nginx, nullptr, 0);

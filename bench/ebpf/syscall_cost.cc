@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,7 +56,16 @@ bool InetPair(int type, int fds[2]) {
          connect(fds[1], reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
 }
 
+// Two getppid() per pair, so the result compares with the write+read loops.
+double UntracedLoop(uint32_t pairs) {
+  for (uint32_t i = 0; i < 2000; ++i) syscall(SYS_getppid);
+  const uint64_t t0 = NowNs();
+  for (uint32_t i = 0; i < 2 * pairs; ++i) syscall(SYS_getppid);
+  return static_cast<double>(NowNs() - t0) / (2.0 * pairs);
+}
+
 double ChildLoop(SyscallTarget target, uint32_t pairs, uint32_t bytes) {
+  if (target == SyscallTarget::kGetppid) return UntracedLoop(pairs);
   int fds[2] = {-1, -1};
   bool ok = false;
   switch (target) {
@@ -69,6 +79,7 @@ double ChildLoop(SyscallTarget target, uint32_t pairs, uint32_t bytes) {
       fds[1] = p[0];  // read end
       break;
     }
+    case SyscallTarget::kGetppid: break;
   }
   if (!ok) return -1;
   std::vector<char> buf(bytes, 'x');
@@ -94,6 +105,7 @@ std::string_view TargetName(SyscallTarget t) {
     case SyscallTarget::kUdpLoopback: return "udp loopback";
     case SyscallTarget::kUnixSocket: return "unix socketpair";
     case SyscallTarget::kPipe: return "pipe";
+    case SyscallTarget::kGetppid: return "getppid";
   }
   return "?";
 }

@@ -14,6 +14,7 @@ enum class SyscallTarget {
   kUdpLoopback,  // a connected 127.0.0.1 UDP pair: traced, payload captured
   kUnixSocket,   // socketpair(AF_UNIX): filtered in the kernel (not inet)
   kPipe,         // a pipe: filtered in the kernel (not a socket)
+  kGetppid,      // getppid(): a syscall that is not traced at all (what every other syscall pays)
 };
 
 std::string_view TargetName(SyscallTarget t);

@@ -123,11 +123,9 @@ struct EbpfSource::Impl {
 
   std::set<std::pair<uint64_t, uint64_t>> tls_files;  // (dev, inode) of probed libssl copies
   std::vector<bpf_link*> tls_links;
-  std::vector<bpf_link*> exit_links;  // exit_syscall on the sys_exit_* tracepoints but the first
 
   ~Impl() {
     for (bpf_link* l : tls_links) bpf_link__destroy(l);
-    for (bpf_link* l : exit_links) bpf_link__destroy(l);
     if (rb) ring_buffer__free(rb);
     if (skel) socket_trace_bpf__destroy(skel);
   }
@@ -251,6 +249,7 @@ struct EbpfSource::Impl {
       SONDE_LOG_EVERY(warn, "ebpf: no OpenSSL uprobes attached to {}", path);
       return false;
     }
+    skel->bss->have_tls = 1;  // the syscall program starts looking at SSL-call state
     spdlog::info("ebpf: TLS uprobes attached to {} ({} probes)", path, attached);
     return true;
   }
@@ -326,27 +325,17 @@ StatusOr<std::unique_ptr<EbpfSource>> EbpfSource::Create(const EbpfSourceConfig&
     return UnavailableError(std::string("eBPF unavailable: load failed (verifier or privilege): ") +
                             strerror(-err));
   }
-  // Uprobes are attached per library by RescanTls; the skeleton attaches the tracepoints.
+  // Uprobes are attached per library by RescanTls.
   for (bpf_program* p : {impl->skel->progs.ssl_read_enter, impl->skel->progs.ssl_read_exit,
                          impl->skel->progs.ssl_write_enter, impl->skel->progs.ssl_write_exit,
                          impl->skel->progs.ssl_read_ex_enter, impl->skel->progs.ssl_read_ex_exit,
                          impl->skel->progs.ssl_write_ex_enter, impl->skel->progs.ssl_write_ex_exit}) {
     bpf_program__set_autoattach(p, false);
   }
+  // The skeleton attaches the raw syscall-exit tracepoint program and the process-exit one.
   if (int err = socket_trace_bpf__attach(impl->skel); err != 0) {
     return UnavailableError(std::string("eBPF unavailable: attaching syscall tracepoints failed: ") +
                             strerror(-err));
-  }
-  // The one exit program (attached to sys_exit_read by the skeleton) serves every traced syscall.
-  for (const char* tp : {"sys_exit_write", "sys_exit_recvfrom", "sys_exit_sendto", "sys_exit_readv",
-                         "sys_exit_writev", "sys_exit_recvmsg", "sys_exit_sendmsg", "sys_exit_recvmmsg",
-                         "sys_exit_sendmmsg", "sys_exit_sendfile64", "sys_exit_connect", "sys_exit_accept",
-                         "sys_exit_accept4"}) {
-    bpf_link* link = bpf_program__attach_tracepoint(impl->skel->progs.exit_syscall, "syscalls", tp);
-    if (!link) {
-      return UnavailableError(std::string("eBPF unavailable: attaching ") + tp + ": " + strerror(errno));
-    }
-    impl->exit_links.push_back(link);
   }
   impl->rb = ring_buffer__new(bpf_map__fd(impl->skel->maps.events), &Impl::HandleRecord, impl.get(), nullptr);
   if (!impl->rb) return UnavailableError(std::string("eBPF unavailable: ring buffer: ") + strerror(errno));
