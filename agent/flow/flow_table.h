@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -29,8 +30,18 @@ struct FlowKey {
     FlowKey k;
     const auto& s = t.src_ip.bytes();
     const auto& d = t.dst_ip.bytes();
-    int c = std::memcmp(s.data(), d.data(), 16);
-    bool keep = c < 0 || (c == 0 && t.src_port <= t.dst_port);
+    // memcmp order of the 16 bytes, as two big-endian words compared inline.
+    static_assert(std::endian::native == std::endian::little);
+    uint64_t s0, s1, d0, d1;
+    std::memcpy(&s0, s.data(), 8);
+    std::memcpy(&s1, s.data() + 8, 8);
+    std::memcpy(&d0, d.data(), 8);
+    std::memcpy(&d1, d.data() + 8, 8);
+    s0 = __builtin_bswap64(s0), s1 = __builtin_bswap64(s1);
+    d0 = __builtin_bswap64(d0), d1 = __builtin_bswap64(d1);
+    const bool less = s0 < d0 || (s0 == d0 && s1 < d1);
+    const bool equal = s0 == d0 && s1 == d1;
+    bool keep = less || (equal && t.src_port <= t.dst_port);
     if (keep) {
       k.ip_a = s, k.ip_b = d, k.port_a = t.src_port, k.port_b = t.dst_port;
     } else {
@@ -50,7 +61,11 @@ struct FlowKey {
   }
 
   friend bool operator==(const FlowKey& x, const FlowKey& y) {
-    return std::memcmp(&x, &y, sizeof(FlowKey)) == 0;
+    // Five words compared inline (a memcmp call per lookup showed in profiles).
+    uint64_t a[5], b[5];
+    std::memcpy(a, &x, sizeof(a));
+    std::memcpy(b, &y, sizeof(b));
+    return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4])) == 0;
   }
 
  private:
