@@ -131,7 +131,7 @@ L7Analyzer::Connection* L7Analyzer::FindOrCreate(const flow::ConnectionInfo& con
   c->last_ns = now_ns;
   Connection* raw = c.get();
   conns_.emplace(conn.flow_id, std::move(c));
-  closed_.erase(conn.flow_id);
+  closed_.Erase(conn.flow_id);
   connections_->Set(static_cast<int64_t>(conns_.size()));
   return raw;
 }
@@ -342,7 +342,7 @@ void L7Analyzer::CloseConnection(uint64_t flow_id, uint64_t now_ns) {
   if (c->phase == Connection::Phase::kParsing || c->phase == Connection::Phase::kGaveUp) {
     StitchAndEmit(c, now_ns, true);
   }
-  closed_[flow_id] = {c->reported, now_ns};
+  closed_.Put(flow_id, c->reported, now_ns);
   Recycle(std::move(it->second));
   conns_.erase(it);
   connections_->Set(static_cast<int64_t>(conns_.size()));
@@ -386,9 +386,7 @@ void L7Analyzer::OnTick(uint64_t now_ns) {
     }
     for (uint64_t id : idle) CloseConnection(id, now_ns);
     const uint64_t keep_ns = 2 * options_.idle_timeout_ns;
-    for (auto it = closed_.begin(); it != closed_.end();) {
-      it = it->second.second + keep_ns <= now_ns ? closed_.erase(it) : std::next(it);
-    }
+    if (now_ns >= keep_ns) closed_.EraseClosedUpTo(now_ns - keep_ns);
   }
   if (options_.app_metrics) app_metrics_.Advance(now_ns);
 }
@@ -405,8 +403,8 @@ void L7Analyzer::FlushAll(uint64_t now_ns) {
 common::v1::L7Protocol L7Analyzer::ProtocolOf(uint64_t flow_id) const {
   auto it = conns_.find(flow_id);
   if (it != conns_.end()) return it->second->reported;
-  auto cit = closed_.find(flow_id);
-  return cit == closed_.end() ? L7Protocol::L7_PROTOCOL_UNKNOWN : cit->second.first;
+  const L7Protocol* closed = closed_.Find(flow_id);
+  return closed == nullptr ? L7Protocol::L7_PROTOCOL_UNKNOWN : *closed;
 }
 
 }  // namespace sonde::agent::protocols

@@ -14,6 +14,7 @@
 #include "agent/export/record_sink.h"
 #include "agent/flow/stream_handler.h"
 #include "agent/protocols/common/app_metrics_aggregator.h"
+#include "agent/protocols/common/closed_protocols.h"
 #include "agent/protocols/common/connection_parser.h"
 #include "agent/protocols/common/registry.h"
 #include "common/metrics/registry.h"
@@ -77,7 +78,7 @@ class L7Analyzer final : public flow::StreamHandler {
 
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns_;
   // Protocols of recently closed connections, so ProtocolOf works after OnClose.
-  std::unordered_map<uint64_t, std::pair<common::v1::L7Protocol, uint64_t>> closed_;
+  ClosedProtocols closed_;
   std::map<common::v1::L7Protocol, std::unique_ptr<ParserCounters>> counters_;
   std::map<common::v1::L7Protocol, metrics::Counter*> records_by_protocol_;
   RecordBuffer scratch_;  // message objects reused across Stitch calls
