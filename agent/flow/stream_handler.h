@@ -53,6 +53,9 @@ class StreamHandler {
   virtual void OnTick(uint64_t now_ns) = 0;
   // The L7 protocol detected on a connection (unknown when none), for the L4 flow log.
   virtual common::v1::L7Protocol ProtocolOf(uint64_t flow_id) const = 0;
+  // True once the handler has given up on a connection (no protocol recognised): it ignores any
+  // further data, so a live source may stop capturing it.
+  virtual bool Abandoned(uint64_t /*flow_id*/) const { return false; }
 };
 
 }  // namespace sonde::agent::flow

@@ -407,4 +407,9 @@ common::v1::L7Protocol L7Analyzer::ProtocolOf(uint64_t flow_id) const {
   return closed == nullptr ? L7Protocol::L7_PROTOCOL_UNKNOWN : *closed;
 }
 
+bool L7Analyzer::Abandoned(uint64_t flow_id) const {
+  auto it = conns_.find(flow_id);
+  return it != conns_.end() && it->second->phase == Connection::Phase::kUnknown;
+}
+
 }  // namespace sonde::agent::protocols

@@ -47,6 +47,7 @@ class L7Analyzer final : public flow::StreamHandler {
   void OnClose(const flow::ConnectionInfo& conn, uint64_t timestamp_ns) override;
   void OnTick(uint64_t now_ns) override;
   common::v1::L7Protocol ProtocolOf(uint64_t flow_id) const override;
+  bool Abandoned(uint64_t flow_id) const override;
 
   // End of input: every open connection is closed (unanswered requests become timeout records)
   // and every metric interval is emitted. Does not call sink->Flush().
