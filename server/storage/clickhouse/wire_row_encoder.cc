@@ -5,6 +5,7 @@
 #include <bit>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -88,6 +89,8 @@ std::string DefaultBytes(const schema::Column& c) {
 void WireRowEncoder::SetTagColumns(std::vector<std::string> names) {
   tag_columns_ = std::move(names);
   plans_.clear();
+  last_key_ = {nullptr, nullptr};
+  last_plan_ = nullptr;
 }
 
 void WireRowEncoder::PlanSides(const google::protobuf::Descriptor* d, Plan* plan) {
@@ -146,8 +149,13 @@ void WireRowEncoder::PlanSides(const google::protobuf::Descriptor* d, Plan* plan
 const WireRowEncoder::Plan& WireRowEncoder::PlanFor(const schema::Table& table,
                                                     const google::protobuf::Descriptor* d) {
   auto key = std::make_pair(&table, d);
+  if (last_plan_ != nullptr && key == last_key_) return *last_plan_;
   auto it = plans_.find(key);
-  if (it != plans_.end()) return it->second;
+  if (it != plans_.end()) {
+    last_key_ = key;
+    last_plan_ = &it->second;
+    return it->second;
+  }
   Plan plan;
   for (const auto& c : table.columns) {
     ColumnStep step;
@@ -215,7 +223,35 @@ const WireRowEncoder::Plan& WireRowEncoder::PlanFor(const schema::Table& table,
     plan.steps.push_back(std::move(step));
   }
   PlanSides(d, &plan);
-  return plans_.emplace(key, std::move(plan)).first->second;
+  for (ColumnStep& step : plan.steps) {
+    if (step.source != Source::kField) continue;
+    const FieldKind kind = plan.slots[static_cast<size_t>(step.slot)].kind;
+    step.signed_field = kind == FieldKind::kInt32 || kind == FieldKind::kInt64 || kind == FieldKind::kEnum;
+    auto range = [&step]<typename T>(T) {
+      step.integer = true;
+      step.width = sizeof(T);
+      // What RowBinaryEncoder's PutInt accepts without counting a truncation.
+      step.min_signed = std::is_signed_v<T> ? static_cast<int64_t>(std::numeric_limits<T>::min()) : 0;
+      step.max_signed = static_cast<int64_t>(std::min<uint64_t>(std::numeric_limits<T>::max(),
+                                                                 std::numeric_limits<int64_t>::max()));
+      step.max_unsigned = static_cast<uint64_t>(std::numeric_limits<T>::max());
+    };
+    switch (step.type) {
+      case ColumnType::kUInt8: range(uint8_t{}); break;
+      case ColumnType::kUInt16: range(uint16_t{}); break;
+      case ColumnType::kUInt32: case ColumnType::kDateTime: case ColumnType::kIPv4: range(uint32_t{}); break;
+      case ColumnType::kUInt64: range(uint64_t{}); break;
+      case ColumnType::kInt8: range(int8_t{}); break;
+      case ColumnType::kInt16: range(int16_t{}); break;
+      case ColumnType::kInt32: range(int32_t{}); break;
+      case ColumnType::kInt64: range(int64_t{}); break;
+      default: break;
+    }
+  }
+  it = plans_.emplace(key, std::move(plan)).first;
+  last_key_ = key;
+  last_plan_ = &it->second;
+  return it->second;
 }
 
 Status WireRowEncoder::AppendRow(const schema::Table& table, const google::protobuf::Descriptor* descriptor,
@@ -297,8 +333,9 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
 
   if (taps.sides != nullptr) ReadSides(plan, wire, taps.sides);
 
-  // Pass 2: columns in table order, written through a pointer into space reserved up front.
-  const size_t max_row = plan.fixed_bytes + string_bytes;
+  // Pass 2: columns in table order, written through a pointer into space reserved up front
+  // (integers are stored as 8 bytes and the pointer moves by their width: 8 bytes of slack).
+  const size_t max_row = plan.fixed_bytes + string_bytes + 8;
   const size_t start = out->size();
   out->resize(start + max_row);
   char* p = out->data() + start;
@@ -319,8 +356,17 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
     static constexpr Value kUnset{};
     const Value& stored = values_[static_cast<size_t>(step.slot)];
     const Value& v = stored.row == row_ ? stored : kUnset;
-    const bool is_signed =
-        slot.kind == FieldKind::kInt32 || slot.kind == FieldKind::kInt64 || slot.kind == FieldKind::kEnum;
+    if (step.integer) {
+      // PutInt's range check and narrowing: the low `width` bytes, little endian.
+      const bool fits = step.signed_field ? (static_cast<int64_t>(v.bits) >= step.min_signed &&
+                                             static_cast<int64_t>(v.bits) <= step.max_signed)
+                                          : v.bits <= step.max_unsigned;
+      if (!fits) ++stats->truncated_values;
+      PutLE<uint64_t>(v.bits, p);
+      p += step.width;
+      continue;
+    }
+    const bool is_signed = step.signed_field;
     switch (step.type) {
       case ColumnType::kUInt8: p = PutInt<uint8_t>(v.bits, is_signed, p, stats); break;
       case ColumnType::kUInt16: p = PutInt<uint16_t>(v.bits, is_signed, p, stats); break;

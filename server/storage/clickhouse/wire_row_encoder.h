@@ -68,6 +68,13 @@ class WireRowEncoder {
     std::string default_bytes;  // kDefault and unset fields
     int8_t enum_default = 0;
     uint64_t enum_known[4] = {0, 0, 0, 0};  // bit (v + 128) set when Enum8 value v is declared
+    // Integer columns (fixed at plan time): bytes written, and the range a value must be in to
+    // fit (as a signed value when the field is signed, else as an unsigned one).
+    bool integer = false;
+    bool signed_field = false;
+    uint8_t width = 0;
+    int64_t min_signed = 0, max_signed = 0;
+    uint64_t max_unsigned = 0;
   };
   struct Plan {
     std::vector<ColumnStep> steps;
@@ -100,6 +107,9 @@ class WireRowEncoder {
   void ReadSides(const Plan& plan, std::string_view wire, RecordSide* sides) const;
 
   std::map<std::pair<const schema::Table*, const google::protobuf::Descriptor*>, Plan> plans_;
+  // The plan of the previous row (rows come in runs of one table); map nodes never move.
+  std::pair<const schema::Table*, const google::protobuf::Descriptor*> last_key_{nullptr, nullptr};
+  const Plan* last_plan_ = nullptr;
   std::vector<std::string> tag_columns_;
   std::vector<Value> values_;  // scratch, one per slot, reused across rows without clearing
   uint32_t row_ = 0;           // rows encoded so far (mod 2^32); 0 is never a current row
