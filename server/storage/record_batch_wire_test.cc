@@ -214,6 +214,40 @@ TEST(RecordBatchWireTest, SkipVarintMatchesReadVarint) {
   EXPECT_GT(cases, 300);
 }
 
+// ValidUtf8 decides as protobuf's parser does on a proto3 string field, for ASCII runs of every
+// length around the 16- and 8-byte fast paths followed by valid and invalid multi-byte bytes.
+TEST(RecordBatchWireTest, ValidUtf8AgreesWithProtobuf) {
+  std::mt19937_64 rng(7);
+  const auto* field = agent::v1::L7RequestLog::descriptor()->FindFieldByName("version");
+  ASSERT_NE(field, nullptr);
+  ASSERT_EQ(field->type(), google::protobuf::FieldDescriptor::TYPE_STRING);
+  const char* tails[] = {"", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xc3", "\xe2\x82", "\xed\xa0\x80",
+                         "\xc0\xaf", "\xf8\x88\x80\x80\x80", "\x80", "\xff"};
+  int valid = 0, invalid = 0;
+  for (size_t run = 0; run <= 40; ++run) {
+    for (const char* tail : tails) {
+      for (int rep = 0; rep < 3; ++rep) {
+        std::string text;
+        for (size_t i = 0; i < run; ++i) text.push_back(static_cast<char>(0x20 + rng() % 95));
+        text += tail;
+        for (int i = 0; i < rep * 9; ++i) text.push_back(static_cast<char>(0x20 + rng() % 95));
+        std::string wire;
+        for (uint32_t key = static_cast<uint32_t>(field->number()) << 3 | 2; key != 0; key >>= 7) {
+          wire.push_back(static_cast<char>((key & 0x7f) | (key >= 0x80 ? 0x80 : 0)));
+        }
+        wire.push_back(static_cast<char>(text.size()));
+        wire += text;
+        agent::v1::L7RequestLog m;
+        const bool protobuf = m.ParseFromString(wire);
+        ASSERT_EQ(ValidUtf8(text), protobuf) << "run " << run << " tail " << tail << " rep " << rep;
+        (protobuf ? valid : invalid) += 1;
+      }
+    }
+  }
+  EXPECT_GT(valid, 100);
+  EXPECT_GT(invalid, 100);
+}
+
 TEST(RecordBatchWireTest, ReadVarintFieldTakesTheLastValue) {
   agent::v1::NetworkMetric m;
   m.set_granularity_s(60);
