@@ -507,15 +507,15 @@ static __always_inline void on_connection(__u64 id, struct task_struct *task, __
 }
 
 /* close(): report sockets we know about, then forget them (whatever close returned: the fd is
- * released even when it reports an error). */
+ * released even when it reports an error). Ignored connections are reported too: user space
+ * keeps a small entry for them until they close. */
 static __always_inline void on_close(__u64 id, __s32 fd)
 {
 	__u64 key = sonde_conn_key(id >> 32, fd);
 	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
 	if (!ci)
 		return;
-	if (!is_ignored(key, ci->generation))
-		emit_control(id, fd, ci, SONDE_CTL_CLOSE, 0);
+	emit_control(id, fd, ci, SONDE_CTL_CLOSE, 0);
 	bpf_map_delete_elem(&conns, &key);
 	if (have_ignored)
 		bpf_map_delete_elem(&ignored_conns, &key);

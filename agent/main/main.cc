@@ -98,6 +98,12 @@ Status RunEbpfPipeline(capture::EbpfSource& source, const AgentOptions& opts,
   metadata::ProcessCache processes;
   tracing::SyscallTraceIds trace_ids({}, WallNs() ^ (uint64_t{static_cast<uint32_t>(getpid())} << 32));
   capture::SocketTracker tracker(analyzer, &processes, &trace_ids, registry);
+  // Connections no protocol was recognised on stop being captured in the kernel.
+  tracker.SetIgnoreHook([&source](uint32_t pid, int32_t fd, uint64_t generation) {
+    if (Status st = source.IgnoreConnection(pid, fd, generation); !st.ok()) {
+      SONDE_LOG_EVERY(warn, "ebpf: cannot ignore connection: {}", st.ToString());
+    }
+  });
   Status s = source.Run(tracker, g_stop);
   uint64_t end_ns = WallNs();
   tracker.CloseAll(end_ns);

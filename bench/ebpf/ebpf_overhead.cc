@@ -127,6 +127,10 @@ std::unique_ptr<Traced> StartAgent() {
   t->processes = std::make_unique<metadata::ProcessCache>();
   t->trace_ids = std::make_unique<tracing::SyscallTraceIds>();
   t->tracker = std::make_unique<capture::SocketTracker>(*t->analyzer, t->processes.get(), t->trace_ids.get(), nullptr);
+  capture::EbpfSource* source = t->source.get();
+  t->tracker->SetIgnoreHook([source](uint32_t pid, int32_t fd, uint64_t generation) {
+    (void)source->IgnoreConnection(pid, fd, generation).ok();
+  });
   Traced* raw = t.get();
   t->thread = std::thread([raw] { (void)raw->source->Run(*raw->tracker, raw->stop).ok(); });
   return t;

@@ -3,6 +3,8 @@
 // exits after a few hundred connections, leaving sockets open for the kernel to close). The
 // agent must keep its RSS bounded, report the requests, and end with no connection state left
 // (the connection gauges fall back once clients are gone). Needs root and a BPF-capable kernel.
+// Also here (same agent harness): a connection no protocol is recognised on stops being captured
+// in the kernel.
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -251,6 +253,80 @@ TEST(BpfSoakTest, ShortConnectionsAndProcessChurnStayBounded) {
   const double expected = 2.0 * connections - 2.0 * spawned;
   EXPECT_LE(static_cast<double>(l7_records.load()), 2.0 * connections);
   EXPECT_GE(static_cast<double>(l7_records.load()) + ring_drops, 0.97 * expected);
+  fs::remove_all(dir);
+}
+
+// A TCP connection carrying bytes no parser recognises: once inference gives up, the agent
+// marks it uninteresting and the kernel drops its later reads and writes (ignored_conn).
+TEST(BpfIgnoreTest, UnrecognisedConnectionIsDroppedInKernel) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  if (Env("SONDE_BINARY_DIR").empty()) GTEST_SKIP() << "SONDE_BINARY_DIR not set (run through ctest)";
+  if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) GTEST_SKIP() << "no kernel BTF";
+  constexpr uint16_t kJunkPort = 17497;
+  constexpr uint16_t kJunkMetricsPort = 17498;
+  const fs::path dir = fs::temp_directory_path() / ("sonde_bpf_ignore_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string bin = Env("SONDE_BINARY_DIR") + "/agent/main/sonde-agent";
+  Proc agent({"/bin/sh", "-c",
+              "exec " + bin + " --output jsonl --ebpf on --interfaces sonde-none0 --metrics-listen 127.0.0.1:" +
+                  std::to_string(kJunkMetricsPort) + " >/dev/null 2>" + dir.string() + "/agent.log"},
+             dir / "agent.sh.log");
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(dir / "agent.log").find("eBPF socket tracing active") != std::string::npos; },
+                      90s))
+      << ReadFile(dir / "agent.log");
+  const std::string url = "http://127.0.0.1:" + std::to_string(kJunkMetricsPort) + "/metrics";
+  auto scrape = [&] {
+    FILE* p = popen(("curl -s --max-time 2 " + url).c_str(), "r");
+    std::string out;
+    char buf[4096];
+    while (p && fgets(buf, sizeof(buf), p)) out += buf;
+    if (p) pclose(p);
+    return out;
+  };
+  const std::string kIgnoredInKernel = "sonde_agent_ebpf_kernel_total{counter=\"ignored_conn\"}";
+  const double kernel_before = std::max(0.0, Metric(scrape(), kIgnoredInKernel));
+
+  // This process is both ends; 80 small writes spread over ~1.6 s, each read by the other end.
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(kJunkPort);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int one = 1;
+  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << strerror(errno);
+  ASSERT_EQ(listen(lfd, 1), 0);
+  int cfd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(connect(cfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << strerror(errno);
+  int sfd = accept(lfd, nullptr, nullptr);
+  ASSERT_GE(sfd, 0);
+  const char junk[8] = {'\x01', '\xfe', '\x00', '\x7f', '\x13', '\x37', '\xde', '\xad'};
+  for (int i = 0; i < 80; ++i) {
+    ASSERT_EQ(write(cfd, junk, sizeof(junk)), static_cast<ssize_t>(sizeof(junk)));
+    char buf[64];
+    ASSERT_EQ(read(sfd, buf, sizeof(buf)), static_cast<ssize_t>(sizeof(junk)));
+    std::this_thread::sleep_for(20ms);
+  }
+  close(cfd);
+  close(sfd);
+  close(lfd);
+
+  std::string metrics;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        metrics = scrape();
+        return Metric(metrics, "sonde_agent_ebpf_connections_ignored_total") >= 2 &&
+               Metric(metrics, kIgnoredInKernel) > kernel_before;
+      },
+      10s))
+      << "ignored connections " << Metric(metrics, "sonde_agent_ebpf_connections_ignored_total")
+      << ", dropped in kernel " << Metric(metrics, kIgnoredInKernel) << " (before " << kernel_before << ")\n"
+      << ReadFile(dir / "agent.log");
+  std::printf("ignore: %.0f connections ignored, %.0f syscalls dropped in the kernel\n",
+              Metric(metrics, "sonde_agent_ebpf_connections_ignored_total"),
+              Metric(metrics, kIgnoredInKernel) - kernel_before);
+  EXPECT_EQ(agent.Stop(SIGTERM, 30s), 0) << ReadFile(dir / "agent.log");
   fs::remove_all(dir);
 }
 

@@ -35,6 +35,10 @@ SocketTracker::SocketTracker(flow::StreamHandler& handler, metadata::ProcessCach
                                           "Bytes sent with sendfile() on traced sockets (counted, not captured)");
     exits_ = metrics->GetCounter("sonde_agent_ebpf_process_exits_total",
                                  "Process exits that closed eBPF-tracked connections");
+    abandoned_ = metrics->GetCounter("sonde_agent_ebpf_connections_ignored_total",
+                                     "TCP connections no protocol was recognised on, no longer captured");
+    ignored_bytes_ = metrics->GetCounter("sonde_agent_ebpf_ignored_bytes_total",
+                                         "Bytes dropped on ignored connections (in flight when ignored)");
   }
 }
 
@@ -155,6 +159,29 @@ void SocketTracker::DrainPending(Conn& c, flow::StreamDirection dir, bool force)
   }
 }
 
+void SocketTracker::CheckAbandoned(const Key& key, Conn& c) {
+  const uint64_t flow_id = c.info.flow_id;
+  if (handler_.ProtocolOf(flow_id) != common::v1::L7_PROTOCOL_UNKNOWN) {
+    c.l7_decided = true;
+    return;
+  }
+  if (!handler_.Abandoned(flow_id)) return;
+  c.l7_decided = true;
+  // Unconnected UDP sockets carry many peers on one fd: one unknown peer does not make the
+  // socket uninteresting.
+  if (c.info.tuple.protocol != net::IpProtocol::kTcp) return;
+  c.ignored = true;
+  for (Direction& d : c.dirs) {
+    d.pending.clear();
+    d.pending_bytes = 0;
+  }
+  if (abandoned_) abandoned_->Inc();
+  if (ignore_hook_) {
+    ignore_hook_(static_cast<uint32_t>(key.first >> 32), static_cast<int32_t>(static_cast<uint32_t>(key.first)),
+                 c.generation);
+  }
+}
+
 void SocketTracker::OnSocketData(const SocketDataEvent& ev) {
   if (ev.fd < 0) return;
   const Key key{PidFd(ev.pid, ev.fd), PeerOf(ev.tuple)};
@@ -179,6 +206,10 @@ void SocketTracker::OnSocketData(const SocketDataEvent& ev) {
     c = Open(key, ev.tuple, ev.role, ev.pid, ev.comm, ev.conn_generation, ev.timestamp_ns);
   }
   c->last_ns = ev.timestamp_ns;
+  if (c->ignored) {
+    if (ignored_bytes_) ignored_bytes_->Inc(ev.total_bytes);
+    return;
+  }
 
   if (ev.is_tls_plaintext != c->tls) {
     if (!ev.is_tls_plaintext) {
@@ -217,6 +248,7 @@ void SocketTracker::OnSocketData(const SocketDataEvent& ev) {
   if (!ordered) {
     Deliver(*c, dir, ev.timestamp_ns, ev.tcp_seq, 0, ev.tid, trace_id, ev.data);
     d.gap_carry += truncated;
+    if (!c->l7_decided) CheckAbandoned(key, *c);
     return;
   }
   if (!d.started) {
@@ -229,6 +261,7 @@ void SocketTracker::OnSocketData(const SocketDataEvent& ev) {
     d.gap_carry += truncated;
     d.next_seq += ev.total_bytes;
     d.next_pos += ev.total_bytes;
+    if (!c->l7_decided) CheckAbandoned(key, *c);
     return;
   }
   // Out of order (or behind a hole): queue by distance from the expected sequence.
@@ -242,6 +275,7 @@ void SocketTracker::OnSocketData(const SocketDataEvent& ev) {
   while (d.pending.size() > options_.max_pending_chunks || d.pending_bytes > options_.max_pending_bytes) {
     DrainPending(*c, dir, true);
   }
+  if (!c->l7_decided) CheckAbandoned(key, *c);
 }
 
 void SocketTracker::OnSocketControl(const SocketControlEvent& ev) {

@@ -2,12 +2,15 @@
 // a flow::StreamHandler. One connection per (pid, fd, generation), and for UDP also per peer (an
 // unconnected socket talks to many): data is ordered by TCP sequence, gaps (ring buffer loss,
 // payload truncation, sendfile bodies) are reported, and each chunk carries the thread id and
-// syscall_trace_id. shutdown() flushes, close() and process exit end connections.
+// syscall_trace_id. shutdown() flushes, close() and process exit end connections. A TCP
+// connection the handler gives up on (StreamHandler::Abandoned) is reported through the ignore
+// hook, so the kernel stops capturing it, and its data is dropped here until it closes.
 // Single-threaded: call it from the EbpfSource::Run thread.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <utility>
@@ -46,6 +49,11 @@ class SocketTracker final : public EventSink {
   void OnSocketControl(const SocketControlEvent& event) override;
   void OnIdle(uint64_t now_ns) override;
 
+  // Called once per TCP connection the handler has abandoned, with the kernel's key for it
+  // (EbpfSource::IgnoreConnection). Without a hook abandoned connections are still dropped here.
+  using IgnoreHook = std::function<void(uint32_t pid, int32_t fd, uint64_t generation)>;
+  void SetIgnoreHook(IgnoreHook hook) { ignore_hook_ = std::move(hook); }
+
   // Closes every connection (agent shutdown).
   void CloseAll(uint64_t now_ns);
   size_t connections() const { return conns_.size(); }
@@ -73,6 +81,8 @@ class SocketTracker final : public EventSink {
     flow::ConnectionInfo info;
     bool server_side = false;
     bool tls = false;
+    bool l7_decided = false;  // the handler recognised the protocol or gave up
+    bool ignored = false;     // abandoned by the handler: data is dropped
     uint64_t last_ns = 0;
     Direction dirs[2];
   };
@@ -88,6 +98,8 @@ class SocketTracker final : public EventSink {
   void Deliver(Conn& c, flow::StreamDirection dir, uint64_t ts, uint32_t seq, uint32_t gap, uint32_t tid,
                uint64_t trace_id, std::span<const uint8_t> data);
   void DrainPending(Conn& c, flow::StreamDirection dir, bool force_one);
+  // After data reached the handler: has it decided on the connection, or given up on it?
+  void CheckAbandoned(const Key& key, Conn& c);
   void Evict(uint64_t now_ns);
 
   flow::StreamHandler& handler_;
@@ -96,12 +108,15 @@ class SocketTracker final : public EventSink {
   Options options_;
   uint64_t next_flow_id_ = 1;
   std::map<Key, Conn> conns_;
+  IgnoreHook ignore_hook_;
 
   metrics::Counter* gap_bytes_ = nullptr;
   metrics::Counter* duplicate_bytes_ = nullptr;
   metrics::Counter* evicted_ = nullptr;
   metrics::Counter* sendfile_bytes_ = nullptr;
   metrics::Counter* exits_ = nullptr;
+  metrics::Counter* abandoned_ = nullptr;
+  metrics::Counter* ignored_bytes_ = nullptr;
   metrics::Gauge* open_conns_ = nullptr;
 };
 

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "agent/protocols/common/l7_analyzer.h"
+
 namespace sonde::agent::capture {
 namespace {
 
@@ -28,6 +30,8 @@ class Recorder : public flow::StreamHandler {
   void OnClose(const flow::ConnectionInfo& c, uint64_t) override { closed.push_back(c.flow_id); }
   void OnTick(uint64_t) override { ++ticks; }
   common::v1::L7Protocol ProtocolOf(uint64_t) const override { return common::v1::L7_PROTOCOL_UNKNOWN; }
+  bool Abandoned(uint64_t) const override { return abandon; }
+  bool abandon = false;  // gives up on every connection once it has seen data
   std::vector<Seen> data;
   std::vector<uint64_t> closed;
   int ticks = 0;
@@ -69,6 +73,24 @@ class SocketTrackerTest : public ::testing::Test {
     ev.tuple = ep_.tuple;
     ev.role = ep_.role;
     tracker_.OnSocketData(ev);
+  }
+  void Close(int fd = 5, uint64_t gen = 1) {
+    SocketControlEvent close;
+    close.kind = SocketControlEvent::Kind::kClose;
+    close.pid = 42;
+    close.fd = fd;
+    close.conn_generation = gen;
+    close.tuple = ep_.tuple;
+    tracker_.OnSocketControl(close);
+  }
+  struct Ignored {
+    uint32_t pid;
+    int32_t fd;
+    uint64_t generation;
+  };
+  std::vector<Ignored> ignored_;
+  void HookIgnores() {
+    tracker_.SetIgnoreHook([this](uint32_t pid, int32_t fd, uint64_t gen) { ignored_.push_back({pid, fd, gen}); });
   }
   Recorder rec_;
   tracing::SyscallTraceIds ids_;
@@ -327,6 +349,87 @@ TEST_F(SocketTrackerTest, TableIsBounded) {
     small.OnSocketData(ev);
     EXPECT_LE(small.connections(), 32u);
   }
+}
+
+}  // namespace
+}  // namespace sonde::agent::capture
+
+namespace sonde::agent::capture {
+namespace {
+
+TEST_F(SocketTrackerTest, AbandonedTcpConnectionIsIgnoredUntilItCloses) {
+  HookIgnores();
+  rec_.abandon = true;
+  Data(SocketDirection::kIngress, 100, "ab");
+  ASSERT_EQ(ignored_.size(), 1u);
+  EXPECT_EQ(ignored_[0].pid, 42u);
+  EXPECT_EQ(ignored_[0].fd, 5);
+  EXPECT_EQ(ignored_[0].generation, 1u);
+  // In flight when the kernel was told: dropped here, and the hook is not called again.
+  Data(SocketDirection::kIngress, 102, "cd");
+  Data(SocketDirection::kEgress, 900, "ef");
+  EXPECT_EQ(rec_.data.size(), 1u);
+  EXPECT_EQ(ignored_.size(), 1u);
+  Close();
+  EXPECT_EQ(rec_.closed.size(), 1u);
+  EXPECT_EQ(tracker_.connections(), 0u);
+  // The fd's next connection starts afresh.
+  rec_.abandon = false;
+  Data(SocketDirection::kIngress, 100, "gh", 0, 2);
+  EXPECT_EQ(rec_.data.size(), 2u);
+  EXPECT_EQ(ignored_.size(), 1u);
+}
+
+TEST_F(SocketTrackerTest, UdpSocketIsNotIgnoredForOneUnknownPeer) {
+  HookIgnores();
+  rec_.abandon = true;
+  ep_ = MakeEndpoints(SocketRole::kUnknown, 5353, 40001);
+  ep_.tuple.protocol = net::IpProtocol::kUdp;
+  Data(SocketDirection::kIngress, 0, "q1");
+  Data(SocketDirection::kIngress, 0, "q2");
+  EXPECT_EQ(rec_.data.size(), 2u);
+  EXPECT_TRUE(ignored_.empty());
+}
+
+// With the real analyzer: a connection of unrecognisable bytes is given up on after
+// max_inference_chunks chunks and reported once; an HTTP connection never is.
+TEST(SocketTrackerAnalyzerTest, UnknownProtocolIsIgnoredAfterInferenceGivesUp) {
+  protocols::L7AnalyzerOptions options;
+  protocols::L7Analyzer analyzer(nullptr, nullptr, options);
+  SocketTracker tracker(analyzer, nullptr, nullptr, nullptr);
+  std::vector<int32_t> ignored;
+  tracker.SetIgnoreHook([&](uint32_t, int32_t fd, uint64_t) { ignored.push_back(fd); });
+  const Endpoints ep = MakeEndpoints(SocketRole::kServer, 9999, 40000);
+  auto send = [&](int fd, uint32_t seq, std::string_view payload) {
+    SocketDataEvent ev;
+    ev.timestamp_ns = 1000 + seq;
+    ev.pid = 42;
+    ev.tid = 42;
+    ev.fd = fd;
+    ev.conn_generation = 1;
+    ev.direction = SocketDirection::kIngress;
+    ev.total_bytes = static_cast<uint32_t>(payload.size());
+    ev.tcp_seq = seq;
+    ev.comm = "srv";
+    ev.data = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+    ev.tuple = ep.tuple;
+    ev.role = ep.role;
+    tracker.OnSocketData(ev);
+  };
+  const std::string junk("\x01\xfe\x00\x7f\x13\x37\xde\xad", 8);
+  uint32_t seq = 1;
+  for (uint32_t i = 0; i + 1 < options.max_inference_chunks; ++i, seq += 8) send(5, seq, junk);
+  EXPECT_TRUE(ignored.empty()) << "given up before max_inference_chunks";
+  send(5, seq, junk);
+  ASSERT_EQ(ignored.size(), 1u);
+  EXPECT_EQ(ignored[0], 5);
+
+  const std::string get = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+  seq = 1;
+  for (uint32_t i = 0; i < 2 * options.max_inference_chunks; ++i, seq += static_cast<uint32_t>(get.size())) {
+    send(6, seq, get);
+  }
+  EXPECT_EQ(ignored.size(), 1u);
 }
 
 }  // namespace
