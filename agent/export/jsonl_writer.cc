@@ -52,10 +52,22 @@ std::string JsonlWriter::ToJson(const Message& m, const schema::Table* table,
   }
   const Reflection* refl = m.GetReflection();
   const auto* desc = m.GetDescriptor();
+  // Fields come in the order of the table's columns (schema_test keeps proto and yaml aligned):
+  // try the column after the last one found before searching by name.
+  size_t next_column = 0;
+  auto column_of = [&](const std::string& name) -> const schema::Column* {
+    if (!table) return nullptr;
+    if (next_column < table->columns.size() && table->columns[next_column].name == name) {
+      return &table->columns[next_column++];
+    }
+    const schema::Column* c = schema::FindColumn(*table, name);
+    if (c) next_column = static_cast<size_t>(c - table->columns.data()) + 1;
+    return c;
+  };
   for (int i = 0; i < desc->field_count(); ++i) {
     const FieldDescriptor* f = desc->field(i);
     if (f->is_repeated()) continue;
-    const schema::Column* col = table ? schema::FindColumn(*table, f->name()) : nullptr;
+    const schema::Column* col = column_of(f->name());
     out += ",\"";
     out += f->name();
     out += "\":";
