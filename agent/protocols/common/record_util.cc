@@ -2,6 +2,7 @@
 #include "agent/protocols/common/record_util.h"
 
 #include <algorithm>
+#include <cstring>
 #include <array>
 #include <cctype>
 
@@ -55,10 +56,10 @@ std::string Base64Decode(std::string_view in) {
   return out;
 }
 
-std::string Trim(std::string_view s) {
+std::string_view TrimView(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return std::string(s);
+  return s;
 }
 
 bool IsIdSegment(std::string_view seg) {
@@ -125,9 +126,10 @@ bool ContainsIgnoreCase(std::string_view hay, std::string_view needle) {
 
 template <typename Rec>
 bool ApplyTraceHeader(std::string_view name, std::string_view raw_value, Rec* rec) {
-  std::string value = Trim(raw_value);
+  // A view: only the parts kept are copied (into the record).
+  const std::string_view value = TrimView(raw_value);
   if (name == "x-request-id") {
-    if (rec->x_request_id().empty()) rec->set_x_request_id(value.substr(0, 256));
+    if (rec->x_request_id().empty()) rec->set_x_request_id(std::string(value.substr(0, 256)));
     return true;
   }
   const bool have_trace = !rec->trace_id().empty();
@@ -157,15 +159,15 @@ bool ApplyTraceHeader(std::string_view name, std::string_view raw_value, Rec* re
     return false;
   }
   if (name == "x-b3-traceid") {
-    if (!have_trace && IsHex(value)) rec->set_trace_id(value);
+    if (!have_trace && IsHex(value)) rec->set_trace_id(std::string(value));
     return true;
   }
   if (name == "x-b3-spanid") {
-    if (rec->span_id().empty() && IsHex(value)) rec->set_span_id(value);
+    if (rec->span_id().empty() && IsHex(value)) rec->set_span_id(std::string(value));
     return true;
   }
   if (name == "x-b3-parentspanid") {
-    if (rec->parent_span_id().empty() && IsHex(value)) rec->set_parent_span_id(value);
+    if (rec->parent_span_id().empty() && IsHex(value)) rec->set_parent_span_id(std::string(value));
     return true;
   }
   if (name == "sw8") {
@@ -217,33 +219,39 @@ std::string EndpointPattern(std::string_view path) {
   return out;
 }
 
-void EndpointPatternInto(std::string_view path, std::string* out_ptr) {
-  std::string& out = *out_ptr;
-  out.clear();
+void EndpointPatternInto(std::string_view path, std::string* out) {
   constexpr size_t kMaxLen = 256;
-  size_t q = path.find_first_of("?#");
-  if (q != std::string_view::npos) path = path.substr(0, q);
+  for (size_t k = 0; k < path.size(); ++k) {
+    if (path[k] == '?' || path[k] == '#') {
+      path = path.substr(0, k);
+      break;
+    }
+  }
   // Absolute-form request targets (proxies): keep the path only.
   if (path.starts_with("http://") || path.starts_with("https://")) {
     size_t slash = path.find('/', path.find("//") + 2);
     path = slash == std::string_view::npos ? std::string_view("/") : path.substr(slash);
   }
-  out.reserve(std::min(path.size(), kMaxLen));
+  // Built in a local buffer and assigned once; every append is clipped at kMaxLen, which keeps
+  // the first kMaxLen bytes of the full pattern, as truncating at the end did.
+  char buf[kMaxLen];
+  size_t n = 0;
+  auto append = [&](std::string_view s) {
+    const size_t k = std::min(s.size(), kMaxLen - n);
+    std::memcpy(buf + n, s.data(), k);
+    n += k;
+  };
   size_t i = 0;
-  while (i <= path.size() && out.size() < kMaxLen) {
-    size_t slash = path.find('/', i);
-    std::string_view seg = path.substr(i, slash == std::string_view::npos ? path.size() - i
-                                                                          : slash - i);
-    if (IsIdSegment(seg)) {
-      out += "{id}";
-    } else {
-      out.append(seg);
-    }
-    if (slash == std::string_view::npos) break;
-    out.push_back('/');
+  while (n < kMaxLen) {
+    size_t slash = i;
+    while (slash < path.size() && path[slash] != '/') ++slash;
+    const std::string_view seg = path.substr(i, slash - i);
+    append(IsIdSegment(seg) ? std::string_view("{id}") : seg);
+    if (slash >= path.size()) break;
+    append("/");
     i = slash + 1;
   }
-  if (out.size() > kMaxLen) out.resize(kMaxLen);
+  out->assign(buf, n);
 }
 
 }  // namespace sonde::agent::protocols

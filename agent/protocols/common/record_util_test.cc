@@ -50,6 +50,21 @@ TEST(RecordUtilTest, EndpointPattern) {
   EXPECT_EQ(EndpointPattern("http://example.com/x/7"), "/x/{id}");
   EXPECT_EQ(EndpointPattern("/"), "/");
   EXPECT_LE(EndpointPattern(std::string(5000, 'a')).size(), 256u);
+  EXPECT_EQ(EndpointPattern(""), "");
+  EXPECT_EQ(EndpointPattern("/a/"), "/a/");
+  EXPECT_EQ(EndpointPattern("/x#frag?q"), "/x");
+  EXPECT_EQ(EndpointPattern("/1/2//3"), "/{id}/{id}//{id}");
+  EXPECT_EQ(EndpointPattern("https://host"), "/");
+  // Clipped to the first 256 bytes of the full pattern.
+  EXPECT_EQ(EndpointPattern("/abc/" + std::string(300, 'b')), "/abc/" + std::string(251, 'b'));
+  std::string many;
+  for (int i = 0; i < 100; ++i) many += "/7";
+  std::string expected;
+  while (expected.size() < 256) expected += "/{id}";
+  EXPECT_EQ(EndpointPattern(many), expected.substr(0, 256));
+  std::string reused = "previous contents";
+  EndpointPatternInto("/v1/9", &reused);
+  EXPECT_EQ(reused, "/v1/{id}");
 }
 
 TEST(RecordUtilTest, HttpStatus) {
