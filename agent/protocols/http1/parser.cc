@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <charconv>
 #include <cstring>
 
@@ -189,6 +190,23 @@ struct Head {
 
 bool IsWs(char c) { return c == ' ' || c == '\t'; }
 
+// The first ':' or ' ' in [p, e), or e. Eight bytes at a time while that many are left (the
+// lowest byte flagged by the zero-byte test is exact; bytes are loaded little-endian).
+const char* FindColonOrSpace(const char* p, const char* e) {
+  static_assert(std::endian::native == std::endian::little);
+  constexpr uint64_t kOnes = 0x0101010101010101ULL, kHighs = 0x8080808080808080ULL;
+  while (e - p >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    const uint64_t c = w ^ (kOnes * ':'), s = w ^ (kOnes * ' ');
+    const uint64_t z = ((c - kOnes) & ~c & kHighs) | ((s - kOnes) & ~s & kHighs);
+    if (z != 0) return p + (__builtin_ctzll(z) >> 3);
+    p += 8;
+  }
+  while (p < e && *p != ':' && *p != ' ') ++p;
+  return p;
+}
+
 // Parses the header lines after the start line. False on malformed input. One pass over each
 // line: its end (memchr), the trimmed bounds, then the name up to the colon; the name is
 // compared only against the known names of its length.
@@ -207,8 +225,7 @@ bool ParseHeaders(std::string_view lines, Frame* f, Head* h) {
     if (b == e) continue;
     if (++count > 256) return false;
     // The name ends at the first colon; no colon, an empty name or a space in it is malformed.
-    const char* colon = b;
-    while (colon < e && *colon != ':' && *colon != ' ') ++colon;
+    const char* colon = FindColonOrSpace(b, e);
     if (colon == e || *colon == ' ' || colon == b) return false;
     const std::string_view name(b, static_cast<size_t>(colon - b));
     const char* vb = colon + 1;
