@@ -749,6 +749,14 @@ class Translator {
       if (seconds == 0 || seconds > 366u * 86400) {
         return Error(step.pos, "time() interval must be a whole number of seconds (1 to 31622400)");
       }
+      if (pushdown_ && !in_aggregate_ && clause_ != Clause::kWhere) {
+        // A pushed-down query groups the stored rows by the bucket itself, not by the second.
+        const std::string alias = "_t_" + std::string(rc->column->name) + "_" + step.text;
+        AddInnerKey(alias, "intDiv(toUInt32(" + QuoteIdent(rc->column->name) + "), " + step.text + ") * " +
+                               step.text);
+        r.text = alias;
+        return r;
+      }
       r.prec = kPrecMul;
       r.text = "intDiv(toUInt32(" + Use(rc->column->name) + "), " + step.text + ") * " + step.text;
       return r;
