@@ -54,8 +54,8 @@ double Metric(const std::string& text, const std::string& name) {
   return total;
 }
 
-std::string Scrape() {
-  FILE* p = popen(("curl -s --max-time 2 http://127.0.0.1:" + std::to_string(kMetricsPort) + "/metrics").c_str(), "r");
+std::string Scrape(uint16_t port = kMetricsPort) {
+  FILE* p = popen(("curl -s --max-time 2 http://127.0.0.1:" + std::to_string(port) + "/metrics").c_str(), "r");
   std::string out;
   char buf[4096];
   while (p && fgets(buf, sizeof(buf), p)) out += buf;
@@ -275,15 +275,7 @@ TEST(BpfIgnoreTest, UnrecognisedConnectionIsDroppedInKernel) {
   ASSERT_TRUE(WaitFor([&] { return ReadFile(dir / "agent.log").find("eBPF socket tracing active") != std::string::npos; },
                       90s))
       << ReadFile(dir / "agent.log");
-  const std::string url = "http://127.0.0.1:" + std::to_string(kJunkMetricsPort) + "/metrics";
-  auto scrape = [&] {
-    FILE* p = popen(("curl -s --max-time 2 " + url).c_str(), "r");
-    std::string out;
-    char buf[4096];
-    while (p && fgets(buf, sizeof(buf), p)) out += buf;
-    if (p) pclose(p);
-    return out;
-  };
+  auto scrape = [] { return Scrape(kJunkMetricsPort); };
   const std::string kIgnoredInKernel = "sonde_agent_ebpf_kernel_total{counter=\"ignored_conn\"}";
   const double kernel_before = std::max(0.0, Metric(scrape(), kIgnoredInKernel));
 
