@@ -289,7 +289,7 @@ int main(int argc, char** argv) {
   double cpu = 0;
   uint64_t drops = 0;
   for (int r = 0; r < rounds; ++r) {
-    std::printf("  round %d:", r + 1);
+    std::string line = "  round " + std::to_string(r + 1) + ":";  // printed whole: logs interleave
     for (size_t v = 0; v < kNumVariants; ++v) {
       if (!have[v]) continue;
       Running running;
@@ -303,12 +303,12 @@ int main(int argc, char** argv) {
         const auto counters = running.agent->source->KernelCounters();
         drops += counters.size() > 1 ? counters[1] : 0;
       }
-      std::printf("  %s %.0f req/s", VariantName(kVariants[v]), w.rps);
+      line += "  " + std::string(VariantName(kVariants[v])) + " " + std::to_string(static_cast<long>(w.rps)) + " req/s";
       sum[v].requests += w.requests;
       sum[v].seconds += w.seconds;
       sum[v].latency_us += w.latency_us / rounds;
     }
-    std::printf("\n");
+    std::printf("%s\n", line.c_str());
     std::fflush(stdout);
   }
   auto rps = [&](size_t v) { return sum[v].seconds > 0 ? sum[v].requests / sum[v].seconds : 0; };
