@@ -31,13 +31,19 @@ bool EndsBatch(char t) {
          t == 'X' || t == 'F';
 }
 
+// ASCII classes (what the C locale the agent runs in gives, without a libc call per byte).
+bool IsSpace(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+bool IsAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
 std::string FirstKeyword(std::string_view sql) {
   size_t b = 0;
-  while (b < sql.size() && (std::isspace(static_cast<unsigned char>(sql[b])) || sql[b] == '(')) ++b;
+  while (b < sql.size() && (IsSpace(sql[b]) || sql[b] == '(')) ++b;
   size_t e = b;
-  while (e < sql.size() && e - b < 32 && std::isalpha(static_cast<unsigned char>(sql[e]))) ++e;
+  while (e < sql.size() && e - b < 32 && IsAlpha(sql[e])) ++e;
   std::string k(sql.substr(b, e - b));
-  for (char& c : k) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (char& c : k) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  }
   return k;
 }
 
@@ -54,8 +60,9 @@ ResponseStatus ErrorStatus(std::string_view sqlstate) {
 // Describes the request batch [begin, end] and updates named statements.
 void DescribeBatch(const FrameQueue<Frame>& reqs, size_t end, State* s, v1::L7RequestLog* r) {
   int rank = 0;  // Execute > Bind > Parse > Describe > Close > Sync
-  std::string type = "Sync", text;
-  auto take = [&](int k, const char* name) {
+  std::string_view type = "Sync";
+  std::string text;
+  auto take = [&](int k, std::string_view name) {
     if (k > rank) {
       rank = k;
       type = name;
@@ -70,21 +77,24 @@ void DescribeBatch(const FrameQueue<Frame>& reqs, size_t end, State* s, v1::L7Re
       case 'Q':
         type = "Query";
         rank = 10;
-        text = Capped(CStr(f.payload, &pos));
+        text.assign(CStr(f.payload, &pos).substr(0, kMaxTextBytes));
         break;
       case 'P': {
-        std::string name(CStr(f.payload, &pos));
-        std::string query = Capped(CStr(f.payload, &pos));
-        if (s->statements.size() < kMaxStatements || s->statements.count(name)) {
-          s->statements[name] = query;
+        // Views into the payload; strings only for what is kept.
+        const std::string_view name = CStr(f.payload, &pos);
+        const std::string_view query = CStr(f.payload, &pos).substr(0, kMaxTextBytes);
+        if (auto it = s->statements.find(name); it != s->statements.end()) {
+          it->second.assign(query);
+        } else if (s->statements.size() < kMaxStatements) {
+          s->statements.emplace(std::string(name), std::string(query));
         }
-        text = query;
+        text.assign(query);
         take(3, "Parse");
         break;
       }
       case 'B': {
         CStr(f.payload, &pos);  // portal
-        std::string stmt(CStr(f.payload, &pos));
+        const std::string_view stmt = CStr(f.payload, &pos);
         if (auto it = s->statements.find(stmt); it != s->statements.end()) text = it->second;
         take(4, "Bind");
         break;
@@ -98,7 +108,9 @@ void DescribeBatch(const FrameQueue<Frame>& reqs, size_t end, State* s, v1::L7Re
       case 'C':
         if (f.payload.size() > 1 && f.payload[0] == 'S') {
           pos = 1;
-          s->statements.erase(std::string(CStr(f.payload, &pos)));
+          if (auto it = s->statements.find(CStr(f.payload, &pos)); it != s->statements.end()) {
+            s->statements.erase(it);
+          }
         }
         take(1, "Close");
         break;
@@ -130,9 +142,9 @@ void DescribeBatch(const FrameQueue<Frame>& reqs, size_t end, State* s, v1::L7Re
         break;
     }
   }
-  r->set_request_type(type);
-  r->set_request_resource(text);
-  r->set_endpoint(type == "Startup" || text.empty() ? type : FirstKeyword(text));
+  r->set_request_type(std::string(type));
+  r->set_endpoint(type == "Startup" || text.empty() ? std::string(type) : FirstKeyword(text));
+  r->set_request_resource(std::move(text));
   r->set_request_length(bytes);
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -31,7 +32,8 @@ struct State {
   std::string user;
   std::string database;
   std::string version;                         // "3.0" from the startup message
-  std::map<std::string, std::string> statements;  // prepared statement name -> query text
+  // prepared statement name -> query text (transparent: looked up by string_view)
+  std::map<std::string, std::string, std::less<>> statements;
   bool ssl_answer_pending = false;
   bool encrypted = false;  // the server accepted SSL: the rest is opaque
   uint64_t unpaired_responses = 0;
