@@ -310,13 +310,19 @@ ResponseStatus ErrorStatus(int32_t code) {
   }
 }
 
+// ASCII classes (what the C locale the agent runs in gives, without a libc call per byte).
+bool IsSpace(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+bool IsAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
 std::string FirstKeyword(std::string_view sql) {
   size_t b = 0;
-  while (b < sql.size() && (std::isspace(static_cast<unsigned char>(sql[b])) || sql[b] == '(')) ++b;
+  while (b < sql.size() && (IsSpace(sql[b]) || sql[b] == '(')) ++b;
   size_t e = b;
-  while (e < sql.size() && e - b < 32 && std::isalpha(static_cast<unsigned char>(sql[e]))) ++e;
+  while (e < sql.size() && e - b < 32 && IsAlpha(sql[e])) ++e;
   std::string k(sql.substr(b, e - b));
-  for (char& c : k) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (char& c : k) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  }
   return k;
 }
 

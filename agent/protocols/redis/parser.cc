@@ -138,9 +138,14 @@ ParseState ScanValue(std::string_view buf, size_t* pos, int depth, Collected* to
 
 std::string Capped(std::string_view s) { return std::string(s.substr(0, kMaxFieldBytes)); }
 
+// ASCII letters (what the C locale the agent runs in gives, without a libc call per byte).
+bool IsAsciiAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
 std::string Upper(std::string_view s) {
   std::string r = Capped(s);
-  for (char& c : r) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (char& c : r) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  }
   return r;
 }
 
@@ -164,7 +169,7 @@ bool HasNoKey(std::string_view cmd) {
 bool IsAlpha(std::string_view s) {
   if (s.empty()) return false;
   for (char c : s) {
-    if (!std::isalpha(static_cast<unsigned char>(c))) return false;
+    if (!IsAsciiAlpha(c)) return false;
   }
   return true;
 }
@@ -175,7 +180,7 @@ ParseState ParseRequest(std::string_view buf, size_t* used, Frame* frame) {
     // not alphabetic, so binary protocols are not taken for Redis while they accumulate.
     size_t word = 0;
     while (word < buf.size() && buf[word] != ' ' && buf[word] != '\r' && buf[word] != '\n') {
-      if (!std::isalpha(static_cast<unsigned char>(buf[word])) || word >= 32) {
+      if (!IsAsciiAlpha(buf[word]) || word >= 32) {
         return ParseState::kInvalid;
       }
       ++word;
