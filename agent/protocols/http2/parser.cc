@@ -75,6 +75,9 @@ nghttp2_hd_inflater* NewInflater() {
 bool Inflate(nghttp2_hd_inflater* inf, std::string_view block, std::vector<Header>* out) {
   auto* in = reinterpret_cast<const uint8_t*>(block.data());
   size_t inlen = block.size();
+  // Room for a typical header list up front (growing one element at a time moved every header
+  // string several times per block).
+  if (out->capacity() == 0) out->reserve(16);
   for (int guard = 0; guard < 4096; ++guard) {
     nghttp2_nv nv;
     int flags = 0;
@@ -83,9 +86,10 @@ bool Inflate(nghttp2_hd_inflater* inf, std::string_view block, std::vector<Heade
     in += rv;
     inlen -= static_cast<size_t>(rv);
     if ((flags & NGHTTP2_HD_INFLATE_EMIT) && out->size() < kMaxHeaders) {
-      out->push_back({std::string(reinterpret_cast<const char*>(nv.name), nv.namelen),
-                      std::string(reinterpret_cast<const char*>(nv.value),
-                                  std::min<size_t>(nv.valuelen, kMaxHeaderValueBytes))});
+      Header& h = out->emplace_back();  // filled in place: no temporary to move from
+      h.name.assign(reinterpret_cast<const char*>(nv.name), nv.namelen);
+      h.value.assign(reinterpret_cast<const char*>(nv.value),
+                     std::min<size_t>(nv.valuelen, kMaxHeaderValueBytes));
     }
     if (flags & NGHTTP2_HD_INFLATE_FINAL) {
       nghttp2_hd_inflate_end_headers(inf);
