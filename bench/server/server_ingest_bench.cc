@@ -1,12 +1,13 @@
 // Server ingest benchmark (not a test): generated L7 request logs with realistic Kubernetes tags
 // (hundreds of pods and services, thousands of endpoints, a service call graph) go through the
 // server's write path three ways, side by side on one ClickHouse. Every variant starts from the
-// agents' zstd-compressed frames and runs the production receive side: frame decode + zstd +
-// ReadAgentFrame (the ingest server's protobuf-equivalent check, records kept as wire bytes) +
-// Spool::Append (fsync) + Spool::ReadOldest + Spool::Remove. Then:
-//   smart    the production path: ClickHouseStorage::Write = TaggingService (AutoTagging +
-//            SmartEncoding ids, sides read from the wire bytes) -> WireRowEncoder ->
-//            flow_log.l7_request_log
+// agents' zstd-compressed frames and runs the production receive side: frame decode + zstd
+// (PayloadDecoder, one per connection in the server) + ReadAgentFrame (the ingest server's
+// protobuf-equivalent check, records kept as wire bytes) + Spool::Append (fsync) +
+// Spool::ReadOldest + Spool::Remove. Then:
+//   smart    the production path: ClickHouseStorage::Write = WireRowEncoder (RowBinary, and each
+//            record's sides in the same pass) -> TaggingService::TagSides (AutoTagging +
+//            SmartEncoding tag set ids) -> ids written into the rows -> flow_log.l7_request_log
 //   string   the records parsed, the same tags matched the same way but stored as String columns
 //   lowcard  ... stored as LowCardinality(String) columns
 // and prints, per variant: server CPU per row (this thread's CPU, user + system, over all of the
