@@ -226,9 +226,9 @@ void L7Analyzer::Infer(Connection* c, flow::StreamDirection dir, const flow::Str
   }
   // Mid-stream captures: flow tracking guessed the roles from ports, and these bytes may have
   // come from the client although they travel in the "response" direction (e.g. a Kafka client
-  // on a lower port than its broker). A protocol that recognises them from the other side fixes
-  // the roles for the rest of the connection.
-  if (chosen == nullptr && RolesAreGuessed(c->info) && c->info.tuple.protocol == net::IpProtocol::kTcp) {
+  // on a lower port than its broker, a DNS query from a port below the server's). A protocol
+  // that recognises them from the other side fixes the roles for the rest of the connection.
+  if (chosen == nullptr && RolesAreGuessed(c->info)) {
     const flow::ConnectionInfo other = Swapped(c->info);
     for (const ProtocolSpec& p : protocols) {
       if (!transport_ok(p)) continue;

@@ -302,7 +302,10 @@ bool PlausibleTcpMessage(flow::StreamDirection dir, std::string_view m) {
 InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::ConnectionInfo& conn) {
   Frame f;
   if (conn.tuple.protocol == net::IpProtocol::kUdp) {
-    return ParseMessage(data, &f) ? InferResult::kYes : InferResult::kNo;
+    // A query travels client -> server: when the flow's roles were guessed the other way round
+    // (the client's port is the lower one), the analyzer retries with the roles swapped.
+    if (!ParseMessage(data, &f)) return InferResult::kNo;
+    return f.is_response == (dir == flow::StreamDirection::kResponse) ? InferResult::kYes : InferResult::kNo;
   }
   if (data.size() < 2 + kHeaderBytes) return InferResult::kMaybe;
   const uint16_t len = Be16(data, 0);

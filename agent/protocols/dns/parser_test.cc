@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include "agent/protocols/common/frame_parser.h"
+#include "agent/protocols/common/l7_analyzer.h"
+#include "agent/protocols/common/testing/collecting_sink.h"
 #include "agent/protocols/common/testing/golden.h"
 
 namespace sonde::agent::protocols::dns {
@@ -97,6 +99,44 @@ TEST(DnsTest, RejectsGarbageAndHostileNames) {
   EXPECT_EQ(Infer(flow::StreamDirection::kRequest, Query(3, "ok.test", 1), udp), InferResult::kYes);
   EXPECT_EQ(Infer(flow::StreamDirection::kRequest, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x00", udp),
             InferResult::kNo);
+}
+
+// Over UDP a query travels client -> server and an answer server -> client: inference says no
+// to a message in the wrong direction, so the analyzer can swap guessed roles.
+TEST(DnsTest, UdpInferenceFollowsTheMessageDirection) {
+  flow::ConnectionInfo udp;
+  udp.tuple.protocol = net::IpProtocol::kUdp;
+  const std::string q = Query(7, "svc.test", 1);
+  EXPECT_EQ(Infer(flow::StreamDirection::kRequest, q, udp), InferResult::kYes);
+  EXPECT_EQ(Infer(flow::StreamDirection::kResponse, q, udp), InferResult::kNo);
+  EXPECT_EQ(Infer(flow::StreamDirection::kResponse, AnswerA(q, 0, true), udp), InferResult::kYes);
+  EXPECT_EQ(Infer(flow::StreamDirection::kRequest, AnswerA(q, 0, true), udp), InferResult::kNo);
+}
+
+// A client on a lower port than its DNS server (here 1024 -> 15353): the port heuristic makes the
+// client the server; the query coming from the "server" side swaps the roles back.
+TEST(DnsTest, QueryFromTheLowerPortFixesGuessedRoles) {
+  testing::CollectingSink sink;
+  metrics::Registry reg;
+  L7Analyzer analyzer(&sink, &reg);
+  flow::ConnectionInfo conn;  // as flow tracking guessed it: 127.0.0.1:15353 client, 10.0.0.9:1024 server
+  conn.flow_id = 1;
+  conn.tuple.protocol = net::IpProtocol::kUdp;
+  conn.tuple.src_ip = *net::IpAddress::Parse("127.0.0.1");
+  conn.tuple.src_port = 15353;
+  conn.tuple.dst_ip = *net::IpAddress::Parse("10.0.0.9");
+  conn.tuple.dst_port = 1024;
+  conn.role_source = common::v1::ROLE_SOURCE_PORT_HEURISTIC;
+  const std::string q = Query(9, "web.example.test", 1);
+  analyzer.OnData(conn, flow::StreamDirection::kResponse, Chunk(q, 1'000'000, true));
+  analyzer.OnData(conn, flow::StreamDirection::kRequest, Chunk(AnswerA(q, 0, true), 1'500'000, true));
+  analyzer.FlushAll(2'000'000);
+  ASSERT_EQ(sink.l7.size(), 1u);
+  EXPECT_EQ(sink.l7[0].request_resource(), "web.example.test");
+  EXPECT_EQ(sink.l7[0].response_status(), common::v1::RESPONSE_STATUS_OK);
+  EXPECT_EQ(sink.l7[0].server_port(), 15353u);
+  EXPECT_EQ(sink.l7[0].client_port(), 1024u);
+  EXPECT_EQ(sink.l7[0].ip4_0(), 0x0a000009u);  // client: 10.0.0.9
 }
 
 TEST(DnsGoldenTest, DnsmasqLoopbackCapture) {
