@@ -248,6 +248,32 @@ TEST(RecordBatchWireTest, ValidUtf8AgreesWithProtobuf) {
   EXPECT_GT(invalid, 100);
 }
 
+// ReadVarint's values for every length (1..10 bytes, non-canonical ones too, bits past 64
+// dropped) equal a plain byte loop's, with and without room for its 8-byte load.
+TEST(RecordBatchWireTest, ReadVarintValuesOfEveryLength) {
+  std::mt19937_64 rng(3);
+  int cases = 0;
+  for (size_t len = 1; len <= 10; ++len) {
+    for (size_t tail : {0u, 1u, 9u, 12u}) {
+      for (int rep = 0; rep < 50; ++rep) {
+        std::string bytes;
+        for (size_t i = 0; i + 1 < len; ++i) bytes.push_back(static_cast<char>(0x80 | (rng() & 0x7f)));
+        bytes.push_back(static_cast<char>(rep % 5 == 0 ? 0 : rng() & 0x7f));
+        for (size_t i = 0; i < tail; ++i) bytes.push_back(static_cast<char>(rng()));
+        uint64_t want = 0;
+        for (size_t i = 0; i < len; ++i) want |= uint64_t{static_cast<uint8_t>(bytes[i]) & 0x7fu} << (7 * i);
+        WireReader r(bytes);
+        uint64_t got = 0;
+        ASSERT_TRUE(r.ReadVarint(&got)) << "len " << len << " tail " << tail;
+        ASSERT_EQ(got, want) << "len " << len << " tail " << tail;
+        ASSERT_EQ(r.remaining(), tail);
+        ++cases;
+      }
+    }
+  }
+  EXPECT_EQ(cases, 2000);
+}
+
 TEST(RecordBatchWireTest, ReadVarintFieldTakesTheLastValue) {
   agent::v1::NetworkMetric m;
   m.set_granularity_s(60);
