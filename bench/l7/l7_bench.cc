@@ -133,6 +133,20 @@ protocols::L7AnalyzerOptions Options() {
   return o;
 }
 
+// The whole agent pipeline over the file (pcap source -> flow tracker -> L7 analyzer) into
+// `sink`, as sonde-agent --pcap runs it. Packets read, or -1 when the file cannot be read.
+int64_t RunPipeline(const std::string& path, CountingSink& sink) {
+  std::atomic<bool> stop{false};
+  protocols::L7Analyzer analyzer(&sink, nullptr, Options());
+  flow::FlowTracker tracker({}, &sink, &analyzer, nullptr);
+  ClockedSink clocked(&tracker);
+  sonde::agent::capture::PcapFileSource source(path);
+  if (!source.Run(clocked, stop).ok()) return -1;
+  tracker.FlushAll(clocked.last_ns);
+  analyzer.FlushAll(clocked.last_ns);
+  return static_cast<int64_t>(clocked.packets);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -209,13 +223,7 @@ int main(int argc, char** argv) {
 
   if (digest) {  // one untimed whole-pipeline run that hashes everything emitted
     CountingSink sink(true);
-    protocols::L7Analyzer analyzer(&sink, nullptr, Options());
-    flow::FlowTracker tracker({}, &sink, &analyzer, nullptr);
-    ClockedSink clocked(&tracker);
-    sonde::agent::capture::PcapFileSource source(path);
-    if (!source.Run(clocked, stop).ok()) return 1;
-    tracker.FlushAll(clocked.last_ns);
-    analyzer.FlushAll(clocked.last_ns);
+    if (RunPipeline(path, sink) < 0) return 1;
     const std::pair<const char*, const Digest*> kinds[] = {
         {"l7", &sink.l7}, {"l4", &sink.l4}, {"network", &sink.network}, {"application", &sink.application}};
     for (const auto& [name, d] : kinds) {
@@ -230,17 +238,12 @@ int main(int argc, char** argv) {
   for (int r = 0; r < repeat; ++r) {
     CountingSink sink;
     const double t0 = CpuSeconds();
-    protocols::L7Analyzer analyzer(&sink, nullptr, Options());
-    flow::FlowTracker tracker({}, &sink, &analyzer, nullptr);
-    ClockedSink clocked(&tracker);
-    sonde::agent::capture::PcapFileSource source(path);
-    if (!source.Run(clocked, stop).ok()) return 1;
-    tracker.FlushAll(clocked.last_ns);
-    analyzer.FlushAll(clocked.last_ns);
+    const int64_t read = RunPipeline(path, sink);
     const double t = CpuSeconds() - t0;
+    if (read < 0) return 1;
     if (t < best) best = t;
     records = sink.records;
-    packets = clocked.packets;
+    packets = static_cast<uint64_t>(read);
   }
   std::printf("pipeline_records %llu\npipeline_cpu_s %.4f\npipeline_records_per_s %.0f\n"
               "pipeline_packets_per_s %.0f\n",
