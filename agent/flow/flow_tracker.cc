@@ -117,6 +117,7 @@ struct FlowTracker::Flow {
   // Network metric deltas of second `metric_second` not yet added to the aggregator.
   PendingMetrics pm;
   uint32_t metric_second = 0;
+  NetworkRowHint metric_rows;  // the flow's rows in the metric intervals it last went to
   uint32_t tunnel_id = 0;
   common::v1::TunnelType tunnel_type = common::v1::TUNNEL_TYPE_NONE;
   RoleSource role_source = common::v1::ROLE_SOURCE_UNKNOWN;
@@ -255,7 +256,7 @@ void FlowTracker::FlushFlowMetrics(Flow& f) {
   d.rst_0 = m.rst_0;
   d.rst_1 = m.rst_1;
   d.timeouts = m.timeouts;
-  metrics_.Add(MetricKeyOf(f), uint64_t{f.metric_second} * 1'000'000'000ull, d);
+  metrics_.Add(MetricKeyOf(f), uint64_t{f.metric_second} * 1'000'000'000ull, d, &f.metric_rows);
   f.pm = PendingMetrics{};
 }
 
@@ -774,8 +775,12 @@ void FlowTracker::FlushAll(uint64_t now_ns) {
   order.reserve(flows_.size());
   flows_.ForEach([&](Flow& f) { order.emplace_back(f.flow_id, f.index); });
   std::sort(order.begin(), order.end());
-  for (const auto& [id, index] : order) {
-    Flow& f = *flows_.At(index);
+  constexpr size_t kPrefetchAhead = 8;
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (i + kPrefetchAhead < order.size()) {
+      flows_.Prefetch(flows_.At(order[i + kPrefetchAhead].second)->key.Hash());
+    }
+    Flow& f = *flows_.At(order[i].second);
     CloseType type = f.close_type;
     if (f.state != TcpState::kClosing || type == common::v1::CLOSE_TYPE_UNKNOWN) {
       type = common::v1::CLOSE_TYPE_AGENT_EXIT;

@@ -41,49 +41,90 @@ uint64_t NetworkKeyHash::operator()(const NetworkKey& k) const {
   return mix(h ^ (static_cast<uint64_t>(k.server_port) << 8 | k.protocol), 0x082EFA98EC4E6C89ull);
 }
 
-NetworkCounters& NetworkMetricsAggregator::Bucket::Find(const NetworkKey& key, uint64_t hash) {
+NetworkCounters& NetworkMetricsAggregator::Bucket::Find(const NetworkKey& key, uint64_t hash,
+                                                        uint32_t* index) {
   uint32_t tag = static_cast<uint32_t>(hash);
-  if ((rows.size() + 1) * 2 > slots.size()) {
-    size_t n = slots.empty() ? 64 : slots.size() * 2;
+  if ((size_t{size} + 1) * 2 > slots.size()) {
+    std::vector<Slot> old;
+    old.swap(slots);
+    const size_t n = old.empty() ? 64 : old.size() * 2;
     slots.assign(n, Slot{});
-    NetworkKeyHash hasher;
-    for (uint32_t r = 0; r < rows.size(); ++r) {
-      uint32_t t = static_cast<uint32_t>(hasher(rows[r].first));
-      size_t i = t & (n - 1);
+    for (const Slot& s : old) {  // in old slot order; any order gives the same lookups
+      if (s.row == 0) continue;
+      size_t i = s.tag & (n - 1);
       while (slots[i].row != 0) i = (i + 1) & (n - 1);
-      slots[i] = Slot{t, r + 1};
+      slots[i] = s;
     }
   }
   size_t mask = slots.size() - 1;
   size_t i = tag & mask;
   for (; slots[i].row != 0; i = (i + 1) & mask) {
-    if (slots[i].tag == tag && rows[slots[i].row - 1].first == key) return rows[slots[i].row - 1].second;
+    if (slots[i].tag == tag) {
+      Row& r = at(slots[i].row - 1);
+      if (r.first == key) {
+        *index = slots[i].row - 1;
+        return r.second;
+      }
+    }
   }
-  rows.emplace_back(key, NetworkCounters{});
-  slots[i] = Slot{tag, static_cast<uint32_t>(rows.size())};
-  return rows.back().second;
+  *index = size++;
+  const uint32_t chunk = static_cast<uint32_t>(std::bit_width((*index >> kFirstChunkBits) + 1)) - 1;
+  if (chunk == chunks.size()) {
+    chunks.push_back(std::make_unique<Row[]>(size_t{1} << (kFirstChunkBits + chunk)));
+  }
+  Row& r = at(*index);
+  r.first = key;
+  slots[i] = Slot{tag, size};
+  return r.second;
 }
 
 void NetworkMetricsAggregator::Add(const NetworkKey& key, uint64_t timestamp_ns,
-                                   const NetworkCounters& delta) {
+                                   const NetworkCounters& delta, NetworkRowHint* hint) {
   uint32_t t_s = static_cast<uint32_t>(timestamp_ns / 1'000'000'000ull);
-  uint64_t hash = NetworkKeyHash()(key);
-  for (Level& level : levels_) {
+  uint64_t hash = 0;
+  bool hashed = false;
+  for (size_t l = 0; l < 2; ++l) {
+    Level& level = levels_[l];
     uint32_t start = t_s - t_s % level.granularity_s;
     // Late events (time went backwards across sources) land in the oldest open interval.
     if (start < level.flushed_until_s) start = level.flushed_until_s;
     if (level.last == nullptr || level.last_start_s != start) {
-      level.last = &level.buckets[start];
+      Bucket& b = level.buckets[start];
+      if (b.slots.empty()) {  // new: an index for as many rows as the last emitted interval
+        size_t n = 64;
+        while (n < 2 * size_t{level.last_emitted_rows} + 2) n *= 2;
+        b.slots.assign(n, Bucket::Slot{});
+      }
+      level.last = &b;
       level.last_start_s = start;
     }
-    level.last->Find(key, hash).Add(delta);
+    Bucket& b = *level.last;
+    if (hint != nullptr && hint->start_s[l] == start && hint->row_plus_1[l] != 0 &&
+        hint->row_plus_1[l] <= b.size) {
+      Row& r = b.at(hint->row_plus_1[l] - 1);
+      if (r.first == key) {
+        r.second.Add(delta);
+        continue;
+      }
+    }
+    if (!hashed) {
+      hash = NetworkKeyHash()(key);
+      hashed = true;
+    }
+    uint32_t index = 0;
+    b.Find(key, hash, &index).Add(delta);
+    if (hint != nullptr) {
+      hint->start_s[l] = start;
+      hint->row_plus_1[l] = index + 1;
+    }
   }
 }
 
 void NetworkMetricsAggregator::EmitBucket(uint32_t start_s, uint32_t granularity_s,
                                           const Bucket& bucket) {
   if (sink_ == nullptr) return;
-  for (const auto& [key, c] : bucket.rows) {
+  for (uint32_t i = 0; i < bucket.size; ++i) {
+    const auto& [key, c] = bucket.at(i);
     v1::NetworkMetric m;
     m.set_time(start_s);
     m.set_granularity_s(granularity_s);
@@ -130,6 +171,7 @@ void NetworkMetricsAggregator::Advance(uint64_t now_ns, uint64_t lateness_ns) {
       uint32_t end_s = it->first + level.granularity_s;
       if (end_s > horizon_s) break;
       EmitBucket(it->first, level.granularity_s, it->second);
+      level.last_emitted_rows = it->second.size;
       level.flushed_until_s = end_s;
       if (level.last == &it->second) level.last = nullptr;
       level.buckets.erase(it);

@@ -2,8 +2,10 @@
 // (client ip, server ip, server port, protocol), closed by packet time so replay is deterministic.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -41,12 +43,23 @@ struct NetworkKeyHash {
   uint64_t operator()(const NetworkKey& k) const;
 };
 
+// Where one key's rows were last added (per granularity), so the next Add of the same key goes
+// straight to its row instead of hashing and probing the interval's index: a caller adding for
+// the same key again and again (a flow, once per second and at its close) keeps one. A stale or
+// foreign hint is detected (interval and key are checked) and costs a normal lookup.
+struct NetworkRowHint {
+  uint32_t start_s[2] = {0, 0};
+  uint32_t row_plus_1[2] = {0, 0};  // 0: none
+};
+
 class NetworkMetricsAggregator {
  public:
   // Emits 1 s and 60 s rows (the schema granularities). `sink` may be null (counting only).
   explicit NetworkMetricsAggregator(exporting::RecordSink* sink) : sink_(sink) {}
 
-  void Add(const NetworkKey& key, uint64_t timestamp_ns, const NetworkCounters& delta);
+  // `hint` (may be null) is read and updated.
+  void Add(const NetworkKey& key, uint64_t timestamp_ns, const NetworkCounters& delta,
+           NetworkRowHint* hint = nullptr);
   // Emits every interval that ended more than `lateness_ns` before now.
   void Advance(uint64_t now_ns, uint64_t lateness_ns = 1'000'000'000ull);
   // Emits everything still open.
@@ -56,15 +69,28 @@ class NetworkMetricsAggregator {
 
  private:
   // One interval's rows in insertion order, with an open-addressing index over them (the
-  // aggregator is fed once per flow and second, so lookups are on the hot path).
+  // aggregator is fed once per flow and second, so lookups are on the hot path). Rows live in
+  // chunks of doubling size (64, 128, 256, ... rows) that never move: a growing vector copied
+  // every row (184 bytes each) at each doubling, and an interval can hold one row per flow.
+  // The index grows from the slot tags alone (the tag is the hash's low half, which also gives
+  // the home slot), without reading the rows again.
+  using Row = std::pair<NetworkKey, NetworkCounters>;
   struct Bucket {
     struct Slot {
       uint32_t tag = 0;
       uint32_t row = 0;  // row index + 1; 0 = empty
     };
-    std::vector<std::pair<NetworkKey, NetworkCounters>> rows;
+    static constexpr uint32_t kFirstChunkBits = 6;
+    std::vector<std::unique_ptr<Row[]>> chunks;
+    uint32_t size = 0;  // rows
     std::vector<Slot> slots;
-    NetworkCounters& Find(const NetworkKey& key, uint64_t hash);
+    // The row of `key`, created when absent; its index in *index.
+    NetworkCounters& Find(const NetworkKey& key, uint64_t hash, uint32_t* index);
+    Row& at(uint32_t i) {
+      const uint32_t k = static_cast<uint32_t>(std::bit_width((i >> kFirstChunkBits) + 1)) - 1;
+      return chunks[k][i - (((1u << k) - 1) << kFirstChunkBits)];
+    }
+    const Row& at(uint32_t i) const { return const_cast<Bucket*>(this)->at(i); }
   };
   struct Level {
     uint32_t granularity_s;
@@ -72,6 +98,7 @@ class NetworkMetricsAggregator {
     std::map<uint32_t, Bucket> buckets;
     uint32_t last_start_s = 0;     // cache of the bucket used last
     Bucket* last = nullptr;
+    uint32_t last_emitted_rows = 0;  // sizes a new bucket's index (intervals look alike)
   };
   void EmitBucket(uint32_t start_s, uint32_t granularity_s, const Bucket& bucket);
 

@@ -2,6 +2,9 @@
 // answers after OnClose (flow tracking asks right after, when it writes the L4 row). An open
 // addressing table of 24-byte slots (linear probing, backward-shift erase): no allocation per
 // closed connection, which a node-based map made one of the larger per-connection costs.
+// It also holds "dormant" connections: open ones whose parser holds nothing (a DNS flow after
+// its answer), kept as the few bytes needed to resume them (`resume` != 0, opaque here) instead
+// of a whole connection object; they never expire with EraseClosedUpTo.
 #pragma once
 
 #include <cstdint>
@@ -17,20 +20,59 @@ class ClosedProtocols {
 
   size_t size() const { return size_; }
 
-  // Sets (or replaces) the entry of `flow_id`.
+  size_t dormant() const { return dormant_; }
+
+  // Sets (or replaces) the entry of `flow_id` as closed at `closed_ns`.
   void Put(uint64_t flow_id, common::v1::L7Protocol protocol, uint64_t closed_ns) {
-    if ((size_ + 1) * 2 > slots_.size()) Resize(slots_.size() * 2);
+    PutEntry(flow_id, protocol, closed_ns, 0);
+  }
+  // Sets (or replaces) the entry of `flow_id` as dormant, last active at `last_ns`; `resume`
+  // (non-zero) is the caller's description of how to resume it.
+  void PutDormant(uint64_t flow_id, common::v1::L7Protocol protocol, uint64_t last_ns,
+                  uint16_t resume) {
+    PutEntry(flow_id, protocol, last_ns, resume);
+  }
+
+  // The `resume` value of a dormant `flow_id` (its protocol and last activity in *protocol and
+  // *last_ns), or 0 when the flow is absent or closed.
+  uint16_t Dormant(uint64_t flow_id, common::v1::L7Protocol* protocol, uint64_t* last_ns) const {
+    if (dormant_ == 0) return 0;
+    for (size_t i = Home(flow_id);; i = (i + 1) & mask()) {
+      const Slot& s = slots_[i];
+      if (!s.used) return 0;
+      if (s.flow_id == flow_id) {
+        *protocol = s.protocol;
+        *last_ns = s.ns;
+        return s.resume;
+      }
+    }
+  }
+
+  // A dormant `flow_id` becomes closed at `closed_ns`; anything else is left as it is.
+  void CloseDormant(uint64_t flow_id, uint64_t closed_ns) {
+    if (dormant_ == 0) return;
     for (size_t i = Home(flow_id);; i = (i + 1) & mask()) {
       Slot& s = slots_[i];
-      if (!s.used) {
-        s = Slot{flow_id, closed_ns, protocol, true};
-        ++size_;
+      if (!s.used) return;
+      if (s.flow_id == flow_id) {
+        if (s.resume != 0) {
+          s.resume = 0;
+          s.ns = closed_ns;
+          --dormant_;
+        }
         return;
       }
-      if (s.flow_id == flow_id) {
-        s.protocol = protocol;
-        s.closed_ns = closed_ns;
-        return;
+    }
+  }
+
+  // Every dormant entry last active at or before `idle_up_to_ns` becomes closed at `closed_ns`.
+  void CloseDormantUpTo(uint64_t idle_up_to_ns, uint64_t closed_ns) {
+    if (dormant_ == 0) return;
+    for (Slot& s : slots_) {
+      if (s.used && s.resume != 0 && s.ns <= idle_up_to_ns) {
+        s.resume = 0;
+        s.ns = closed_ns;
+        --dormant_;
       }
     }
   }
@@ -44,6 +86,8 @@ class ClosedProtocols {
     }
   }
 
+  // Removes the entry of `flow_id` (closed or dormant).
+
   void Erase(uint64_t flow_id) {
     if (size_ == 0) return;
     size_t i = Home(flow_id);
@@ -51,6 +95,7 @@ class ClosedProtocols {
       if (!slots_[i].used) return;
       if (slots_[i].flow_id == flow_id) break;
     }
+    if (slots_[i].resume != 0) --dormant_;
     // Backward-shift deletion keeps every probe sequence unbroken without tombstones.
     for (size_t j = (i + 1) & mask();; j = (j + 1) & mask()) {
       if (!slots_[j].used) break;
@@ -64,10 +109,11 @@ class ClosedProtocols {
     --size_;
   }
 
-  // Drops every entry closed at or before `limit_ns`.
+  // Drops every closed entry closed at or before `limit_ns` (dormant ones stay).
   void EraseClosedUpTo(uint64_t limit_ns) {
+    auto keep_slot = [limit_ns](const Slot& s) { return s.used && (s.resume != 0 || s.ns > limit_ns); };
     size_t keep = 0;
-    for (const Slot& s : slots_) keep += s.used && s.closed_ns > limit_ns ? 1 : 0;
+    for (const Slot& s : slots_) keep += keep_slot(s) ? 1 : 0;
     if (keep == size_) return;
     size_t n = kMinSlots;
     while (n < 2 * keep) n *= 2;
@@ -75,7 +121,7 @@ class ClosedProtocols {
     old.swap(slots_);
     size_ = 0;
     for (const Slot& s : old) {
-      if (s.used && s.closed_ns > limit_ns) Insert(s);
+      if (keep_slot(s)) Insert(s);
     }
   }
 
@@ -83,16 +129,41 @@ class ClosedProtocols {
   static constexpr size_t kMinSlots = 64;
   struct Slot {
     uint64_t flow_id = 0;
-    uint64_t closed_ns = 0;
+    uint64_t ns = 0;  // closed: when it closed; dormant: its last activity
     common::v1::L7Protocol protocol = common::v1::L7_PROTOCOL_UNKNOWN;
+    uint16_t resume = 0;  // 0: closed
     bool used = false;
   };
 
+  void PutEntry(uint64_t flow_id, common::v1::L7Protocol protocol, uint64_t ns, uint16_t resume) {
+    if ((size_ + 1) * 2 > slots_.size()) Resize(slots_.size() * 2);
+    for (size_t i = Home(flow_id);; i = (i + 1) & mask()) {
+      Slot& s = slots_[i];
+      if (!s.used) {
+        s = Slot{flow_id, ns, protocol, resume, true};
+        ++size_;
+        if (resume != 0) ++dormant_;
+        return;
+      }
+      if (s.flow_id == flow_id) {
+        if (s.resume != 0) --dormant_;
+        if (resume != 0) ++dormant_;
+        s.protocol = protocol;
+        s.ns = ns;
+        s.resume = resume;
+        return;
+      }
+    }
+  }
+
   size_t mask() const { return slots_.size() - 1; }
   size_t Home(uint64_t flow_id) const {
-    // Flow ids are sequence numbers (with a worker id on top): spread them over the table.
-    uint64_t h = flow_id * 0x9E3779B97F4A7C15ULL;
-    return static_cast<size_t>(h ^ (h >> 32)) & mask();
+    // Flow ids are sequence numbers (with a worker id on top): the low half is used as it is,
+    // so connections opened one after another sit in neighbouring slots (lookups and closes
+    // come roughly in id order and then hit cached lines instead of a random line each); the
+    // high half is mixed in so that several workers' id ranges do not pile up in one run.
+    const uint64_t high = (flow_id >> 32) * 0x9E3779B97F4A7C15ULL;
+    return static_cast<size_t>(static_cast<uint32_t>(flow_id) + (high ^ (high >> 29))) & mask();
   }
   void Insert(const Slot& s) {
     size_t i = Home(s.flow_id);
@@ -111,6 +182,7 @@ class ClosedProtocols {
 
   std::vector<Slot> slots_;
   size_t size_ = 0;
+  size_t dormant_ = 0;
 };
 
 }  // namespace sonde::agent::protocols

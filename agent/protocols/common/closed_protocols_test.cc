@@ -57,5 +57,38 @@ TEST(ClosedProtocolsTest, MatchesAMapUnderRandomOperations) {
   EXPECT_EQ(table.Find(ref.begin()->first), nullptr);
 }
 
+TEST(ClosedProtocolsTest, DormantEntriesResumeCloseAndOutliveExpiry) {
+  ClosedProtocols table;
+  common::v1::L7Protocol p = common::v1::L7_PROTOCOL_UNKNOWN;
+  uint64_t ns = 0;
+  for (uint64_t id = 1; id <= 300; ++id) table.PutDormant(id, common::v1::L7_PROTOCOL_DNS, id * 10, 5);
+  table.Put(1000, common::v1::L7_PROTOCOL_HTTP1, 5);
+  EXPECT_EQ(table.dormant(), 300u);
+  EXPECT_EQ(table.Dormant(7, &p, &ns), 5);
+  EXPECT_EQ(p, common::v1::L7_PROTOCOL_DNS);
+  EXPECT_EQ(ns, 70u);
+  EXPECT_EQ(table.Dormant(1000, &p, &ns), 0);  // closed, not dormant
+  EXPECT_EQ(table.Dormant(5000, &p, &ns), 0);  // absent
+  table.EraseClosedUpTo(100000);               // drops the closed one only
+  EXPECT_EQ(table.size(), 300u);
+  EXPECT_EQ(table.Find(1000), nullptr);
+  table.CloseDormant(7, 99999);
+  EXPECT_EQ(table.Dormant(7, &p, &ns), 0);
+  ASSERT_NE(table.Find(7), nullptr);
+  EXPECT_EQ(table.dormant(), 299u);
+  table.CloseDormantUpTo(1000, 200000);  // ids 1..100 were last active at or before 1000
+  EXPECT_EQ(table.dormant(), 200u);
+  table.EraseClosedUpTo(199999);  // 7 (closed at 99999) goes; closed at 200000: kept
+  EXPECT_EQ(table.size(), 299u);
+  table.EraseClosedUpTo(200000);  // 7 and 1..100 go; 101..300 stay dormant
+  EXPECT_EQ(table.size(), 200u);
+  EXPECT_EQ(table.Dormant(101, &p, &ns), 5);
+  table.Erase(101);
+  EXPECT_EQ(table.dormant(), 199u);
+  table.Put(102, common::v1::L7_PROTOCOL_DNS, 1);  // replaces a dormant entry
+  EXPECT_EQ(table.dormant(), 198u);
+  EXPECT_EQ(table.size(), 199u);
+}
+
 }  // namespace
 }  // namespace sonde::agent::protocols

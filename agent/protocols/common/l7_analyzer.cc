@@ -116,7 +116,12 @@ L7Analyzer::Connection* L7Analyzer::FindOrCreate(const flow::ConnectionInfo& con
     c->last_ns = std::max(c->last_ns, now_ns);
     return c;
   }
-  if (conns_.size() >= options_.max_connections) {
+  // A dormant connection (see Park) resumes where it stopped; it was never dropped, so the
+  // connection limit does not apply to it.
+  L7Protocol dormant_protocol = L7Protocol::L7_PROTOCOL_UNKNOWN;
+  uint64_t dormant_last_ns = 0;
+  const uint16_t resume = closed_.Dormant(conn.flow_id, &dormant_protocol, &dormant_last_ns);
+  if (resume == 0 && conns_.size() >= options_.max_connections) {
     connections_dropped_->Inc();
     return nullptr;
   }
@@ -127,13 +132,38 @@ L7Analyzer::Connection* L7Analyzer::FindOrCreate(const flow::ConnectionInfo& con
   } else {
     c = std::make_unique<Connection>();
   }
-  c->info = conn;
-  c->last_ns = now_ns;
+  if (resume != 0) {
+    c->phase = Connection::Phase::kParsing;
+    c->spec = &Protocols()[(resume & kResumeSpecMask) - 1];
+    c->reported = dormant_protocol;
+    c->swapped = (resume & kResumeSwapped) != 0;
+    c->info = c->swapped ? Swapped(conn) : conn;
+    c->last_ns = std::max(dormant_last_ns, now_ns);
+  } else {
+    c->info = conn;
+    c->last_ns = now_ns;
+  }
   Connection* raw = c.get();
   conns_.emplace(conn.flow_id, std::move(c));
   closed_.Erase(conn.flow_id);
-  connections_->Set(static_cast<int64_t>(conns_.size()));
+  connections_->Set(static_cast<int64_t>(conns_.size() + closed_.dormant()));
   return raw;
+}
+
+std::span<const ProtocolSpec> L7Analyzer::Protocols() const {
+  return options_.protocols.empty() ? AllProtocols() : options_.protocols;
+}
+
+void L7Analyzer::Park(Connection* c) {
+  // What resuming needs: the parsing protocol, the role swap and the reported protocol (the
+  // connection fields come back with the next chunk's ConnectionInfo; the parser was idle).
+  const uint64_t flow_id = c->info.flow_id;
+  const auto spec_index = static_cast<uint16_t>(c->spec - Protocols().data());
+  const uint16_t resume = static_cast<uint16_t>((spec_index + 1) | (c->swapped ? kResumeSwapped : 0));
+  closed_.PutDormant(flow_id, c->reported, c->last_ns, resume);
+  auto it = conns_.find(flow_id);
+  Recycle(std::move(it->second));
+  conns_.erase(it);
 }
 
 void L7Analyzer::OnData(const flow::ConnectionInfo& conn, flow::StreamDirection dir,
@@ -159,8 +189,10 @@ void L7Analyzer::OnData(const flow::ConnectionInfo& conn, flow::StreamDirection 
       c->phase = Connection::Phase::kGaveUp;
     } else if (c->parser->idle()) {
       // Nothing waits in it (e.g. a DNS flow after its answer): the parser goes back to the
-      // pool until the next message, so idle flows (UDP flows live 30 s) hold none.
+      // pool until the next message, and the connection itself becomes a dormant entry of a
+      // few bytes, so idle flows (UDP flows live 30 s) hold neither.
       ReleaseParser(c);
+      Park(c);
     }
   }
 }
@@ -212,8 +244,7 @@ void L7Analyzer::Infer(Connection* c, flow::StreamDirection dir, const flow::Str
     return server_port != 0 &&
            std::find(p.port_hints.begin(), p.port_hints.end(), server_port) != p.port_hints.end();
   };
-  const std::span<const ProtocolSpec> protocols =
-      options_.protocols.empty() ? AllProtocols() : options_.protocols;
+  const std::span<const ProtocolSpec> protocols = Protocols();
   const ProtocolSpec* chosen = nullptr;
   for (int pass = 0; pass < 2 && chosen == nullptr; ++pass) {
     for (const ProtocolSpec& p : protocols) {
@@ -337,7 +368,10 @@ void L7Analyzer::FillConnectionFields(const flow::ConnectionInfo& info,
 
 void L7Analyzer::CloseConnection(uint64_t flow_id, uint64_t now_ns) {
   auto it = conns_.find(flow_id);
-  if (it == conns_.end()) return;
+  if (it == conns_.end()) {
+    closed_.CloseDormant(flow_id, now_ns);
+    return;
+  }
   Connection* c = it->second.get();
   if (c->phase == Connection::Phase::kParsing || c->phase == Connection::Phase::kGaveUp) {
     StitchAndEmit(c, now_ns, true);
@@ -345,7 +379,7 @@ void L7Analyzer::CloseConnection(uint64_t flow_id, uint64_t now_ns) {
   closed_.Put(flow_id, c->reported, now_ns);
   Recycle(std::move(it->second));
   conns_.erase(it);
-  connections_->Set(static_cast<int64_t>(conns_.size()));
+  connections_->Set(static_cast<int64_t>(conns_.size() + closed_.dormant()));
 }
 
 void L7Analyzer::Recycle(std::unique_ptr<Connection> c) {
@@ -385,6 +419,9 @@ void L7Analyzer::OnTick(uint64_t now_ns) {
       }
     }
     for (uint64_t id : idle) CloseConnection(id, now_ns);
+    if (now_ns >= options_.idle_timeout_ns) {
+      closed_.CloseDormantUpTo(now_ns - options_.idle_timeout_ns, now_ns);
+    }
     const uint64_t keep_ns = 2 * options_.idle_timeout_ns;
     if (now_ns >= keep_ns) closed_.EraseClosedUpTo(now_ns - keep_ns);
   }
@@ -397,6 +434,7 @@ void L7Analyzer::FlushAll(uint64_t now_ns) {
   for (const auto& [id, c] : conns_) ids.push_back(id);
   std::sort(ids.begin(), ids.end());  // deterministic output order
   for (uint64_t id : ids) CloseConnection(id, now_ns);
+  closed_.CloseDormantUpTo(~0ULL, now_ns);
   if (options_.app_metrics) app_metrics_.FlushAll();
 }
 

@@ -53,7 +53,8 @@ class L7Analyzer final : public flow::StreamHandler {
   // and every metric interval is emitted. Does not call sink->Flush().
   void FlushAll(uint64_t now_ns);
 
-  size_t connection_count() const { return conns_.size(); }
+  // Open connections, dormant ones included.
+  size_t connection_count() const { return conns_.size() + closed_.dormant(); }
 
  private:
   struct Connection;
@@ -65,11 +66,18 @@ class L7Analyzer final : public flow::StreamHandler {
   void FillConnectionFields(const flow::ConnectionInfo& info, v1::L7RequestLog* rec) const;
   const ParserCounters* CountersFor(const ProtocolSpec* spec);
   void CloseConnection(uint64_t flow_id, uint64_t now_ns);
+  // An open connection whose parser is idle and released leaves conns_ for a dormant entry in
+  // closed_ (and its object goes back to the pool); FindOrCreate resumes it.
+  void Park(Connection* c);
+  std::span<const ProtocolSpec> Protocols() const;
   void Recycle(std::unique_ptr<Connection> c);
   std::unique_ptr<ConnectionParser> AcquireParser(const ProtocolSpec* spec);
   void ReleaseParser(Connection* c);
 
   static constexpr size_t kMaxPooled = 1024;  // per pool
+  // A dormant entry's resume value: index + 1 of its protocol in Protocols(), and the swap bit.
+  static constexpr uint16_t kResumeSpecMask = 0x7fff;
+  static constexpr uint16_t kResumeSwapped = 0x8000;
 
   exporting::RecordSink* sink_;
   std::unique_ptr<metrics::Registry> own_metrics_;

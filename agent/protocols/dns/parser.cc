@@ -49,13 +49,27 @@ bool ReadName(std::string_view msg, size_t* off, std::string* out) {
   return false;
 }
 
+// Dotted quad, as inet_ntop(AF_INET) writes it (which went through sprintf).
+std::string Ipv4Text(std::string_view four) {
+  std::string out;
+  out.reserve(15);
+  for (int i = 0; i < 4; ++i) {
+    if (i > 0) out.push_back('.');
+    const unsigned v = static_cast<uint8_t>(four[static_cast<size_t>(i)]);
+    if (v >= 100) out.push_back(static_cast<char>('0' + v / 100));
+    if (v >= 10) out.push_back(static_cast<char>('0' + v / 10 % 10));
+    out.push_back(static_cast<char>('0' + v % 10));
+  }
+  return out;
+}
+
 std::string RdataText(std::string_view msg, uint16_t type, size_t off, uint16_t len) {
   std::string_view rd = msg.substr(off, len);
   char buf[INET6_ADDRSTRLEN] = {};
   std::string name;
   switch (type) {
     case 1:
-      if (len == 4 && inet_ntop(AF_INET, rd.data(), buf, sizeof(buf))) return buf;
+      if (len == 4) return Ipv4Text(rd);
       break;
     case 28:
       if (len == 16 && inet_ntop(AF_INET6, rd.data(), buf, sizeof(buf))) return buf;
@@ -241,8 +255,12 @@ void Traits::Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, S
       ++it;
     }
   }
-  std::stable_sort(requests->begin(), requests->end(),
-                   [](const Frame& a, const Frame& b) { return a.timestamp_ns < b.timestamp_ns; });
+  // Usually already in time order (one question per UDP flow): checking first skips the
+  // stable sort's temporary buffer, an allocation per call.
+  auto earlier = [](const Frame& a, const Frame& b) { return a.timestamp_ns < b.timestamp_ns; };
+  if (!std::is_sorted(requests->begin(), requests->end(), earlier)) {
+    std::stable_sort(requests->begin(), requests->end(), earlier);
+  }
   for (auto rit = responses->begin(); rit != responses->end();) {
     auto q = std::find_if(requests->begin(), requests->end(), [&](const Frame& f) {
       return f.id == rit->id && f.qtype == rit->qtype && f.timestamp_ns <= rit->timestamp_ns;

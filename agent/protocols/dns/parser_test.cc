@@ -1,7 +1,12 @@
 // DNS parser: hand-built messages plus a golden test over a real dnsmasq capture.
 #include "agent/protocols/dns/parser.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+
+#include <array>
+#include <cstring>
+#include <vector>
 
 #include "agent/protocols/common/frame_parser.h"
 #include "agent/protocols/common/l7_analyzer.h"
@@ -67,6 +72,27 @@ TEST(DnsTest, UdpPairsByIdOutOfOrder) {
   EXPECT_EQ(out[1].request_type(), "A");
   EXPECT_EQ(out[1].response_result(), "10.0.0.7");
   EXPECT_EQ(out[1].response_duration(), 8u);
+}
+
+TEST(DnsTest, ARecordTextMatchesInetNtop) {
+  // Every byte value in every position, plus a few whole addresses.
+  std::vector<std::array<uint8_t, 4>> addrs = {{0, 0, 0, 0}, {255, 255, 255, 255}, {10, 100, 99, 9}};
+  for (int v = 0; v < 256; ++v) {
+    const auto b = static_cast<uint8_t>(v);
+    addrs.push_back({b, 0, 0, 0});
+    addrs.push_back({1, b, 2, 3});
+    addrs.push_back({4, 5, b, 6});
+    addrs.push_back({7, 8, 9, b});
+  }
+  for (const auto& a : addrs) {
+    std::string msg = AnswerA(Query(7, "x.test", 1), 0, true);
+    std::memcpy(msg.data() + msg.size() - 4, a.data(), 4);
+    Frame f;
+    ASSERT_TRUE(ParseMessage(msg, &f));
+    char want[INET_ADDRSTRLEN] = {};
+    ASSERT_NE(inet_ntop(AF_INET, a.data(), want, sizeof(want)), nullptr);
+    EXPECT_EQ(f.answers, want);
+  }
 }
 
 TEST(DnsTest, TcpLengthPrefixSplitAcrossChunks) {
@@ -137,6 +163,44 @@ TEST(DnsTest, QueryFromTheLowerPortFixesGuessedRoles) {
   EXPECT_EQ(sink.l7[0].server_port(), 15353u);
   EXPECT_EQ(sink.l7[0].client_port(), 1024u);
   EXPECT_EQ(sink.l7[0].ip4_0(), 0x0a000009u);  // client: 10.0.0.9
+}
+
+// After its answer a UDP flow's connection is dormant (a few bytes, no parser); later queries
+// on the same flow resume it with the same protocol and the same role swap, and it still
+// counts as open until it closes.
+TEST(DnsTest, FlowResumesAfterItsAnswerWithTheSameRoles) {
+  testing::CollectingSink sink;
+  metrics::Registry reg;
+  L7Analyzer analyzer(&sink, &reg);
+  flow::ConnectionInfo conn;  // guessed the wrong way round, as above
+  conn.flow_id = 1;
+  conn.tuple.protocol = net::IpProtocol::kUdp;
+  conn.tuple.src_ip = *net::IpAddress::Parse("127.0.0.1");
+  conn.tuple.src_port = 15353;
+  conn.tuple.dst_ip = *net::IpAddress::Parse("10.0.0.9");
+  conn.tuple.dst_port = 1024;
+  conn.role_source = common::v1::ROLE_SOURCE_PORT_HEURISTIC;
+  for (int i = 0; i < 3; ++i) {
+    const uint64_t t = (1 + static_cast<uint64_t>(i)) * 1'000'000'000ULL;
+    const std::string q = Query(static_cast<uint16_t>(20 + i), "web.example.test", 1);
+    analyzer.OnData(conn, flow::StreamDirection::kResponse, Chunk(q, t, true));
+    analyzer.OnData(conn, flow::StreamDirection::kRequest, Chunk(AnswerA(q, 0, true), t + 1000, true));
+    EXPECT_EQ(analyzer.connection_count(), 1u);
+    EXPECT_EQ(analyzer.ProtocolOf(1), common::v1::L7_PROTOCOL_DNS);
+  }
+  // A message that is not DNS on a resumed flow goes to the DNS parser, not to inference.
+  analyzer.OnData(conn, flow::StreamDirection::kResponse, Chunk("GET / HTTP/1.1\r\n\r\n", 5'000'000'000ULL, true));
+  analyzer.OnClose(conn, 6'000'000'000ULL);
+  EXPECT_EQ(analyzer.connection_count(), 0u);
+  EXPECT_EQ(analyzer.ProtocolOf(1), common::v1::L7_PROTOCOL_DNS);
+  ASSERT_EQ(sink.l7.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(sink.l7[static_cast<size_t>(i)].request_id(), 20u + static_cast<uint32_t>(i));
+    EXPECT_EQ(sink.l7[static_cast<size_t>(i)].server_port(), 15353u);
+    EXPECT_EQ(sink.l7[static_cast<size_t>(i)].client_port(), 1024u);
+  }
+  EXPECT_EQ(reg.CounterTotal("sonde_agent_l7_connections_inferred_total"), 1u);
+  EXPECT_EQ(reg.CounterTotal("sonde_agent_l7_invalid_frames_total"), 1u);
 }
 
 TEST(DnsGoldenTest, DnsmasqLoopbackCapture) {
