@@ -145,25 +145,175 @@ TEST(SpoolTest, BoundRefusesWithResourceExhausted) {
   EXPECT_EQ(registry.CounterTotal("sonde_server_spool_full_total"), 1u);
 }
 
-TEST(SpoolTest, CorruptFilesAreQuarantined) {
+// Writes a batch file of the previous format (one file per batch, "SSP1" header), as the previous
+// release left them.
+void WriteLegacyBatch(const std::string& dir, uint64_t seq, uint32_t agent_id, const std::string& wire) {
+  std::string header = "SSP1";
+  for (uint32_t v : {agent_id, static_cast<uint32_t>(wire.size())}) {
+    for (int i = 0; i < 4; ++i) header.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  }
+  std::ofstream(fmt::format("{}/{:020d}.batch", dir, seq), std::ios::binary) << header << wire;
+}
+
+std::vector<fs::path> Segments(const std::string& dir) {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() == ".seg") out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<uint32_t> AgentsOf(const std::vector<SpoolEntry>& entries) {
+  std::vector<uint32_t> out;
+  for (const auto& e : entries) out.push_back(e.batch.agent_id);
+  return out;
+}
+
+// Offset of the k-th batch record (0-based) of a segment written by this test's appends.
+uint64_t RecordOffset(const std::vector<uint64_t>& payload_sizes, size_t k) {
+  uint64_t off = Spool::kSegmentHeaderBytes;
+  for (size_t i = 0; i < k; ++i) off += Spool::kRecordHeaderBytes + payload_sizes[i];
+  return off;
+}
+
+void FlipByte(const fs::path& path, uint64_t offset) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c = 0;
+  f.get(c);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.put(static_cast<char>(c ^ 0x5a));
+}
+
+TEST(SpoolTest, PreviousFormatIsReplayedAndDeletedOnceStored) {
   TempDir dir;
   metrics::Registry registry;
+  const std::string a = Batch(100, 2).SerializeAsString();
+  const std::string b = Batch(200, 3).SerializeAsString();
+  WriteLegacyBatch(dir.path(), 41, 7, a);
+  WriteLegacyBatch(dir.path(), 42, 8, b);
+  WriteLegacyBatch(dir.path(), 43, 9, "garbage that is no RecordBatch");
+  std::ofstream(dir.path() + "/free-3") << "SSP1 dead content of a removed batch";
+  std::ofstream(dir.path() + "/00000000000000000044.batch.tmp") << "partial";
   auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
-  ASSERT_TRUE(spool.ok());
-  ASSERT_TRUE((*spool)->Append(1, Batch(0, 1)).ok());
-  auto seq2 = (*spool)->Append(2, Batch(5, 1));
-  ASSERT_TRUE(seq2.ok());
+  ASSERT_TRUE(spool.ok()) << spool.status().ToString();
+  EXPECT_EQ((*spool)->files(), 3u);
+  EXPECT_FALSE(fs::exists(dir.path() + "/free-3")) << "dead content of the previous format is dropped";
+  EXPECT_FALSE(fs::exists(dir.path() + "/00000000000000000044.batch.tmp"));
+  // New appends come after the old batches.
+  auto seq = (*spool)->Append(5, Batch(300, 1));
+  ASSERT_TRUE(seq.ok());
+  EXPECT_GT(*seq, 43u);
+  auto entries = (*spool)->ReadOldest(10, 1 << 20);
+  ASSERT_EQ(entries.size(), 3u) << "the unreadable old file is quarantined";
+  EXPECT_EQ(AgentsOf(entries), (std::vector<uint32_t>{7, 8, 5}));
+  EXPECT_EQ(entries[0].batch.wire, a);
+  EXPECT_EQ(entries[1].batch.wire, b);
+  EXPECT_EQ(entries[1].records, 3u);
+  EXPECT_TRUE(fs::exists(fmt::format("{}/quarantine/{:020d}.batch", dir.path(), 43)));
+  EXPECT_EQ(registry.CounterTotal("sonde_server_spool_quarantined_total"), 1u);
+  std::vector<uint64_t> seqs = {entries[0].seq, entries[1].seq};
+  (*spool)->Remove(seqs);
+  EXPECT_FALSE(fs::exists(fmt::format("{}/{:020d}.batch", dir.path(), 41)));
+  EXPECT_FALSE(fs::exists(fmt::format("{}/{:020d}.batch", dir.path(), 42)));
   spool->reset();
-  // Corrupt the second file on disk, then reopen.
-  std::ofstream(fmt::format("{}/{:020d}.batch", dir.path(), *seq2), std::ios::trunc) << "SSP1garbage";
   spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
   ASSERT_TRUE(spool.ok());
+  entries = (*spool)->ReadOldest(10, 1 << 20);
+  EXPECT_EQ(AgentsOf(entries), (std::vector<uint32_t>{5})) << "only the batch not stored is replayed";
+}
+
+TEST(SpoolTest, TornTailIsCountedAndEarlierBatchesSurvive) {
+  TempDir dir;
+  metrics::Registry registry;
+  std::vector<uint64_t> sizes;
+  {
+    auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
+    ASSERT_TRUE(spool.ok());
+    for (uint32_t i = 0; i < 3; ++i) {
+      sizes.push_back(Batch(i * 10, 5).ByteSizeLong());
+      ASSERT_TRUE((*spool)->Append(i + 1, Batch(i * 10, 5)).ok());
+    }
+  }
+  auto segs = Segments(dir.path());
+  ASSERT_EQ(segs.size(), 1u);
+  // A crash in the middle of the third batch's write: the file ends inside its payload.
+  fs::resize_file(segs[0], RecordOffset(sizes, 2) + Spool::kRecordHeaderBytes + sizes[2] / 2);
+  metrics::Registry after;
+  auto spool = Spool::Open({dir.path(), 1 << 20, true}, &after);
+  ASSERT_TRUE(spool.ok());
+  EXPECT_EQ(after.CounterTotal("sonde_server_spool_corrupt_total"), 1u);
   auto entries = (*spool)->ReadOldest(10, 1 << 20);
-  ASSERT_EQ(entries.size(), 1u);
-  EXPECT_EQ(entries[0].batch.agent_id, 1u);
+  EXPECT_EQ(AgentsOf(entries), (std::vector<uint32_t>{1, 2}));
+  // The spool goes on: new batches are durable and replayed next to the survivors.
+  ASSERT_TRUE((*spool)->Append(9, Batch(0, 1)).ok());
+  spool->reset();
+  metrics::Registry again;
+  spool = Spool::Open({dir.path(), 1 << 20, true}, &again);
+  ASSERT_TRUE(spool.ok());
+  EXPECT_EQ(AgentsOf((*spool)->ReadOldest(10, 1 << 20)), (std::vector<uint32_t>{1, 2, 9}));
+  // The torn tail is still there (never overwritten) and counted again, nothing else is.
+  EXPECT_EQ(again.CounterTotal("sonde_server_spool_corrupt_total"), 1u);
+
+  // A tail cut inside a record header, and a segment cut right after its header.
+  fs::resize_file(segs[0], RecordOffset(sizes, 1) + 10);
+  metrics::Registry third;
+  spool = Spool::Open({dir.path(), 1 << 20, true}, &third);
+  ASSERT_TRUE(spool.ok());
+  EXPECT_EQ(AgentsOf((*spool)->ReadOldest(10, 1 << 20)), (std::vector<uint32_t>{1, 9}));
+  EXPECT_EQ(third.CounterTotal("sonde_server_spool_corrupt_total"), 1u);
+}
+
+TEST(SpoolTest, DamagedBatchInTheMiddleIsSkippedAndTheRestKept) {
+  for (const bool in_header : {false, true}) {
+    TempDir dir;
+    metrics::Registry registry;
+    std::vector<uint64_t> sizes;
+    {
+      auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
+      ASSERT_TRUE(spool.ok());
+      for (uint32_t i = 0; i < 4; ++i) {
+        sizes.push_back(Batch(i * 10, 5).ByteSizeLong());
+        ASSERT_TRUE((*spool)->Append(i + 1, Batch(i * 10, 5)).ok());
+      }
+    }
+    auto segs = Segments(dir.path());
+    ASSERT_EQ(segs.size(), 1u);
+    // The second batch: a byte of its payload, or of its header (its length is then unknown).
+    FlipByte(segs[0], RecordOffset(sizes, 1) + (in_header ? 21 : Spool::kRecordHeaderBytes + 3));
+    metrics::Registry after;
+    auto spool = Spool::Open({dir.path(), 1 << 20, true}, &after);
+    ASSERT_TRUE(spool.ok());
+    EXPECT_EQ(after.CounterTotal("sonde_server_spool_corrupt_total"), 1u) << in_header;
+    auto entries = (*spool)->ReadOldest(10, 1 << 20);
+    EXPECT_EQ(AgentsOf(entries), (std::vector<uint32_t>{1, 3, 4})) << in_header;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      agent::v1::RecordBatch parsed;
+      ASSERT_TRUE(parsed.ParseFromString(entries[i].batch.wire));
+      EXPECT_EQ(parsed.l4_flow_logs(0).time(), (entries[i].batch.agent_id - 1) * 10);
+    }
+  }
+}
+
+TEST(SpoolTest, DamageFoundAtReadIsQuarantined) {
+  TempDir dir;
+  metrics::Registry registry;
+  std::vector<uint64_t> sizes;
+  auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
+  ASSERT_TRUE(spool.ok());
+  for (uint32_t i = 0; i < 2; ++i) {
+    sizes.push_back(Batch(i, 1).ByteSizeLong());
+    ASSERT_TRUE((*spool)->Append(i + 1, Batch(i, 1)).ok());
+  }
+  auto segs = Segments(dir.path());
+  ASSERT_EQ(segs.size(), 1u);
+  FlipByte(segs[0], RecordOffset(sizes, 1) + Spool::kRecordHeaderBytes + 1);
+  auto entries = (*spool)->ReadOldest(10, 1 << 20);
+  EXPECT_EQ(AgentsOf(entries), (std::vector<uint32_t>{1}));
   EXPECT_EQ((*spool)->files(), 1u);
-  EXPECT_TRUE(fs::exists(fmt::format("{}/quarantine/{:020d}.batch", dir.path(), *seq2)));
   EXPECT_EQ(registry.CounterTotal("sonde_server_spool_quarantined_total"), 1u);
+  EXPECT_TRUE(fs::exists(fmt::format("{}/quarantine/{:020d}.batch", dir.path(), entries[0].seq + 1)));
 }
 
 TEST(SpoolTest, WireAppendKeepsTheAgentBytesAndParsesOnlyProcesses) {
@@ -186,74 +336,111 @@ TEST(SpoolTest, WireAppendKeepsTheAgentBytesAndParsesOnlyProcesses) {
   EXPECT_EQ(entries[0].batch.records.processes(0).name(), "java");
   EXPECT_EQ(entries[0].batch.records.processes(1).pid(), 42u);
   EXPECT_EQ(entries[0].batch.records.l4_flow_logs_size(), 0);
-  EXPECT_EQ(entries[0].bytes, wire.size() + 12);
+  EXPECT_EQ(entries[0].bytes, wire.size() + Spool::kRecordHeaderBytes);
 }
 
-TEST(SpoolTest, RemovedFilesAreReusedAndNeverReplayed) {
+TEST(SpoolTest, SegmentsAreReusedAndRemovedBatchesNeverReplayed) {
   TempDir dir;
   metrics::Registry registry;
-  auto count_prefix = [&](std::string_view prefix) {
-    size_t n = 0;
-    for (const auto& e : fs::directory_iterator(dir.path())) n += e.path().filename().string().rfind(prefix, 0) == 0;
-    return n;
-  };
   auto inode = [](const fs::path& p) {
     struct stat st {};
     return ::stat(p.c_str(), &st) == 0 ? st.st_ino : 0;
   };
+  SpoolOptions options{dir.path(), 1 << 20, true, 4096};
+  std::set<ino_t> inodes_seen;
+  uint32_t next_agent = 1;
   {
-    auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
+    auto spool = Spool::Open(options, &registry);
     ASSERT_TRUE(spool.ok());
-    for (uint32_t i = 0; i < 3; ++i) ASSERT_TRUE((*spool)->Append(1, Batch(i, 20)).ok());
-    auto entries = (*spool)->ReadOldest(10, 1 << 20);
-    std::vector<uint64_t> seqs;
-    for (const auto& e : entries) seqs.push_back(e.seq);
-    (*spool)->Remove(seqs);
+    // Rounds of ~3 segments written then drained: segments are recycled, not created.
+    for (int round = 0; round < 6; ++round) {
+      for (int i = 0; i < 30; ++i) ASSERT_TRUE((*spool)->Append(next_agent++, Batch(0, 30)).ok());
+      auto entries = (*spool)->ReadOldest(1000, 1 << 20);
+      ASSERT_EQ(entries.size(), 30u);
+      EXPECT_EQ(entries.front().batch.agent_id, next_agent - 30) << "in order, removed ones never read again";
+      std::vector<uint64_t> seqs;
+      for (const auto& e : entries) seqs.push_back(e.seq);
+      (*spool)->Remove(seqs);
+      for (const auto& p : Segments(dir.path())) inodes_seen.insert(inode(p));
+    }
     EXPECT_EQ((*spool)->files(), 0u);
-    ASSERT_EQ(count_prefix("free-"), 3u);
-    std::set<ino_t> free_inodes;
-    for (const auto& e : fs::directory_iterator(dir.path())) free_inodes.insert(inode(e.path()));
-    auto seq = (*spool)->Append(2, Batch(100, 1));  // smaller than the file it reuses
-    ASSERT_TRUE(seq.ok());
-    EXPECT_EQ(count_prefix("free-"), 2u);
-    const fs::path batch = fmt::format("{}/{:020d}.batch", dir.path(), *seq);
-    EXPECT_TRUE(free_inodes.count(inode(batch))) << "written over a free file, not a new inode";
-    EXPECT_EQ(fs::file_size(batch), (*spool)->bytes()) << "the old, longer content is cut";
+    EXPECT_LE(inodes_seen.size(), 8u) << "segment files are reused";
+    // Some batches left, some removed, in a segment that also holds removed ones.
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE((*spool)->Append(next_agent++, Batch(0, 3)).ok());
+    auto entries = (*spool)->ReadOldest(2, 1 << 20);
+    std::vector<uint64_t> seqs = {entries[0].seq, entries[1].seq};
+    (*spool)->Remove(seqs);
   }
-  // A free file is dead content (even when it looks like a batch): never replayed.
-  auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
+  metrics::Registry after;
+  auto spool = Spool::Open(options, &after);
   ASSERT_TRUE(spool.ok());
-  EXPECT_EQ((*spool)->files(), 1u);
-  auto entries = (*spool)->ReadOldest(10, 1 << 20);
-  ASSERT_EQ(entries.size(), 1u);
-  EXPECT_EQ(entries[0].batch.agent_id, 2u);
-  EXPECT_EQ(entries[0].records, 1u);
-  EXPECT_EQ(count_prefix("free-"), 2u) << "kept for reuse across restarts";
+  auto entries = (*spool)->ReadOldest(100, 1 << 20);
+  EXPECT_EQ(AgentsOf(entries), (std::vector<uint32_t>{next_agent - 3, next_agent - 2, next_agent - 1}))
+      << "stale batches of reused segments and removed ones are not replayed";
+  EXPECT_EQ(after.CounterTotal("sonde_server_spool_corrupt_total"), 0u) << "a clean shutdown has no torn tail";
+  EXPECT_EQ(after.CounterTotal("sonde_server_spool_replayed_total"), 3u);
 }
 
-TEST(SpoolTest, FreeFilesStayWithinAnEighthOfTheBound) {
+TEST(SpoolTest, ConcurrentAppendsAreAllDurableAndInOrder) {
   TempDir dir;
   metrics::Registry registry;
-  const uint64_t file_bytes = 12 + Batch(0, 30).ByteSizeLong();
-  const uint64_t bound = 64 * file_bytes;  // room for 40 batches; free files: about 8 of them
-  auto spool = Spool::Open({dir.path(), bound, false}, &registry);
+  SpoolOptions options{dir.path(), 64 << 20, true, 64 << 10};
+  constexpr int kThreads = 4, kPerThread = 40;
+  std::vector<std::vector<uint64_t>> seqs(kThreads);
+  {
+    auto spool = Spool::Open(options, &registry);
+    ASSERT_TRUE(spool.ok());
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kPerThread; ++i) {
+          auto s = (*spool)->Append(static_cast<uint32_t>(t + 1), Batch(static_cast<uint32_t>(t * 1000 + i), 20));
+          if (s.ok()) seqs[t].push_back(*s);
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ((*spool)->files(), static_cast<size_t>(kThreads * kPerThread));
+  }
+  auto spool = Spool::Open(options, &registry);
   ASSERT_TRUE(spool.ok());
-  for (uint32_t i = 0; i < 40; ++i) ASSERT_TRUE((*spool)->Append(1, Batch(i, 30)).ok());
-  auto entries = (*spool)->ReadOldest(100, bound);
-  ASSERT_EQ(entries.size(), 40u);
+  auto entries = (*spool)->ReadOldest(1000, 1ull << 30);
+  ASSERT_EQ(entries.size(), static_cast<size_t>(kThreads * kPerThread));
+  std::vector<int> next(kThreads, 0);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (i > 0) {
+      EXPECT_LT(entries[i - 1].seq, entries[i].seq);
+    }
+    const uint32_t t = entries[i].batch.agent_id - 1;
+    ASSERT_LT(t, static_cast<uint32_t>(kThreads));
+    agent::v1::RecordBatch parsed;
+    ASSERT_TRUE(parsed.ParseFromString(entries[i].batch.wire));
+    EXPECT_EQ(parsed.l4_flow_logs(0).time(), t * 1000 + static_cast<uint32_t>(next[t]));
+    EXPECT_EQ(entries[i].seq, seqs[t][static_cast<size_t>(next[t])]);
+    ++next[t];
+  }
+  EXPECT_EQ(registry.CounterTotal("sonde_server_spool_corrupt_total"), 0u);
+}
+
+TEST(SpoolTest, FreeSegmentsStayWithinAnEighthOfTheBound) {
+  TempDir dir;
+  metrics::Registry registry;
+  const uint64_t bound = 256 << 10;
+  SpoolOptions options{dir.path(), bound, false, 8 << 10};
+  auto spool = Spool::Open(options, &registry);
+  ASSERT_TRUE(spool.ok());
+  for (uint32_t i = 0; i < 200; ++i) ASSERT_TRUE((*spool)->Append(1, Batch(i, 100)).ok());
+  const size_t held = (*spool)->segment_files();
+  EXPECT_GT(held, 10u);
+  auto entries = (*spool)->ReadOldest(1000, bound);
+  ASSERT_EQ(entries.size(), 200u);
   std::vector<uint64_t> seqs;
   for (const auto& e : entries) seqs.push_back(e.seq);
   (*spool)->Remove(seqs);
-  uint64_t free_bytes = 0;
-  size_t free_files = 0;
-  for (const auto& e : fs::directory_iterator(dir.path())) {
-    if (e.path().filename().string().rfind("free-", 0) != 0) continue;
-    ++free_files;
-    free_bytes += fs::file_size(e.path());
-  }
-  EXPECT_GT(free_files, 0u);
-  EXPECT_LT(free_files, 40u) << "the rest were deleted";
-  EXPECT_LE(free_bytes, bound / 8);
+  uint64_t disk = 0;
+  for (const auto& p : Segments(dir.path())) disk += fs::file_size(p);
+  EXPECT_LT(Segments(dir.path()).size(), held) << "the rest were deleted";
+  EXPECT_LE(disk, bound / 8 + 2 * (8 << 10)) << "free segments plus the active one";
 }
 
 TEST(SpoolDrainerTest, RetriesTransientFailuresAndLosesNothing) {
