@@ -127,6 +127,8 @@ class ClosedProtocols {
 
  private:
   static constexpr size_t kMinSlots = 64;
+  // An insert that probed this many slots doubles the table (ids then wrap half as often).
+  static constexpr size_t kLongProbe = 32;
   struct Slot {
     uint64_t flow_id = 0;
     uint64_t ns = 0;  // closed: when it closed; dormant: its last activity
@@ -137,12 +139,14 @@ class ClosedProtocols {
 
   void PutEntry(uint64_t flow_id, common::v1::L7Protocol protocol, uint64_t ns, uint16_t resume) {
     if ((size_ + 1) * 2 > slots_.size()) Resize(slots_.size() * 2);
-    for (size_t i = Home(flow_id);; i = (i + 1) & mask()) {
+    size_t probes = 0;
+    for (size_t i = Home(flow_id);; i = (i + 1) & mask(), ++probes) {
       Slot& s = slots_[i];
       if (!s.used) {
         s = Slot{flow_id, ns, protocol, resume, true};
         ++size_;
         if (resume != 0) ++dormant_;
+        if (probes >= kLongProbe) Resize(slots_.size() * 2);
         return;
       }
       if (s.flow_id == flow_id) {
@@ -162,6 +166,8 @@ class ClosedProtocols {
     // so connections opened one after another sit in neighbouring slots (lookups and closes
     // come roughly in id order and then hit cached lines instead of a random line each); the
     // high half is mixed in so that several workers' id ranges do not pile up in one run.
+    // Retained ids spanning more than the table wrap onto older ones and make long runs:
+    // PutEntry doubles the table when it meets one (see kLongProbe).
     const uint64_t high = (flow_id >> 32) * 0x9E3779B97F4A7C15ULL;
     return static_cast<size_t>(static_cast<uint32_t>(flow_id) + (high ^ (high >> 29))) & mask();
   }

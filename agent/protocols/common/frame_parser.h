@@ -121,15 +121,22 @@ class FrameParser final : public ConnectionParser {
 
   bool idle() const override {
     // Optional Traits::kStatelessBetweenMessages (DNS): State holds nothing across messages.
+    // Optional Traits::Idle(const State&) -> bool: the State is as a fresh parser's (HTTP/1
+    // between exchanges).
+    bool state_idle = false;
     if constexpr (requires { Traits::kStatelessBetweenMessages; }) {
-      if constexpr (Traits::kStatelessBetweenMessages) {
-        for (const Direction& d : dirs_) {
-          if (d.size() > 0 || !d.frames.empty() || d.resync || d.failures > 0) return false;
-        }
-        return !gave_up_;
-      }
+      state_idle = Traits::kStatelessBetweenMessages;
     }
-    return false;
+    if constexpr (requires(const State& s) {
+                    { Traits::Idle(s) } -> std::same_as<bool>;
+                  }) {
+      state_idle = state_idle || Traits::Idle(state_);
+    }
+    if (!state_idle) return false;
+    for (const Direction& d : dirs_) {
+      if (d.size() > 0 || !d.frames.empty() || d.resync || d.failures > 0) return false;
+    }
+    return !gave_up_;
   }
 
   void Reset() override {

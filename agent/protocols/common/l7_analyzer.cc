@@ -187,10 +187,14 @@ void L7Analyzer::OnData(const flow::ConnectionInfo& conn, flow::StreamDirection 
     StitchAndEmit(c, chunk.timestamp_ns, false);
     if (c->parser->gave_up()) {
       c->phase = Connection::Phase::kGaveUp;
-    } else if (c->parser->idle()) {
-      // Nothing waits in it (e.g. a DNS flow after its answer): the parser goes back to the
-      // pool until the next message, and the connection itself becomes a dormant entry of a
-      // few bytes, so idle flows (UDP flows live 30 s) hold neither.
+    } else if ((c->info.tuple.protocol == net::IpProtocol::kUdp ||
+                conns_.size() > kParkTcpAbove) &&
+               c->parser->idle()) {
+      // Nothing waits in it (e.g. a DNS flow after its answer, an HTTP/1 connection between
+      // exchanges): the parser goes back to the pool until the next message, and the
+      // connection itself becomes a dormant entry of a few bytes, so idle flows (UDP flows live
+      // 30 s, closed TCP ones linger) hold neither. TCP connections stay whole while there are
+      // few (the next request usually follows: resuming costs more than staying).
       ReleaseParser(c);
       Park(c);
     }

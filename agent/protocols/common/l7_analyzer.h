@@ -75,6 +75,8 @@ class L7Analyzer final : public flow::StreamHandler {
   void ReleaseParser(Connection* c);
 
   static constexpr size_t kMaxPooled = 1024;  // per pool
+  // Idle TCP connections are parked only while more than this many are open.
+  static constexpr size_t kParkTcpAbove = 16384;
   // A dormant entry's resume value: index + 1 of its protocol in Protocols(), and the swap bit.
   static constexpr uint16_t kResumeSpecMask = 0x7fff;
   static constexpr uint16_t kResumeSwapped = 0x8000;

@@ -27,6 +27,14 @@ struct Traits {
                                         State* state);
   static void Stitch(FrameQueue<Frame>* requests, FrameQueue<Frame>* responses, State* state,
                      const StitchContext& ctx, RecordBuffer* out);
+  // True between exchanges: no body being skipped, no request waiting for its response, so a
+  // fresh parser would continue the same way.
+  static bool Idle(const State& s) {
+    for (const DirectionState& d : s.dir) {
+      if (d.mode != BodyMode::kNone || d.remaining != 0 || d.chunk_data || d.trailers) return false;
+    }
+    return s.methods.empty();
+  }
 };
 
 InferResult Infer(flow::StreamDirection dir, std::string_view data,

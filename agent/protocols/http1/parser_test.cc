@@ -74,6 +74,28 @@ TEST_F(Http1Test, BodiesSplitAcrossChunksChunkedAndPipelined) {
   EXPECT_EQ(counters_.invalid_frames->Value(), 0u);
 }
 
+// Idle (a fresh parser would go on the same way) only between complete exchanges: not while a
+// request waits for its response, nor inside a body, nor after an upgrade.
+TEST_F(Http1Test, IdleOnlyBetweenExchanges) {
+  EXPECT_TRUE(parser_.idle());
+  Req("POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\n01234");
+  Stitch();
+  EXPECT_FALSE(parser_.idle());  // body half read
+  Req("56789");
+  Stitch();
+  EXPECT_FALSE(parser_.idle());  // request waits for its response
+  Resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n");
+  EXPECT_EQ(Stitch().size(), 1u);
+  EXPECT_FALSE(parser_.idle());  // inside the chunked body
+  Resp("0\r\n\r\n");
+  Stitch();
+  EXPECT_TRUE(parser_.idle());
+  Req("GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+  Resp("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n");
+  Stitch();
+  EXPECT_FALSE(parser_.idle());  // opaque from now on
+}
+
 TEST_F(Http1Test, ContinueHeadAndNoBodyStatuses) {
   Req("PUT /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
   Resp("HTTP/1.1 100 Continue\r\n\r\n");
