@@ -47,17 +47,26 @@ const StringFields& StringFieldsOf() {
 }
 
 // One record (kind k) is what protobuf would accept: every field readable, strings valid UTF-8.
+// The common wire types are handled inline (this runs on every field of every record received).
 bool CheckRecord(std::string_view record, const std::bitset<128>& strings) {
   WireReader r(record);
   while (!r.done()) {
     uint32_t number, wire_type;
     if (!r.ReadTag(&number, &wire_type)) return false;
-    if (wire_type == WireReader::kLengthDelimited && number < 128 && strings.test(number)) {
-      std::string_view s;
-      if (!r.ReadLengthDelimited(&s) || !ValidUtf8(s)) return false;
-      continue;
+    switch (wire_type) {
+      case WireReader::kVarint:
+        if (!r.SkipVarint()) return false;
+        continue;
+      case WireReader::kLengthDelimited: {
+        std::string_view s;
+        if (!r.ReadLengthDelimited(&s)) return false;
+        if (number < 128 && strings.test(number) && !ValidUtf8(s)) return false;
+        continue;
+      }
+      default:
+        if (!r.SkipValue(number, wire_type)) return false;
+        continue;
     }
-    if (!r.SkipValue(number, wire_type)) return false;
   }
   return true;
 }
@@ -153,9 +162,41 @@ bool SplitRecordBatch(std::string_view wire, RecordBatchWire* out) { return Spli
 
 bool CheckRecordBatch(std::string_view wire, RecordBatchWire* out) { return Split(wire, out, true); }
 
+namespace {
+
+// True when every byte is below 0x80, with a few (overlapping) wide loads and no byte loop:
+// agents' strings are mostly short ASCII, and a byte-at-a-time tail cost more than the rest.
+bool AllAscii(const uint8_t* p, size_t n) {
+  auto load64 = [](const uint8_t* q) {
+    uint64_t w;
+    std::memcpy(&w, q, 8);
+    return w;
+  };
+  if (n >= 16) {
+    uint64_t acc = 0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) acc |= load64(p + i) | load64(p + i + 8);
+    acc |= load64(p + n - 16) | load64(p + n - 8);
+    return (acc & 0x8080808080808080ull) == 0;
+  }
+  if (n >= 8) return ((load64(p) | load64(p + n - 8)) & 0x8080808080808080ull) == 0;
+  if (n >= 4) {
+    uint32_t a, b;
+    std::memcpy(&a, p, 4);
+    std::memcpy(&b, p + n - 4, 4);
+    return ((a | b) & 0x80808080u) == 0;
+  }
+  uint8_t acc = 0;
+  for (size_t i = 0; i < n; ++i) acc |= p[i];
+  return acc < 0x80;
+}
+
+}  // namespace
+
 bool ValidUtf8(std::string_view bytes) {
   const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
   const auto* end = p + bytes.size();
+  if (AllAscii(p, bytes.size())) return true;
 #if defined(__SSE2__)
   // Leading ASCII 16 bytes at a time (agents send mostly ASCII); the loop below does the rest.
   while (end - p >= 16 && _mm_movemask_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))) == 0) p += 16;
