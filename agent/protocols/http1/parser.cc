@@ -65,17 +65,6 @@ bool IContains(std::string_view hay, std::string_view needle) {
   return false;
 }
 
-// End of the head (index after the blank line), or npos.
-size_t FindHeadEnd(std::string_view buf) {
-  size_t limit = std::min(buf.size(), kMaxHeadBytes);
-  for (size_t i = buf.find('\n'); i != std::string_view::npos && i < limit;
-       i = buf.find('\n', i + 1)) {
-    if (i + 1 < buf.size() && buf[i + 1] == '\n') return i + 2;
-    if (i + 2 < buf.size() && buf[i + 1] == '\r' && buf[i + 2] == '\n') return i + 3;
-  }
-  return std::string_view::npos;
-}
-
 bool IsResponseStart(std::string_view s, bool* maybe) {
   if (s.size() < kRespPrefix.size() + 1) {
     if (maybe != nullptr && kRespPrefix.starts_with(s.substr(0, kRespPrefix.size()))) *maybe = true;
@@ -207,72 +196,98 @@ const char* FindColonOrSpace(const char* p, const char* e) {
   return p;
 }
 
-// Parses the header lines after the start line. False on malformed input. One pass over each
-// line: its end (memchr), the trimmed bounds, then the name up to the colon; the name is
-// compared only against the known names of its length.
+// Parses one header line [b, e) (its '\n' excluded). False when it is malformed. Trimmed like
+// TrimWs: spaces and tabs in front, spaces, tabs and CR behind; then the name up to the colon,
+// compared only against the known names of its length. `*count` counts non-empty lines.
+bool ParseHeaderLine(const char* b, const char* e, Frame* f, Head* h, int* count) {
+  while (b < e && IsWs(*b)) ++b;
+  while (e > b && (IsWs(e[-1]) || e[-1] == '\r')) --e;
+  if (b == e) return true;
+  if (++*count > 256) return false;
+  // The name ends at the first colon; no colon, an empty name or a space in it is malformed.
+  const char* colon = FindColonOrSpace(b, e);
+  if (colon == e || *colon == ' ' || colon == b) return false;
+  const std::string_view name(b, static_cast<size_t>(colon - b));
+  const char* vb = colon + 1;
+  while (vb < e && IsWs(*vb)) ++vb;
+  const std::string_view value(vb, static_cast<size_t>(e - vb));  // e already trimmed
+  // No per-header allocation: names are compared case-insensitively in place.
+  switch (name.size()) {
+    case 14:
+      if (IEquals(name, "content-length")) {
+        if (!ParseUint(value, &h->content_length)) return false;
+        h->has_length = true;
+        return true;
+      }
+      break;
+    case 17:
+      if (IEquals(name, "transfer-encoding")) {
+        h->chunked = IContains(value, "chunked");
+        return true;
+      }
+      break;
+    case 4:
+      if (IEquals(name, "host")) {
+        f->host.assign(value.substr(0, kMaxFieldBytes));
+        return true;
+      }
+      break;
+    case 10:
+      if (IEquals(name, "user-agent")) {
+        f->user_agent.assign(value.substr(0, kMaxFieldBytes));
+        return true;
+      }
+      if (IEquals(name, "connection")) {
+        if (IContains(value, "upgrade")) h->upgrade = true;
+        if (IContains(value, "close")) h->close = true;
+        return true;
+      }
+      break;
+    default:
+      break;
+  }
+  if (MaybeTraceHeader(name)) {
+    char lower[17];  // MaybeTraceHeader bounds the name to 17 bytes
+    for (size_t i = 0; i < name.size(); ++i) lower[i] = AsciiLower(name[i]);
+    ApplyTraceHeader(std::string_view(lower, name.size()), value, &f->trace);
+  }
+  return true;
+}
+
+// Parses the header lines after the start line. False on malformed input.
 bool ParseHeaders(std::string_view lines, Frame* f, Head* h) {
   const char* p = lines.data();
   const char* const end = p + lines.size();
   int count = 0;
   while (p < end) {
     const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
-    const char* b = p;
     const char* e = nl != nullptr ? nl : end;
+    if (!ParseHeaderLine(p, e, f, h, &count)) return false;
     p = nl != nullptr ? nl + 1 : end;
-    // Trimmed like TrimWs: spaces and tabs in front, spaces, tabs and CR behind.
-    while (b < e && IsWs(*b)) ++b;
-    while (e > b && (IsWs(e[-1]) || e[-1] == '\r')) --e;
-    if (b == e) continue;
-    if (++count > 256) return false;
-    // The name ends at the first colon; no colon, an empty name or a space in it is malformed.
-    const char* colon = FindColonOrSpace(b, e);
-    if (colon == e || *colon == ' ' || colon == b) return false;
-    const std::string_view name(b, static_cast<size_t>(colon - b));
-    const char* vb = colon + 1;
-    while (vb < e && IsWs(*vb)) ++vb;
-    const std::string_view value(vb, static_cast<size_t>(e - vb));  // e already trimmed
-    // No per-header allocation: names are compared case-insensitively in place.
-    switch (name.size()) {
-      case 14:
-        if (IEquals(name, "content-length")) {
-          if (!ParseUint(value, &h->content_length)) return false;
-          h->has_length = true;
-          continue;
-        }
-        break;
-      case 17:
-        if (IEquals(name, "transfer-encoding")) {
-          h->chunked = IContains(value, "chunked");
-          continue;
-        }
-        break;
-      case 4:
-        if (IEquals(name, "host")) {
-          f->host.assign(value.substr(0, kMaxFieldBytes));
-          continue;
-        }
-        break;
-      case 10:
-        if (IEquals(name, "user-agent")) {
-          f->user_agent.assign(value.substr(0, kMaxFieldBytes));
-          continue;
-        }
-        if (IEquals(name, "connection")) {
-          if (IContains(value, "upgrade")) h->upgrade = true;
-          if (IContains(value, "close")) h->close = true;
-          continue;
-        }
-        break;
-      default:
-        break;
-    }
-    if (MaybeTraceHeader(name)) {
-      char lower[17];  // MaybeTraceHeader bounds the name to 17 bytes
-      for (size_t i = 0; i < name.size(); ++i) lower[i] = AsciiLower(name[i]);
-      ApplyTraceHeader(std::string_view(lower, name.size()), value, &f->trace);
-    }
   }
   return true;
+}
+
+// One pass over a head that is complete in `b`: finds its end (the index after the first empty
+// line, "\n" or "\r\n", whose preceding '\n' lies within kMaxHeadBytes) while parsing the
+// header lines on the way, so each line is scanned once. Returns the end, or npos
+// when the head is not complete within kMaxHeadBytes (the caller then takes the general path,
+// with a fresh frame). *ok is false when a header line was malformed.
+size_t ScanHead(std::string_view b, Frame* f, Head* h, bool* ok) {
+  const size_t limit = std::min(b.size(), kMaxHeadBytes);
+  size_t prev = b.find('\n');  // end of the start line
+  int count = 0;
+  *ok = true;
+  while (prev != std::string_view::npos && prev < limit) {
+    const size_t line = prev + 1;
+    if (line < b.size() && b[line] == '\n') return prev + 2;
+    if (line + 1 < b.size() && b[line] == '\r' && b[line + 1] == '\n') return prev + 3;
+    const size_t nl = b.find('\n', line);
+    if (nl == std::string_view::npos) return std::string_view::npos;
+    if (*ok) *ok = ParseHeaderLine(b.data() + line, b.data() + nl, f, h, &count);
+    prev = nl;
+  }
+  return std::string_view::npos;
 }
 
 // `truncated`: the stream ended inside this head; its complete lines are all there will be.
@@ -283,7 +298,14 @@ ParseState ParseHead(bool is_request, std::string_view* buf, Frame* f, State* st
   if (is_request ? !StartsWithMethod(b, &maybe) : !IsResponseStart(b, &maybe)) {
     return maybe && !truncated ? ParseState::kNeedsMoreData : ParseState::kInvalid;
   }
-  size_t end = FindHeadEnd(b);
+  Head h;
+  bool headers_ok = true;
+  size_t end = ScanHead(b, f, &h, &headers_ok);
+  const bool scanned = end != std::string_view::npos;
+  if (!scanned) {  // the general path parses the headers itself
+    *f = Frame{};
+    h = Head{};
+  }
   if (end == std::string_view::npos && truncated) {
     const size_t last_nl = b.substr(0, kMaxHeadBytes).rfind('\n');
     if (last_nl == std::string_view::npos) return ParseState::kInvalid;
@@ -305,7 +327,6 @@ ParseState ParseHead(bool is_request, std::string_view* buf, Frame* f, State* st
   std::string_view head = b.substr(0, end);
   size_t nl = head.find('\n');
   std::string_view start_line = TrimWs(head.substr(0, nl));
-  Head h;
   f->is_request = is_request;
   if (is_request) {
     size_t sp1 = start_line.find(' ');
@@ -326,7 +347,7 @@ ParseState ParseHead(bool is_request, std::string_view* buf, Frame* f, State* st
     f->status = static_cast<int>(code);
     if (start_line.size() > 13) f->reason.assign(start_line.substr(13, 256));
   }
-  if (!ParseHeaders(head.substr(nl + 1), f, &h)) return ParseState::kInvalid;
+  if (scanned ? !headers_ok : !ParseHeaders(head.substr(nl + 1), f, &h)) return ParseState::kInvalid;
   f->header_bytes = static_cast<int64_t>(end);
 
   DirectionState& ds = state->dir[is_request ? 0 : 1];
