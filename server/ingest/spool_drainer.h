@@ -4,7 +4,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <thread>
+#include <vector>
 
 #include "common/metrics/registry.h"
 #include "server/ingest/spool.h"
@@ -20,8 +22,9 @@ struct SpoolDrainerOptions {
   uint64_t max_bytes_per_write = 32ull << 20;
   std::chrono::milliseconds backoff_min{100};
   std::chrono::milliseconds backoff_max{5000};
-  // Non-transient failures (ClickHouse rejects the data) allowed before the batches are
-  // quarantined so they stop blocking the spool. Transient failures (ClickHouse down) retry forever.
+  // Non-transient failures (ClickHouse rejects the data) allowed before the set is split to find
+  // the batches storage rejects on their own, which are quarantined so they stop blocking the
+  // spool (the others are stored). Transient failures (ClickHouse down) retry forever.
   uint32_t max_rejections = 10;
 };
 
@@ -44,8 +47,21 @@ class SpoolDrainer {
 
  private:
   void Loop();
-  // Writes one set of entries until it succeeds, is quarantined, or we must stop.
+  enum class Outcome { kStored, kRejected, kStopping };
+  // Writes one set of entries until it is stored (or its rejected batches quarantined), or we
+  // must stop.
   void WriteSet(std::vector<SpoolEntry>& entries);
+  // Writes `batches` until stored, rejected `max_rejections` times (non-transient errors; the
+  // schema is applied again between them when `reapply_schema`), or stopping past the deadline.
+  // Transient errors retry with backoff.
+  Outcome Attempt(std::span<const storage::AgentBatch> batches, storage::WriteProgress* progress,
+                  uint32_t max_rejections, bool reapply_schema);
+  // `entries` (with their `batches`) were rejected together: writes each half on its own,
+  // recursing into rejected halves, and quarantines single batches that are rejected.
+  void Isolate(std::span<const SpoolEntry> entries, std::span<const storage::AgentBatch> batches,
+               const storage::WriteProgress& progress);
+  // Removes stored entries from the spool.
+  void Stored(std::span<const SpoolEntry> entries);
 
   Spool* spool_;
   storage::StorageBackend* backend_;
@@ -55,10 +71,12 @@ class SpoolDrainer {
   std::atomic<int64_t> drain_deadline_ns_{0};
   std::atomic<uint32_t> consecutive_failures_{0};
   std::thread thread_;
+  Status last_rejection_;  // the drainer thread's
 
   metrics::Counter* batches_written_;
   metrics::Counter* write_failures_;
   metrics::Counter* records_quarantined_;
+  metrics::Counter* batches_quarantined_;
   metrics::Gauge* failing_gauge_;
 };
 

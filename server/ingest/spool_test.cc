@@ -51,12 +51,18 @@ class FakeBackend : public storage::StorageBackend {
     std::lock_guard lock(mu);
     ++attempts;
     if (fail_code != StatusCode::kOk) return Status(fail_code, "fake failure");
+    std::vector<uint32_t> got;
     for (const auto& b : batches) {
       // Spooled batches carry wire bytes; only their ProcessInfo records are parsed.
       agent::v1::RecordBatch records;
       if (!records.ParseFromString(b.wire)) return InvalidArgumentError("spool handed over bad bytes");
-      for (const auto& r : records.l4_flow_logs()) times.push_back(r.time());
+      for (const auto& r : records.l4_flow_logs()) {
+        // Like a row ClickHouse cannot take: the whole write is refused.
+        if (r.time() == poison_time) return InvalidArgumentError("fake rejection of a poisoned row");
+        got.push_back(r.time());
+      }
     }
+    times.insert(times.end(), got.begin(), got.end());
     ++writes;
     return Status::Ok();
   }
@@ -69,6 +75,7 @@ class FakeBackend : public storage::StorageBackend {
 
   std::mutex mu;
   std::atomic<StatusCode> fail_code{StatusCode::kOk};
+  uint32_t poison_time = UINT32_MAX;  // a write holding a record of this time is rejected
   std::vector<uint32_t> times;
   int attempts = 0;
   int writes = 0;
@@ -489,6 +496,38 @@ TEST(SpoolDrainerTest, QuarantinesBatchesStorageKeepsRejecting) {
   EXPECT_EQ(registry.CounterTotal("sonde_server_records_dropped_total"), 7u);
   EXPECT_GE(backend.schema_applied.load(), 2) << "schema re-applied before giving up";
   EXPECT_EQ(std::distance(fs::directory_iterator(dir.path() + "/quarantine"), fs::directory_iterator()), 1);
+}
+
+TEST(SpoolDrainerTest, QuarantinesOnlyTheBatchStorageRejectsNotItsNeighbours) {
+  TempDir dir;
+  metrics::Registry registry;
+  auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
+  ASSERT_TRUE(spool.ok());
+  // Eight batches of 10 records read as one set; the sixth holds a row storage refuses.
+  for (uint32_t i = 0; i < 8; ++i) ASSERT_TRUE((*spool)->Append(1, Batch(i * 10, 10)).ok());
+  FakeBackend backend;
+  backend.poison_time = 57;
+  SpoolDrainerOptions options;
+  options.flush_interval = std::chrono::milliseconds(10);
+  options.backoff_min = std::chrono::milliseconds(1);
+  options.backoff_max = std::chrono::milliseconds(5);
+  options.max_rejections = 3;
+  options.max_files_per_write = 8;
+  SpoolDrainer drainer(spool->get(), &backend, options, &registry);
+  drainer.Start();
+  ASSERT_TRUE(WaitFor([&] { return (*spool)->files() == 0; }));
+  drainer.Stop(std::chrono::milliseconds(0));
+  std::vector<uint32_t> expected;
+  for (uint32_t t = 0; t < 80; ++t) {
+    if (t / 10 != 5) expected.push_back(t);
+  }
+  EXPECT_EQ(backend.times, expected) << "the seven good batches are stored, in order, once";
+  EXPECT_EQ(registry.CounterTotal("sonde_server_records_dropped_total"), 10u);
+  EXPECT_EQ(registry.CounterTotal("sonde_server_spool_batches_quarantined_total"), 1u);
+  EXPECT_EQ(registry.CounterTotal("sonde_server_spool_batches_written_total"), 7u);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir.path() + "/quarantine"), fs::directory_iterator()), 1);
+  // 3 rejections of the set, then halves: [0,4) ok, [4,8) no, [4,6) no, [4] ok, [5] no, [6,8) ok.
+  EXPECT_EQ(backend.attempts, 3 + 6);
 }
 
 }  // namespace
