@@ -284,18 +284,19 @@ Status Spool::ReplaySegment(const std::string& path, uint64_t id, uint64_t head,
       const size_t payload_at = off + kRecordHeaderBytes;
       if (payload_at + h.payload_bytes <= bytes.size()) {
         last = h.seq;
-        if (PayloadChecksum(bytes.substr(payload_at, h.payload_bytes)) == h.check) {
-          if (h.seq >= head) {
+        // Batches below the head were stored: not replayed, so not read.
+        if (h.seq >= head) {
+          if (PayloadChecksum(bytes.substr(payload_at, h.payload_bytes)) == h.check) {
             const uint64_t record_bytes = kRecordHeaderBytes + h.payload_bytes;
             entries_[h.seq] = Committed{record_bytes, Clock::time_point::min(), seg, payload_at, h.payload_bytes,
                                         h.agent_id, h.check};
             ++seg->live;
             committed_bytes_ += record_bytes;
             replayed_->Inc();
+          } else {
+            SONDE_LOG_EVERY(error, "spool: batch {} in {} fails its checksum; skipped", h.seq, path);
+            corrupt_->Inc();
           }
-        } else {
-          SONDE_LOG_EVERY(error, "spool: batch {} in {} fails its checksum; skipped", h.seq, path);
-          corrupt_->Inc();
         }
         off = payload_at + h.payload_bytes;
         tail_counted = false;
