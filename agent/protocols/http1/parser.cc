@@ -32,10 +32,42 @@ std::string_view TrimWs(std::string_view s) {
 
 char AsciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; }
 
-// `b` must be lower case.
+// 0x20 in each byte of `w` that is a lower-case letter, 0 in the others. Every byte of `w`
+// must be below 0x80 (no carry crosses a byte).
+template <typename Word>
+Word LowerLetterMask(Word w) {
+  constexpr Word kOnes = static_cast<Word>(0x0101010101010101ULL);
+  const Word at_least_a = w + kOnes * (0x80 - 'a');
+  const Word above_z = w + kOnes * (0x80 - 'z' - 1);
+  return static_cast<Word>(((at_least_a & ~above_z) & (kOnes * 0x80)) >> 2);
+}
+
+// One word of `a` against the same word of lower-case `b`: letters of `b` match either case
+// (x | 0x20 is a lower-case letter only for that letter's two cases), other bytes exactly.
+template <typename Word>
+bool IEqualsWord(const char* a, const char* b) {
+  Word x, y;
+  std::memcpy(&x, a, sizeof(Word));
+  std::memcpy(&y, b, sizeof(Word));
+  return (x | LowerLetterMask(y)) == y;
+}
+
+// `b` must be lower-case ASCII. Same answers as comparing AsciiLower(a[i]) with b[i] byte by
+// byte, a word at a time (the last word overlaps the one before it).
 bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
+  const size_t n = a.size();
+  if (n != b.size()) return false;
+  if (n >= 8) {
+    for (size_t i = 0; i + 8 < n; i += 8) {
+      if (!IEqualsWord<uint64_t>(a.data() + i, b.data() + i)) return false;
+    }
+    return IEqualsWord<uint64_t>(a.data() + n - 8, b.data() + n - 8);
+  }
+  if (n >= 4) {
+    return IEqualsWord<uint32_t>(a.data(), b.data()) &&
+           IEqualsWord<uint32_t>(a.data() + n - 4, b.data() + n - 4);
+  }
+  for (size_t i = 0; i < n; ++i) {
     if (AsciiLower(a[i]) != b[i]) return false;
   }
   return true;

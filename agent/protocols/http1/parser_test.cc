@@ -96,6 +96,26 @@ TEST_F(Http1Test, IdleOnlyBetweenExchanges) {
   EXPECT_FALSE(parser_.idle());  // opaque from now on
 }
 
+// Known names are matched in any letter case and only so: names that differ from one in a
+// non-letter byte, or by a byte that equals a letter with bit 0x20 set or cleared, are other
+// headers (their values are not taken).
+TEST_F(Http1Test, KnownHeaderNamesMatchCaseInsensitivelyOnly) {
+  Req("GET /a HTTP/1.1\r\nHOST: h1\r\nuSeR-aGeNt: u1\r\nX-B3-TRACEID: 0af7651916cd43dd8448eb211c80319c\r\n\r\n", 1000);
+  Resp("HTTP/1.1 200 OK\r\nCONTENT-length: 2\r\n\r\nok", 2000);
+  Req("GET /b HTTP/1.1\r\nH0st: h2\r\nUser_Agent: u2\r\nUser\x0dAgent: u3\r\nContent-Lengt\x08: 9\r\n\r\n", 3000);
+  Resp("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 4000);
+  auto recs = Stitch();
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs[0].request_domain(), "h1");
+  EXPECT_EQ(recs[0].user_agent(), "u1");
+  EXPECT_EQ(recs[0].trace_id(), "0af7651916cd43dd8448eb211c80319c");
+  EXPECT_EQ(recs[0].response_length(), 38 + 2);
+  EXPECT_EQ(recs[1].request_domain(), "");
+  EXPECT_EQ(recs[1].user_agent(), "");
+  EXPECT_EQ(recs[1].request_resource(), "/b");
+  EXPECT_EQ(counters_.invalid_frames->Value(), 0u);
+}
+
 TEST_F(Http1Test, ContinueHeadAndNoBodyStatuses) {
   Req("PUT /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
   Resp("HTTP/1.1 100 Continue\r\n\r\n");
