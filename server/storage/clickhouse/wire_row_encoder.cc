@@ -53,22 +53,6 @@ char* PutVarUInt(uint64_t v, char* p) {
   return p;
 }
 
-// Range check + narrowing exactly as RowBinaryEncoder's PutInt.
-template <typename T>
-char* PutInt(uint64_t u, bool is_signed, char* p, EncodeStats* stats) {
-  const int64_t s = static_cast<int64_t>(u);
-  bool fits;
-  if constexpr (std::is_signed_v<T>) {
-    fits = is_signed ? (s >= std::numeric_limits<T>::min() && s <= std::numeric_limits<T>::max())
-                     : u <= static_cast<uint64_t>(std::numeric_limits<T>::max());
-  } else {
-    fits = is_signed ? (s >= 0 && static_cast<uint64_t>(s) <= std::numeric_limits<T>::max())
-                     : u <= std::numeric_limits<T>::max();
-  }
-  if (!fits) ++stats->truncated_values;
-  return PutLE<T>(static_cast<T>(u), p);
-}
-
 int8_t DefaultEnumValue(const schema::Enum& e) {
   for (const auto& v : e.values) {
     if (v.name == "unknown") return v.value;
@@ -248,6 +232,39 @@ const WireRowEncoder::Plan& WireRowEncoder::PlanFor(const schema::Table& table,
       default: break;
     }
   }
+  for (ColumnStep& step : plan.steps) {
+    switch (step.source) {
+      case Source::kAgentId: step.op = Op::kAgentId; continue;
+      case Source::kTag: step.op = Op::kTag; continue;
+      case Source::kDefault: step.op = Op::kDefault; continue;
+      case Source::kField: break;
+    }
+    if (step.integer) {
+      step.op = Op::kInteger;
+      continue;
+    }
+    switch (step.type) {
+      case ColumnType::kEnum8: step.op = Op::kEnum8; break;
+      case ColumnType::kFloat64:
+        step.op = plan.slots[static_cast<size_t>(step.slot)].kind == FieldKind::kFloat ? Op::kFloat64FromFloat
+                                                                                        : Op::kFloat64;
+        break;
+      case ColumnType::kString: step.op = Op::kString; break;
+      case ColumnType::kIPv6: step.op = Op::kIPv6; break;
+      default:
+        // Every integer column type sets step.integer above; nothing else reaches here.
+        plan.status = InternalError(fmt::format("{}.{}: no encoding for a column of type {}", table.database,
+                                                table.name, static_cast<int>(step.type)));
+        break;
+    }
+  }
+  plan.fields.resize(plan.slot_of_field.size());
+  for (size_t number = 0; number < plan.slot_of_field.size(); ++number) {
+    const int slot = plan.slot_of_field[number];
+    if (slot < 0) continue;
+    plan.fields[number] = {slot, plan.slots[static_cast<size_t>(slot)].wire_type,
+                           plan.slots[static_cast<size_t>(slot)].kind};
+  }
   it = plans_.emplace(key, std::move(plan)).first;
   last_key_ = key;
   last_plan_ = &it->second;
@@ -284,13 +301,13 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
   while (!in.done()) {
     uint32_t number, wire_type;
     if (!in.ReadTag(&number, &wire_type)) return InvalidArgumentError("malformed record: bad tag");
-    const int slot_index = number < plan.slot_of_field.size() ? plan.slot_of_field[number] : -1;
-    if (slot_index < 0 || plan.slots[static_cast<size_t>(slot_index)].wire_type != wire_type) {
+    static constexpr Plan::FieldEntry kNoField{};
+    const Plan::FieldEntry& slot = number < plan.fields.size() ? plan.fields[number] : kNoField;
+    if (slot.slot < 0 || slot.wire_type != wire_type) {
       if (!in.SkipValue(number, wire_type)) return InvalidArgumentError("malformed record: bad field");
       continue;
     }
-    const Slot& slot = plan.slots[static_cast<size_t>(slot_index)];
-    Value& v = values_[static_cast<size_t>(slot_index)];
+    Value& v = values_[static_cast<size_t>(slot.slot)];
     switch (slot.kind) {
       case FieldKind::kDouble: {
         uint64_t bits;
@@ -340,47 +357,33 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
   out->resize(start + max_row);
   char* p = out->data() + start;
   for (const auto& step : plan.steps) {
-    switch (step.source) {
-      case Source::kAgentId: p = PutLE<uint32_t>(server.agent_id, p); continue;
-      case Source::kTag:
+    // The field's value when it is set in this row (else 0 / empty: proto3 defaults).
+    const Value* stored = step.slot >= 0 ? &values_[static_cast<size_t>(step.slot)] : nullptr;
+    const bool set = stored != nullptr && stored->row == row_;
+    switch (step.op) {
+      case Op::kAgentId: p = PutLE<uint32_t>(server.agent_id, p); break;
+      case Op::kTag:
         if (taps.tag_offsets != nullptr) taps.tag_offsets[step.tag_index] = static_cast<size_t>(p - out->data());
         p = PutLE<uint32_t>(server.tag_ids != nullptr ? server.tag_ids[step.tag_index] : 0, p);
-        continue;
-      case Source::kDefault:
+        break;
+      case Op::kDefault:
         std::memcpy(p, step.default_bytes.data(), step.default_bytes.size());
         p += step.default_bytes.size();
-        continue;
-      case Source::kField: break;
-    }
-    const Slot& slot = plan.slots[static_cast<size_t>(step.slot)];
-    static constexpr Value kUnset{};
-    const Value& stored = values_[static_cast<size_t>(step.slot)];
-    const Value& v = stored.row == row_ ? stored : kUnset;
-    if (step.integer) {
-      // PutInt's range check and narrowing: the low `width` bytes, little endian.
-      const bool fits = step.signed_field ? (static_cast<int64_t>(v.bits) >= step.min_signed &&
-                                             static_cast<int64_t>(v.bits) <= step.max_signed)
-                                          : v.bits <= step.max_unsigned;
-      if (!fits) ++stats->truncated_values;
-      PutLE<uint64_t>(v.bits, p);
-      p += step.width;
-      continue;
-    }
-    const bool is_signed = step.signed_field;
-    switch (step.type) {
-      case ColumnType::kUInt8: p = PutInt<uint8_t>(v.bits, is_signed, p, stats); break;
-      case ColumnType::kUInt16: p = PutInt<uint16_t>(v.bits, is_signed, p, stats); break;
-      case ColumnType::kUInt32:
-      case ColumnType::kDateTime:
-      case ColumnType::kIPv4: p = PutInt<uint32_t>(v.bits, is_signed, p, stats); break;
-      case ColumnType::kUInt64: p = PutInt<uint64_t>(v.bits, is_signed, p, stats); break;
-      case ColumnType::kInt8: p = PutInt<int8_t>(v.bits, is_signed, p, stats); break;
-      case ColumnType::kInt16: p = PutInt<int16_t>(v.bits, is_signed, p, stats); break;
-      case ColumnType::kInt32: p = PutInt<int32_t>(v.bits, is_signed, p, stats); break;
-      case ColumnType::kInt64: p = PutInt<int64_t>(v.bits, is_signed, p, stats); break;
-      case ColumnType::kEnum8: {
+        break;
+      case Op::kInteger: {
+        // PutInt's range check and narrowing: the low `width` bytes, little endian.
+        const uint64_t bits = set ? stored->bits : 0;
+        const bool fits = step.signed_field ? (static_cast<int64_t>(bits) >= step.min_signed &&
+                                               static_cast<int64_t>(bits) <= step.max_signed)
+                                            : bits <= step.max_unsigned;
+        if (!fits) ++stats->truncated_values;
+        PutLE<uint64_t>(bits, p);
+        p += step.width;
+        break;
+      }
+      case Op::kEnum8: {
         // An Enum8 value ClickHouse does not know fails the whole INSERT (see RowBinaryEncoder).
-        const int64_t s = static_cast<int64_t>(v.bits);
+        const int64_t s = set ? static_cast<int64_t>(stored->bits) : 0;
         const bool known = s >= -128 && s <= 127 &&
                            ((step.enum_known[(s + 128) / 64] >> ((s + 128) % 64)) & 1) != 0;
         int8_t byte = static_cast<int8_t>(s);
@@ -391,27 +394,29 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
         *p++ = static_cast<char>(byte);
         break;
       }
-      case ColumnType::kFloat64: {
-        uint64_t bits = v.bits;
-        if (slot.kind == FieldKind::kFloat) {
-          float f;
-          const uint32_t fbits = static_cast<uint32_t>(v.bits);
-          std::memcpy(&f, &fbits, sizeof(f));
-          const double d = f;
-          std::memcpy(&bits, &d, sizeof(bits));
-        }
+      case Op::kFloat64: p = PutLE<uint64_t>(set ? stored->bits : 0, p); break;
+      case Op::kFloat64FromFloat: {
+        float f;
+        const uint32_t fbits = set ? static_cast<uint32_t>(stored->bits) : 0;
+        std::memcpy(&f, &fbits, sizeof(f));
+        const double d = f;
+        uint64_t bits;
+        std::memcpy(&bits, &d, sizeof(bits));
         p = PutLE<uint64_t>(bits, p);
         break;
       }
-      case ColumnType::kString:
-        p = PutVarUInt(v.size, p);
-        if (v.size != 0) std::memcpy(p, v.data, v.size);
-        p += v.size;
+      case Op::kString: {
+        const uint32_t size = set ? stored->size : 0;
+        p = PutVarUInt(size, p);
+        if (size != 0) std::memcpy(p, stored->data, size);
+        p += size;
         break;
-      case ColumnType::kIPv6: {
-        if (v.size > 16) ++stats->truncated_values;
-        const size_t n = std::min<size_t>(v.size, 16);
-        if (n != 0) std::memcpy(p, v.data, n);
+      }
+      case Op::kIPv6: {
+        const uint32_t size = set ? stored->size : 0;
+        if (size > 16) ++stats->truncated_values;
+        const size_t n = std::min<size_t>(size, 16);
+        if (n != 0) std::memcpy(p, stored->data, n);
         std::memset(p + n, 0, 16 - n);
         p += 16;
         break;

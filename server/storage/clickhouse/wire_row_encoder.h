@@ -60,7 +60,10 @@ class WireRowEncoder {
     FieldKind kind = FieldKind::kInt64;
     uint8_t wire_type = 0;
   };
+  // What pass 2 does for a column, decided at plan time (one switch per column).
+  enum class Op : uint8_t { kAgentId, kTag, kDefault, kInteger, kEnum8, kFloat64, kFloat64FromFloat, kString, kIPv6 };
   struct ColumnStep {
+    Op op = Op::kDefault;
     Source source = Source::kDefault;
     schema::ColumnType type = schema::ColumnType::kUInt8;
     int slot = -1;       // kField: index into Plan::slots
@@ -80,6 +83,13 @@ class WireRowEncoder {
     std::vector<ColumnStep> steps;
     std::vector<Slot> slots;
     std::vector<int> slot_of_field;  // by field number; -1 = not a column
+    // Pass 1's lookup, by field number: the slot and how it is read, in one load.
+    struct FieldEntry {
+      int32_t slot = -1;
+      uint8_t wire_type = 0;
+      FieldKind kind = FieldKind::kInt64;
+    };
+    std::vector<FieldEntry> fields;
     size_t fixed_bytes = 0;          // upper bound of a row without its string bytes
     Status status;
     // RecordTaps::sides: the slot of each side field (SideField order), -1 when the message has
