@@ -145,7 +145,10 @@ L7Analyzer::Connection* L7Analyzer::FindOrCreate(const flow::ConnectionInfo& con
   }
   Connection* raw = c.get();
   conns_.emplace(conn.flow_id, std::move(c));
-  closed_.Erase(conn.flow_id);
+  // An entry left in closed_ is not erased (that shifted the rest of its run back, and runs of
+  // sequential ids are long): while the connection is open, conns_ answers for it, and its
+  // close or park overwrites the entry. A dormant one just stops counting as dormant.
+  if (resume != 0) closed_.CloseDormant(conn.flow_id, dormant_last_ns);
   connections_->Set(static_cast<int64_t>(conns_.size() + closed_.dormant()));
   return raw;
 }
