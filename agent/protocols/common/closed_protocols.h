@@ -117,6 +117,9 @@ class ClosedProtocols {
     if (keep == size_) return;
     size_t n = kMinSlots;
     while (n < 2 * keep) n *= 2;
+    // Shrunk only when mostly empty: a table that grew for ids spanning more than it (long
+    // probes) would otherwise shrink and grow again at every sweep.
+    if (n < slots_.size() && keep * 8 > slots_.size()) n = slots_.size();
     std::vector<Slot> old(n);
     old.swap(slots_);
     size_ = 0;
