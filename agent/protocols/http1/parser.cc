@@ -16,6 +16,12 @@ constexpr std::array<std::string_view, 20> kMethods = {
     "GET",  "POST",     "PUT",       "DELETE", "HEAD", "OPTIONS", "PATCH",
     "CONNECT", "TRACE", "PROPFIND",  "PROPPATCH", "MKCOL", "COPY", "MOVE",
     "LOCK", "UNLOCK",   "REPORT",    "SEARCH", "PURGE", "MERGE"};
+static_assert([] {
+  for (std::string_view m : kMethods) {
+    if (m.empty() || m[0] < 'C' || m[0] > 'U') return false;  // StartsWithMethod relies on it
+  }
+  return true;
+}());
 constexpr size_t kMaxHeadBytes = 32 * 1024;
 constexpr size_t kMaxLineBytes = 8 * 1024;
 constexpr size_t kMaxFieldBytes = 2048;
@@ -501,6 +507,9 @@ void BuildRecord(Frame& req, Frame* resp, v1::L7RequestLog* rec) {
 }  // namespace
 
 bool StartsWithMethod(std::string_view s, bool* maybe) {
+  // Every method starts with a letter from 'C' to 'U': anything else (binary protocols being
+  // inferred) is no method nor the start of one, without trying all twenty.
+  if (s.empty() || s[0] < 'C' || s[0] > 'U') return false;
   for (std::string_view m : kMethods) {
     if (s.size() > m.size()) {
       if (s.starts_with(m) && s[m.size()] == ' ') return true;
