@@ -302,6 +302,9 @@ TEST_F(IngestTest, FullSpoolAnswersNackAndRecovers) {
   EXPECT_LE(spool_->bytes(), 8192u);
   ASSERT_TRUE(clickhouse_fixture().Restart().ok());
   ASSERT_TRUE(WaitFor([&] { return Count("SELECT count() FROM flow_log.l4_flow_log") == static_cast<int64_t>(acked); }));
+  // The rows are visible in ClickHouse before its answer reaches the drainer, which removes them
+  // from the spool only then.
+  ASSERT_TRUE(WaitFor([&] { return spool_->bytes() == 0; }));
   // Room again: the retried batch is accepted.
   auto r = agent.SendBatch(1000, FlowBatch(999999, 20));
   ASSERT_TRUE(r.ok() && r->has_ack());
