@@ -18,8 +18,23 @@ struct Collected {
   bool items_are_bulk = true;  // every top-level element was a bulk string (requests need this)
 };
 
+// True when `s` is a whole decimal int64 (an optional '-', then digits), as std::from_chars
+// reads one. Lengths and counts are a few digits: those are read in a plain loop (up to 18
+// digits cannot overflow); longer ones go to from_chars.
 bool ParseInt(std::string_view s, int64_t* v) {
   if (s.empty()) return false;
+  const size_t sign = s[0] == '-' ? 1 : 0;
+  const size_t digits = s.size() - sign;
+  if (digits >= 1 && digits <= 18) {
+    int64_t x = 0;
+    for (size_t i = sign; i < s.size(); ++i) {
+      const unsigned d = static_cast<unsigned>(static_cast<unsigned char>(s[i])) - '0';
+      if (d > 9) return false;
+      x = x * 10 + static_cast<int64_t>(d);
+    }
+    *v = sign != 0 ? -x : x;
+    return true;
+  }
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *v);
   return ec == std::errc() && p == s.data() + s.size();
 }

@@ -94,6 +94,26 @@ TEST(RedisParser, InvalidInput) {
   EXPECT_EQ(Parse(MessageType::kResponse, nested + ":1\r\n", &f), ParseState::kInvalid);
 }
 
+// Integers are read as std::from_chars reads them: an optional '-', then digits only, within
+// int64 (lengths and counts take the short path, 19 digits and more the long one).
+TEST(RedisParser, IntegersAsFromChars) {
+  Frame f;
+  for (const char* ok : {":0\r\n", ":-0\r\n", ":-1\r\n", ":123456789012345678\r\n",
+                         ":-123456789012345678\r\n", ":1234567890123456789\r\n",
+                         ":9223372036854775807\r\n", ":-9223372036854775808\r\n",
+                         ":000000000000000000000001\r\n"}) {
+    EXPECT_EQ(Parse(MessageType::kResponse, ok, &f), ParseState::kSuccess) << ok;
+  }
+  for (const char* bad : {":\r\n", ":-\r\n", ":+1\r\n", ": 1\r\n", ":1 \r\n", ":1a\r\n",
+                          ":--1\r\n", ":9223372036854775808\r\n", ":-9223372036854775809\r\n",
+                          ":12345678901234567x\r\n", ":0x10\r\n"}) {
+    EXPECT_EQ(Parse(MessageType::kResponse, bad, &f), ParseState::kInvalid) << bad;
+  }
+  EXPECT_EQ(Parse(MessageType::kResponse, "$-1\r\n", &f), ParseState::kSuccess);
+  EXPECT_EQ(Parse(MessageType::kResponse, "$-2\r\n", &f), ParseState::kInvalid);
+  EXPECT_EQ(Parse(MessageType::kResponse, "*-1\r\n", &f), ParseState::kSuccess);
+}
+
 TEST(RedisParser, BoundaryResynchronises) {
   State st;
   std::string_view junk = "garbage\r\nmore*2\r\n*1\r\n$4\r\nPING\r\n";
