@@ -27,8 +27,6 @@ SpoolDrainer::SpoolDrainer(Spool* spool, storage::StorageBackend* backend, Spool
       records_quarantined_(registry->GetCounter("sonde_server_records_dropped_total",
                                                 "Records the server could not store",
                                                 {{"table", "any"}, {"reason", "rejected_by_storage"}})),
-      batches_quarantined_(registry->GetCounter("sonde_server_spool_batches_quarantined_total",
-                                                "Spooled batches storage kept rejecting, moved to quarantine/")),
       failing_gauge_(registry->GetGauge("sonde_server_storage_failing",
                                         "1 while storage writes fail (the spool is growing)")) {}
 
@@ -125,7 +123,6 @@ void SpoolDrainer::Isolate(std::span<const SpoolEntry> entries, std::span<const 
     const uint64_t seq = entries[0].seq;
     spool_->Quarantine(std::span<const uint64_t>(&seq, 1));
     records_quarantined_->Inc(entries[0].records);
-    batches_quarantined_->Inc();
     consecutive_failures_.store(0);
     failing_gauge_->Set(0);
     return;

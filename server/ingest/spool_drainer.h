@@ -76,7 +76,6 @@ class SpoolDrainer {
   metrics::Counter* batches_written_;
   metrics::Counter* write_failures_;
   metrics::Counter* records_quarantined_;
-  metrics::Counter* batches_quarantined_;
   metrics::Gauge* failing_gauge_;
 };
 

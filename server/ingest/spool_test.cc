@@ -523,7 +523,7 @@ TEST(SpoolDrainerTest, QuarantinesOnlyTheBatchStorageRejectsNotItsNeighbours) {
   }
   EXPECT_EQ(backend.times, expected) << "the seven good batches are stored, in order, once";
   EXPECT_EQ(registry.CounterTotal("sonde_server_records_dropped_total"), 10u);
-  EXPECT_EQ(registry.CounterTotal("sonde_server_spool_batches_quarantined_total"), 1u);
+  EXPECT_EQ(registry.CounterTotal("sonde_server_spool_quarantined_total"), 1u);
   EXPECT_EQ(registry.CounterTotal("sonde_server_spool_batches_written_total"), 7u);
   EXPECT_EQ(std::distance(fs::directory_iterator(dir.path() + "/quarantine"), fs::directory_iterator()), 1);
   // 3 rejections of the set, then halves: [0,4) ok, [4,8) no, [4,6) no, [4] ok, [5] no, [6,8) ok.
