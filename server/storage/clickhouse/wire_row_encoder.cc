@@ -203,7 +203,6 @@ const WireRowEncoder::Plan& WireRowEncoder::PlanFor(const schema::Table& table,
         }
       }
     }
-    plan.fixed_bytes += FixedWidth(c.type);
     plan.steps.push_back(std::move(step));
   }
   PlanSides(d, &plan);
@@ -258,6 +257,64 @@ const WireRowEncoder::Plan& WireRowEncoder::PlanFor(const schema::Table& table,
         break;
     }
   }
+  // The image of the fixed-width columns and the segments pass 2 copies (see Plan).
+  plan.slot_writes.resize(plan.slots.size());
+  bool in_run = false;
+  Plan::Segment run;
+  for (const ColumnStep& step : plan.steps) {
+    if (step.op == Op::kString) {
+      if (in_run) plan.segments.push_back(run);
+      in_run = false;
+      Plan::Segment string_segment;
+      string_segment.string_slot = step.slot;
+      plan.segments.push_back(string_segment);
+      ++plan.string_columns;
+      continue;
+    }
+    const auto image_offset = static_cast<uint32_t>(plan.default_image.size());
+    if (!in_run) {
+      run = Plan::Segment{image_offset, 0, -1};
+      in_run = true;
+    }
+    std::string bytes;
+    switch (step.op) {
+      case Op::kAgentId:
+        plan.agent_id_offsets.push_back(image_offset);
+        bytes.assign(4, '\0');
+        break;
+      case Op::kTag:
+        plan.tag_writes.push_back({step.tag_index, image_offset, static_cast<uint32_t>(plan.segments.size())});
+        bytes.assign(4, '\0');
+        break;
+      case Op::kDefault: bytes = step.default_bytes; break;
+      case Op::kInteger: bytes.assign(step.width, '\0'); break;
+      case Op::kEnum8: {
+        const bool zero_known = ((step.enum_known[128 / 64] >> (128 % 64)) & 1) != 0;
+        bytes.assign(1, static_cast<char>(zero_known ? 0 : step.enum_default));
+        if (!zero_known) ++plan.zero_unknown_enums;
+        break;
+      }
+      case Op::kFloat64: case Op::kFloat64FromFloat: bytes.assign(8, '\0'); break;
+      case Op::kIPv6: bytes.assign(16, '\0'); break;
+      case Op::kString: break;
+    }
+    if (step.slot >= 0) {
+      Plan::SlotWrite& w = plan.slot_writes[static_cast<size_t>(step.slot)];
+      w.op = step.op;
+      w.width = step.width;
+      w.signed_field = step.signed_field;
+      w.zero_unknown = step.op == Op::kEnum8 && ((step.enum_known[128 / 64] >> (128 % 64)) & 1) == 0;
+      w.enum_default = step.enum_default;
+      w.image_offset = image_offset;
+      w.min_signed = step.min_signed;
+      w.max_signed = step.max_signed;
+      w.max_unsigned = step.max_unsigned;
+      std::copy(std::begin(step.enum_known), std::end(step.enum_known), std::begin(w.enum_known));
+    }
+    plan.default_image += bytes;
+    run.bytes += static_cast<uint32_t>(bytes.size());
+  }
+  if (in_run) plan.segments.push_back(run);
   plan.fields.resize(plan.slot_of_field.size());
   for (size_t number = 0; number < plan.slot_of_field.size(); ++number) {
     const int slot = plan.slot_of_field[number];
@@ -290,24 +347,39 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
     return InvalidArgumentError("record too large");
   }
 
-  // Pass 1: the wire bytes into one value per slot (last occurrence wins, as in proto3).
+  // Pass 1: the wire bytes into one value per slot (last occurrence wins, as in proto3), and
+  // the fixed-width columns' bytes into the row image as they are read.
   if (values_.size() < plan.slots.size()) values_.resize(plan.slots.size());
   if (++row_ == 0) {  // wrapped: stale values could look current
     for (auto& v : values_) v.row = 0;
     row_ = 1;
   }
+  if (image_.size() < plan.default_image.size()) image_.resize(plan.default_image.size());
+  // Plain pointers: the stores through char* below would otherwise make the compiler reload
+  // every vector's data pointer after each of them.
+  char* const image = image_.data();
+  std::memcpy(image, plan.default_image.data(), plan.default_image.size());
+  Value* const values = values_.data();
+  const Plan::FieldEntry* const fields = plan.fields.data();
+  const size_t field_count = plan.fields.size();
+  const Plan::SlotWrite* const slot_writes = plan.slot_writes.data();
+  const uint32_t row = row_;
+  // Stats of this row, added to *stats only when the row is written.
+  uint64_t truncated = 0;
+  uint64_t unknown_enums = plan.zero_unknown_enums;
   WireReader in(wire);
   size_t string_bytes = 0;
   while (!in.done()) {
     uint32_t number, wire_type;
     if (!in.ReadTag(&number, &wire_type)) return InvalidArgumentError("malformed record: bad tag");
     static constexpr Plan::FieldEntry kNoField{};
-    const Plan::FieldEntry& slot = number < plan.fields.size() ? plan.fields[number] : kNoField;
+    const Plan::FieldEntry& slot = number < field_count ? fields[number] : kNoField;
     if (slot.slot < 0 || slot.wire_type != wire_type) {
       if (!in.SkipValue(number, wire_type)) return InvalidArgumentError("malformed record: bad field");
       continue;
     }
-    Value& v = values_[static_cast<size_t>(slot.slot)];
+    Value& v = values[slot.slot];
+    const bool again = v.row == row;  // an earlier occurrence in this row: this one replaces it
     switch (slot.kind) {
       case FieldKind::kDouble: {
         uint64_t bits;
@@ -324,7 +396,7 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
       case FieldKind::kBytes: {
         std::string_view bytes;
         if (!in.ReadLengthDelimited(&bytes)) return InvalidArgumentError("malformed record: truncated string");
-        if (v.row == row_) string_bytes -= v.size;
+        if (again) string_bytes -= v.size;
         v.data = bytes.data();
         v.size = static_cast<uint32_t>(bytes.size());
         string_bytes += bytes.size();
@@ -345,85 +417,106 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
         break;
       }
     }
-    v.row = row_;
-  }
-
-  if (taps.sides != nullptr) ReadSides(plan, wire, taps.sides);
-
-  // Pass 2: columns in table order, written through a pointer into space reserved up front
-  // (integers are stored as 8 bytes and the pointer moves by their width: 8 bytes of slack).
-  const size_t max_row = plan.fixed_bytes + string_bytes + 8;
-  const size_t start = out->size();
-  out->resize(start + max_row);
-  char* p = out->data() + start;
-  for (const auto& step : plan.steps) {
-    // The field's value when it is set in this row (else 0 / empty: proto3 defaults).
-    const Value* stored = step.slot >= 0 ? &values_[static_cast<size_t>(step.slot)] : nullptr;
-    const bool set = stored != nullptr && stored->row == row_;
-    switch (step.op) {
-      case Op::kAgentId: p = PutLE<uint32_t>(server.agent_id, p); break;
-      case Op::kTag:
-        if (taps.tag_offsets != nullptr) taps.tag_offsets[step.tag_index] = static_cast<size_t>(p - out->data());
-        p = PutLE<uint32_t>(server.tag_ids != nullptr ? server.tag_ids[step.tag_index] : 0, p);
-        break;
-      case Op::kDefault:
-        std::memcpy(p, step.default_bytes.data(), step.default_bytes.size());
-        p += step.default_bytes.size();
-        break;
+    v.row = row;
+    const Plan::SlotWrite& w = slot_writes[slot.slot];
+    if (w.op == Op::kDefault) continue;  // a String column or a side-only field
+    if (again) {
+      truncated -= v.truncated;
+      unknown_enums -= v.unknown_enum;
+    } else if (w.zero_unknown) {
+      --unknown_enums;  // counted above as unset
+    }
+    v.truncated = 0;
+    v.unknown_enum = 0;
+    char* dst = image + w.image_offset;
+    switch (w.op) {
       case Op::kInteger: {
         // PutInt's range check and narrowing: the low `width` bytes, little endian.
-        const uint64_t bits = set ? stored->bits : 0;
-        const bool fits = step.signed_field ? (static_cast<int64_t>(bits) >= step.min_signed &&
-                                               static_cast<int64_t>(bits) <= step.max_signed)
-                                            : bits <= step.max_unsigned;
-        if (!fits) ++stats->truncated_values;
-        PutLE<uint64_t>(bits, p);
-        p += step.width;
+        const uint64_t bits = v.bits;
+        const bool fits = w.signed_field ? (static_cast<int64_t>(bits) >= w.min_signed &&
+                                            static_cast<int64_t>(bits) <= w.max_signed)
+                                         : bits <= w.max_unsigned;
+        v.truncated = fits ? 0 : 1;
+        switch (w.width) {
+          case 1: *dst = static_cast<char>(bits); break;
+          case 2: PutLE<uint16_t>(static_cast<uint16_t>(bits), dst); break;
+          case 4: PutLE<uint32_t>(static_cast<uint32_t>(bits), dst); break;
+          default: PutLE<uint64_t>(bits, dst); break;
+        }
         break;
       }
       case Op::kEnum8: {
         // An Enum8 value ClickHouse does not know fails the whole INSERT (see RowBinaryEncoder).
-        const int64_t s = set ? static_cast<int64_t>(stored->bits) : 0;
-        const bool known = s >= -128 && s <= 127 &&
-                           ((step.enum_known[(s + 128) / 64] >> ((s + 128) % 64)) & 1) != 0;
-        int8_t byte = static_cast<int8_t>(s);
-        if (!known) {
-          ++stats->unknown_enum_values;
-          byte = step.enum_default;
-        }
-        *p++ = static_cast<char>(byte);
+        const auto s = static_cast<int64_t>(v.bits);
+        const bool known = s >= -128 && s <= 127 && ((w.enum_known[(s + 128) / 64] >> ((s + 128) % 64)) & 1) != 0;
+        v.unknown_enum = known ? 0 : 1;
+        *dst = static_cast<char>(known ? static_cast<int8_t>(s) : w.enum_default);
         break;
       }
-      case Op::kFloat64: p = PutLE<uint64_t>(set ? stored->bits : 0, p); break;
+      case Op::kFloat64: PutLE<uint64_t>(v.bits, dst); break;
       case Op::kFloat64FromFloat: {
         float f;
-        const uint32_t fbits = set ? static_cast<uint32_t>(stored->bits) : 0;
+        const auto fbits = static_cast<uint32_t>(v.bits);
         std::memcpy(&f, &fbits, sizeof(f));
         const double d = f;
         uint64_t bits;
         std::memcpy(&bits, &d, sizeof(bits));
-        p = PutLE<uint64_t>(bits, p);
-        break;
-      }
-      case Op::kString: {
-        const uint32_t size = set ? stored->size : 0;
-        p = PutVarUInt(size, p);
-        if (size != 0) std::memcpy(p, stored->data, size);
-        p += size;
+        PutLE<uint64_t>(bits, dst);
         break;
       }
       case Op::kIPv6: {
-        const uint32_t size = set ? stored->size : 0;
-        if (size > 16) ++stats->truncated_values;
-        const size_t n = std::min<size_t>(size, 16);
-        if (n != 0) std::memcpy(p, stored->data, n);
-        std::memset(p + n, 0, 16 - n);
-        p += 16;
+        v.truncated = v.size > 16 ? 1 : 0;
+        const size_t n = std::min<size_t>(v.size, 16);
+        if (n != 0) std::memcpy(dst, v.data, n);
+        std::memset(dst + n, 0, 16 - n);
         break;
       }
+      default: break;
+    }
+    truncated += v.truncated;
+    unknown_enums += v.unknown_enum;
+  }
+  stats->truncated_values += truncated;
+  stats->unknown_enum_values += unknown_enums;
+  for (const uint32_t at : plan.agent_id_offsets) PutLE<uint32_t>(server.agent_id, image + at);
+  for (const Plan::TagWrite& t : plan.tag_writes) {
+    PutLE<uint32_t>(server.tag_ids != nullptr ? server.tag_ids[t.tag_index] : 0, image + t.image_offset);
+  }
+
+  if (taps.sides != nullptr) ReadSides(plan, wire, taps.sides);
+
+  // Pass 2: the image's runs and the String columns between them, in column order, written
+  // through a pointer into space reserved up front.
+  const size_t max_row = plan.default_image.size() + plan.string_columns * 10 + string_bytes;
+  const size_t start = out->size();
+  out->resize(start + max_row);
+  char* const base = out->data();
+  char* p = base + start;
+  if (segment_starts_.size() < plan.segments.size()) segment_starts_.resize(plan.segments.size());
+  size_t* const segment_starts = segment_starts_.data();
+  const Plan::Segment* const segments = plan.segments.data();
+  const size_t segment_count = plan.segments.size();
+  for (size_t i = 0; i < segment_count; ++i) {
+    const Plan::Segment& seg = segments[i];
+    if (seg.string_slot < 0) {
+      segment_starts[i] = static_cast<size_t>(p - base);
+      std::memcpy(p, image + seg.image_offset, seg.bytes);
+      p += seg.bytes;
+      continue;
+    }
+    const Value& v = values[seg.string_slot];
+    const uint32_t size = v.row == row ? v.size : 0;
+    p = PutVarUInt(size, p);
+    if (size != 0) std::memcpy(p, v.data, size);
+    p += size;
+  }
+  if (taps.tag_offsets != nullptr) {
+    for (const Plan::TagWrite& t : plan.tag_writes) {
+      taps.tag_offsets[t.tag_index] =
+          segment_starts_[t.segment] + (t.image_offset - plan.segments[t.segment].image_offset);
     }
   }
-  out->resize(static_cast<size_t>(p - out->data()));
+  out->resize(static_cast<size_t>(p - base));
   return Status::Ok();
 }
 

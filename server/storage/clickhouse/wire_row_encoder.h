@@ -90,7 +90,38 @@ class WireRowEncoder {
       FieldKind kind = FieldKind::kInt64;
     };
     std::vector<FieldEntry> fields;
-    size_t fixed_bytes = 0;          // upper bound of a row without its string bytes
+    // The row as pass 2 writes it: every column that is not a String from a field has a fixed
+    // width, so those columns live in an image (their bytes in column order) that starts as
+    // default_image (every field unset), is patched in pass 1 as fields are read (by
+    // slot_writes) and copied out in runs between the String columns (segments).
+    struct SlotWrite {
+      Op op = Op::kDefault;  // kDefault: not in the image (a String column or a side-only slot)
+      uint8_t width = 0;     // kInteger: bytes written
+      bool signed_field = false;
+      bool zero_unknown = false;  // kEnum8: 0 is not a declared value (unset counts as unknown)
+      int8_t enum_default = 0;
+      uint32_t image_offset = 0;
+      int64_t min_signed = 0, max_signed = 0;
+      uint64_t max_unsigned = 0;
+      uint64_t enum_known[4] = {0, 0, 0, 0};
+    };
+    std::vector<SlotWrite> slot_writes;  // by slot
+    struct Segment {
+      uint32_t image_offset = 0;  // fixed run: its bytes in the image
+      uint32_t bytes = 0;
+      int32_t string_slot = -1;   // >= 0: one String column read from this slot
+    };
+    std::vector<Segment> segments;
+    std::string default_image;
+    std::vector<uint32_t> agent_id_offsets;  // in the image
+    struct TagWrite {
+      int tag_index = 0;
+      uint32_t image_offset = 0;
+      uint32_t segment = 0;
+    };
+    std::vector<TagWrite> tag_writes;
+    uint32_t zero_unknown_enums = 0;  // kEnum8 columns counted unknown when unset
+    size_t string_columns = 0;
     Status status;
     // RecordTaps::sides: the slot of each side field (SideField order), -1 when the message has
     // none; when a field cannot be read like record_sides reads it, sides come from
@@ -105,6 +136,9 @@ class WireRowEncoder {
     const char* data = nullptr;
     uint32_t size = 0;
     uint32_t row = 0;
+    // What this occurrence added to EncodeStats (a later occurrence of the field takes it back).
+    uint8_t truncated = 0;
+    uint8_t unknown_enum = 0;
   };
 
   // Side fields, in Plan::side_slots order.
@@ -122,6 +156,8 @@ class WireRowEncoder {
   const Plan* last_plan_ = nullptr;
   std::vector<std::string> tag_columns_;
   std::vector<Value> values_;  // scratch, one per slot, reused across rows without clearing
+  std::string image_;          // scratch: the current row's fixed-width columns (Plan::default_image)
+  std::vector<size_t> segment_starts_;  // scratch: where each segment went in *out
   uint32_t row_ = 0;           // rows encoded so far (mod 2^32); 0 is never a current row
 };
 

@@ -183,6 +183,143 @@ TEST(WireRowEncoderTest, ByteIdenticalToReflectionForEveryTable) {
   EXPECT_GE(tables, 6);
 }
 
+// The fields of a serialized message in reverse order (each field's key and value kept whole).
+std::string ReverseFields(const std::string& wire) {
+  std::vector<std::string> chunks;
+  WireReader in(wire);
+  while (!in.done()) {
+    const size_t at = wire.size() - in.remaining();
+    uint32_t number, wire_type;
+    if (!in.ReadTag(&number, &wire_type) || !in.SkipValue(number, wire_type)) return wire;
+    chunks.push_back(wire.substr(at, wire.size() - in.remaining() - at));
+  }
+  std::string out;
+  for (auto it = chunks.rbegin(); it != chunks.rend(); ++it) out += *it;
+  return out;
+}
+
+// Sets every scalar field to a value that is not its default (so every column is written from
+// the record).
+void SetEveryField(std::mt19937_64& rng, Message* m) {
+  const auto* d = m->GetDescriptor();
+  const auto* r = m->GetReflection();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FieldDescriptor* f = d->field(i);
+    if (f->is_repeated()) continue;
+    switch (f->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_INT32: r->SetInt32(m, f, 1 + static_cast<int32_t>(rng() % 1000)); break;
+      case FieldDescriptor::CPPTYPE_INT64: r->SetInt64(m, f, -1 - static_cast<int64_t>(rng() % 1000)); break;
+      case FieldDescriptor::CPPTYPE_UINT32: r->SetUInt32(m, f, 1 + static_cast<uint32_t>(rng() % 100)); break;
+      case FieldDescriptor::CPPTYPE_UINT64: r->SetUInt64(m, f, 1 + rng()); break;
+      case FieldDescriptor::CPPTYPE_BOOL: r->SetBool(m, f, true); break;
+      case FieldDescriptor::CPPTYPE_DOUBLE: r->SetDouble(m, f, 1.5 + static_cast<double>(rng() % 100)); break;
+      case FieldDescriptor::CPPTYPE_FLOAT: r->SetFloat(m, f, 0.25f + static_cast<float>(rng() % 100)); break;
+      case FieldDescriptor::CPPTYPE_ENUM: {
+        const auto* e = f->enum_type();
+        r->SetEnumValue(m, f, e->value(e->value_count() - 1)->number());
+        break;
+      }
+      case FieldDescriptor::CPPTYPE_STRING: r->SetString(m, f, f->type() == FieldDescriptor::TYPE_BYTES ? std::string(16, '\x5a') : RandomText(rng, 1 + rng() % 40)); break;
+      default: break;
+    }
+  }
+}
+
+// One record through both encoders (and the tapped path): same bytes, same stats.
+template <typename Record>
+void ExpectSameRow(const schema::Table& table, const std::string& wire, const std::vector<std::string>& tag_columns) {
+  Record parsed;
+  ASSERT_TRUE(parsed.ParseFromString(wire));
+  RowBinaryEncoder slow;
+  WireRowEncoder fast;
+  slow.SetTagColumns(tag_columns);
+  fast.SetTagColumns(tag_columns);
+  std::vector<uint32_t> tags(tag_columns.size());
+  for (size_t t = 0; t < tags.size(); ++t) tags[t] = 0x01020304u * static_cast<uint32_t>(t + 1);
+  const ServerColumns server{0xa1b2c3d4u, tags.data()};
+  std::string slow_out = "p", fast_out = "p", tapped_out = "p";
+  EncodeStats slow_stats, fast_stats, tapped_stats;
+  ASSERT_TRUE(slow.AppendRow(table, parsed, server, &slow_out, &slow_stats).ok());
+  ASSERT_TRUE(fast.AppendRow(table, Record::descriptor(), wire, server, &fast_out, &fast_stats).ok());
+  EXPECT_EQ(fast_out, slow_out) << table.name << ": " << parsed.ShortDebugString();
+  EXPECT_EQ(fast_stats.truncated_values, slow_stats.truncated_values) << table.name;
+  EXPECT_EQ(fast_stats.unknown_enum_values, slow_stats.unknown_enum_values) << table.name;
+  ExpectTapsAgree(&fast, table, Record::descriptor(), KindOf<Record>(), wire, server, tag_columns.size(),
+                  slow_out + slow_out.substr(1), &fast_out, &tapped_stats);
+}
+
+template <typename Record>
+void ExpectSameEdgeRows(const schema::Table& table, std::mt19937_64& rng) {
+  std::vector<std::string> tag_columns;
+  for (const auto& c : table.columns) {
+    if (c.server_side && c.name != "agent_id" && c.type == schema::ColumnType::kUInt32) tag_columns.emplace_back(c.name);
+  }
+  ExpectSameRow<Record>(table, "", tag_columns);  // every field absent
+  Record every;
+  SetEveryField(rng, &every);
+  const std::string wire = every.SerializeAsString();
+  ExpectSameRow<Record>(table, wire, tag_columns);                 // every field present
+  ExpectSameRow<Record>(table, ReverseFields(wire), tag_columns);  // out of order
+  // Unknown fields around and between the known ones, and every field twice (the last wins).
+  Record other;
+  SetEveryField(rng, &other);
+  const std::string unknown = std::string("\xf8\xff\x03\x96\x01", 5) + std::string("\xfa\xff\x03\x03xyz", 7);
+  ExpectSameRow<Record>(table, unknown + ReverseFields(wire) + unknown + other.SerializeAsString() + unknown,
+                        tag_columns);
+}
+
+TEST(WireRowEncoderTest, AbsentPresentReorderedAndUnknownFieldsMatchReflection) {
+  std::mt19937_64 rng(7);
+  int tables = 0;
+  for (const auto& t : schema::AllTables()) {
+    if (t.name == "l7_request_log") ExpectSameEdgeRows<agent::v1::L7RequestLog>(t, rng);
+    else if (t.name == "l4_flow_log") ExpectSameEdgeRows<agent::v1::L4FlowLog>(t, rng);
+    else if (t.name.rfind("network_", 0) == 0) ExpectSameEdgeRows<agent::v1::NetworkMetric>(t, rng);
+    else if (t.name.rfind("application_", 0) == 0) ExpectSameEdgeRows<agent::v1::ApplicationMetric>(t, rng);
+    else continue;
+    ++tables;
+  }
+  EXPECT_GE(tables, 6);
+}
+
+// Columns in an order no catalog table has: fixed-width runs (agent id, tags, defaults, IPv6)
+// split by String columns, a String column no field fills, and an Enum8 whose values do not
+// include 0 (an unset field is then an unknown value, counted per row like reflection does).
+TEST(WireRowEncoderTest, MixedColumnRunsAndEnumWithoutZero) {
+  static constexpr schema::EnumValue kOddValues[] = {{"unknown", 3}, {"http", 1}};
+  static const schema::Enum kOdd{"Odd", kOddValues};
+  const std::vector<schema::Column> columns = {
+      {"tag_set_id_1", schema::ColumnType::kUInt32, "UInt32", nullptr, true, ""},
+      {"request_type", schema::ColumnType::kString, "String", nullptr, false, ""},
+      {"ip6_0", schema::ColumnType::kIPv6, "FixedString(16)", nullptr, false, ""},
+      {"agent_id", schema::ColumnType::kUInt32, "UInt32", nullptr, true, ""},
+      {"l7_protocol", schema::ColumnType::kEnum8, "Enum8", &kOdd, false, ""},
+      {"not_a_field", schema::ColumnType::kString, "String", nullptr, false, ""},
+      {"tag_set_id_0", schema::ColumnType::kUInt32, "UInt32", nullptr, true, ""},
+      {"endpoint", schema::ColumnType::kString, "String", nullptr, false, ""},
+      {"response_code", schema::ColumnType::kInt8, "Int8", nullptr, false, ""},
+  };
+  const schema::Table table{"db", "mixed", columns, 0, 0, "", "", ""};
+  const std::vector<std::string> tags = {"tag_set_id_0", "tag_set_id_1"};
+  ExpectSameRow<agent::v1::L7RequestLog>(table, "", tags);
+  agent::v1::L7RequestLog r;
+  r.set_request_type("GET");
+  r.set_ip6_0(std::string(20, '\x11'));  // truncated to 16
+  r.set_l7_protocol(static_cast<common::v1::L7Protocol>(1));
+  r.set_endpoint("/a/{id}");
+  r.set_response_code(300);  // does not fit Int8
+  ExpectSameRow<agent::v1::L7RequestLog>(table, r.SerializeAsString(), tags);
+  // A second occurrence replaces the first one's value and its stats.
+  agent::v1::L7RequestLog fix;
+  fix.set_ip6_0(std::string(4, '\x22'));
+  fix.set_response_code(-5);
+  fix.set_l7_protocol(static_cast<common::v1::L7Protocol>(2));  // unknown here
+  ExpectSameRow<agent::v1::L7RequestLog>(table, r.SerializeAsString() + fix.SerializeAsString(), tags);
+  ExpectSameRow<agent::v1::L7RequestLog>(table, fix.SerializeAsString() + r.SerializeAsString(), tags);
+  r.clear_l7_protocol();
+  ExpectSameRow<agent::v1::L7RequestLog>(table, r.SerializeAsString(), tags);
+}
+
 TEST(WireRowEncoderTest, UnknownEnumsAreCountedLikeReflection) {
   const schema::Table* l7 = schema::FindTable("flow_log", "l7_request_log");
   ASSERT_NE(l7, nullptr);
