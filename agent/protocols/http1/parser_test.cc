@@ -116,6 +116,26 @@ TEST_F(Http1Test, KnownHeaderNamesMatchCaseInsensitivelyOnly) {
   EXPECT_EQ(counters_.invalid_frames->Value(), 0u);
 }
 
+// Content-Length is digits only (surrounding blanks trimmed), at most 18 of them, as
+// std::from_chars reads an unsigned number; anything else makes the head malformed.
+TEST_F(Http1Test, ContentLengthDigitsOnly) {
+  uint64_t ts = 1000;
+  for (const char* bad : {"+5", "-1", "1e3", "0x10", "5 5", "", "1234567890123456789"}) {
+    const uint64_t before = counters_.invalid_frames->Value();
+    Req(std::string("PUT /x HTTP/1.1\r\nContent-Length: ") + bad + "\r\n\r\n", ts++);
+    EXPECT_EQ(counters_.invalid_frames->Value(), before + 1) << bad;
+  }
+  Stitch(/*closed=*/true);
+  Req("PUT /y HTTP/1.1\r\nContent-Length:  0003 \r\n\r\nabcGET /z HTTP/1.1\r\n\r\n", 2000);
+  Resp("HTTP/1.1 200 OK\r\nContent-Length: 000000000000000002\r\n\r\nokHTTP/1.1 204 No\r\n\r\n", 3000);
+  auto recs = Stitch();
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs[0].request_resource(), "/y");
+  EXPECT_EQ(recs[0].response_code(), 200);
+  EXPECT_EQ(recs[1].request_resource(), "/z");
+  EXPECT_EQ(recs[1].response_code(), 204);
+}
+
 TEST_F(Http1Test, ContinueHeadAndNoBodyStatuses) {
   Req("PUT /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
   Resp("HTTP/1.1 100 Continue\r\n\r\n");
