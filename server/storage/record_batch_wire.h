@@ -59,6 +59,27 @@ class WireReader {
   }
   bool ReadVarint(uint64_t* v) {
     if (end_ - p_ >= 10) {  // no bounds check per byte
+      if (p_[0] < 0x80) {
+        *v = *p_++;
+        return true;
+      }
+      if constexpr (std::endian::native == std::endian::little) {
+        // Up to 8 bytes without a loop: find the last byte, drop the bytes after it and the
+        // continuation bits, then close the 7-bit groups' gaps pairwise (7 -> 14 -> 28 -> 56 bits).
+        uint64_t w;
+        std::memcpy(&w, p_, 8);
+        const uint64_t last = ~w & 0x8080808080808080ull;
+        if (last != 0) {
+          const uint64_t stop = last & (~last + 1);  // the last byte's high bit
+          uint64_t x = w & ((stop << 1) - 1) & 0x7f7f7f7f7f7f7f7full;
+          x = (x & 0x007f007f007f007full) | ((x & 0x7f007f007f007f00ull) >> 1);
+          x = (x & 0x00003fff00003fffull) | ((x & 0x3fff00003fff0000ull) >> 2);
+          x = (x & 0x000000000fffffffull) | ((x & 0x0fffffff00000000ull) >> 4);
+          p_ += (std::countr_zero(last) >> 3) + 1;
+          *v = x;
+          return true;
+        }
+      }
       uint64_t result = 0;
       for (int i = 0; i < 10; ++i) {
         const uint8_t b = p_[i];
