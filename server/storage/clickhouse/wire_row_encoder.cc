@@ -319,8 +319,37 @@ const WireRowEncoder::Plan& WireRowEncoder::PlanFor(const schema::Table& table,
   for (size_t number = 0; number < plan.slot_of_field.size(); ++number) {
     const int slot = plan.slot_of_field[number];
     if (slot < 0) continue;
-    plan.fields[number] = {slot, plan.slots[static_cast<size_t>(slot)].wire_type,
-                           plan.slots[static_cast<size_t>(slot)].kind};
+    const Slot& read = plan.slots[static_cast<size_t>(slot)];
+    const Plan::SlotWrite& w = plan.slot_writes[static_cast<size_t>(slot)];
+    Plan::FieldEntry& e = plan.fields[number];
+    e.slot = slot;
+    e.wire_type = read.wire_type;
+    e.sign32 = read.kind == FieldKind::kInt32 || read.kind == FieldKind::kEnum;
+    e.boolean = read.kind == FieldKind::kBool;
+    e.mask = e.sign32 || read.kind == FieldKind::kUInt32 ? 0xffffffffull : ~uint64_t{0};
+    e.image_offset = w.image_offset;
+    e.zero_unknown = w.zero_unknown;
+    e.enum_default = w.enum_default;
+    e.lo = w.signed_field ? static_cast<uint64_t>(w.min_signed) : 0;
+    e.span = w.signed_field ? static_cast<uint64_t>(w.max_signed) - static_cast<uint64_t>(w.min_signed)
+                            : w.max_unsigned;
+    std::copy(std::begin(w.enum_known), std::end(w.enum_known), std::begin(e.enum_known));
+    switch (w.op) {
+      case Op::kInteger:
+        e.action = w.width == 1 ? Action::kInt1 : w.width == 2 ? Action::kInt2 : w.width == 4 ? Action::kInt4
+                                                                                            : Action::kInt8;
+        break;
+      case Op::kEnum8: e.action = Action::kEnum8; break;
+      case Op::kFloat64: e.action = Action::kDouble; break;
+      case Op::kFloat64FromFloat: e.action = Action::kFloat; break;
+      case Op::kIPv6: e.action = Action::kIPv6; break;
+      default:  // not in the image
+        e.action = read.kind == FieldKind::kBytes    ? Action::kStoreBytes
+                   : read.kind == FieldKind::kDouble ? Action::kStoreFixed64
+                   : read.kind == FieldKind::kFloat  ? Action::kStoreFixed32
+                                                     : Action::kStoreVarint;
+        break;
+    }
   }
   it = plans_.emplace(key, std::move(plan)).first;
   last_key_ = key;
@@ -362,7 +391,6 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
   Value* const values = values_.data();
   const Plan::FieldEntry* const fields = plan.fields.data();
   const size_t field_count = plan.fields.size();
-  const Plan::SlotWrite* const slot_writes = plan.slot_writes.data();
   const uint32_t row = row_;
   // Stats of this row, added to *stats only when the row is written.
   uint64_t truncated = 0;
@@ -373,90 +401,90 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
     uint32_t number, wire_type;
     if (!in.ReadTag(&number, &wire_type)) return InvalidArgumentError("malformed record: bad tag");
     static constexpr Plan::FieldEntry kNoField{};
-    const Plan::FieldEntry& slot = number < field_count ? fields[number] : kNoField;
-    if (slot.slot < 0 || slot.wire_type != wire_type) {
+    const Plan::FieldEntry& e = number < field_count ? fields[number] : kNoField;
+    if (e.slot < 0 || e.wire_type != wire_type) {
       if (!in.SkipValue(number, wire_type)) return InvalidArgumentError("malformed record: bad field");
       continue;
     }
-    Value& v = values[slot.slot];
+    Value& v = values[e.slot];
     const bool again = v.row == row;  // an earlier occurrence in this row: this one replaces it
-    switch (slot.kind) {
-      case FieldKind::kDouble: {
-        uint64_t bits;
-        if (!in.ReadFixed64(&bits)) return InvalidArgumentError("malformed record: truncated double");
-        v.bits = bits;
-        break;
-      }
-      case FieldKind::kFloat: {
-        uint32_t bits;
-        if (!in.ReadFixed32(&bits)) return InvalidArgumentError("malformed record: truncated float");
-        v.bits = bits;
-        break;
-      }
-      case FieldKind::kBytes: {
+    v.row = row;
+    // Reads a varint narrowed as protobuf's parser narrows the field's type.
+    auto read_varint = [&in, &e](uint64_t* bits) {
+      uint64_t raw;
+      if (!in.ReadVarint(&raw)) return false;
+      uint64_t b = raw & e.mask;
+      if (e.sign32) b = static_cast<uint64_t>(static_cast<int64_t>(static_cast<int32_t>(static_cast<uint32_t>(b))));
+      if (e.boolean) b = raw != 0 ? 1 : 0;
+      *bits = b;
+      return true;
+    };
+    switch (e.action) {
+      case Action::kStoreVarint:
+        if (!read_varint(&v.bits)) return InvalidArgumentError("malformed record: bad varint");
+        continue;
+      case Action::kStoreBytes: {
         std::string_view bytes;
         if (!in.ReadLengthDelimited(&bytes)) return InvalidArgumentError("malformed record: truncated string");
         if (again) string_bytes -= v.size;
         v.data = bytes.data();
         v.size = static_cast<uint32_t>(bytes.size());
         string_bytes += bytes.size();
-        break;
+        continue;
       }
-      default: {
-        uint64_t raw;
-        if (!in.ReadVarint(&raw)) return InvalidArgumentError("malformed record: bad varint");
-        switch (slot.kind) {
-          case FieldKind::kInt32:
-          case FieldKind::kEnum:
-            v.bits = static_cast<uint64_t>(static_cast<int64_t>(static_cast<int32_t>(static_cast<uint32_t>(raw))));
-            break;
-          case FieldKind::kUInt32: v.bits = static_cast<uint32_t>(raw); break;
-          case FieldKind::kBool: v.bits = raw != 0 ? 1 : 0; break;
-          default: v.bits = raw; break;
-        }
-        break;
+      case Action::kStoreFixed64:
+        if (!in.ReadFixed64(&v.bits)) return InvalidArgumentError("malformed record: truncated double");
+        continue;
+      case Action::kStoreFixed32: {
+        uint32_t bits;
+        if (!in.ReadFixed32(&bits)) return InvalidArgumentError("malformed record: truncated float");
+        v.bits = bits;
+        continue;
       }
+      default: break;
     }
-    v.row = row;
-    const Plan::SlotWrite& w = slot_writes[slot.slot];
-    if (w.op == Op::kDefault) continue;  // a String column or a side-only field
+    // A column in the image: its bytes, and what it adds to the stats (replacing an earlier
+    // occurrence's share, or the unset value's).
     if (again) {
       truncated -= v.truncated;
       unknown_enums -= v.unknown_enum;
-    } else if (w.zero_unknown) {
-      --unknown_enums;  // counted above as unset
+    } else if (e.zero_unknown) {
+      --unknown_enums;
     }
     v.truncated = 0;
     v.unknown_enum = 0;
-    char* dst = image + w.image_offset;
-    switch (w.op) {
-      case Op::kInteger: {
-        // PutInt's range check and narrowing: the low `width` bytes, little endian.
+    char* const dst = image + e.image_offset;
+    switch (e.action) {
+      case Action::kInt1: case Action::kInt2: case Action::kInt4: case Action::kInt8: {
+        if (!read_varint(&v.bits)) return InvalidArgumentError("malformed record: bad varint");
         const uint64_t bits = v.bits;
-        const bool fits = w.signed_field ? (static_cast<int64_t>(bits) >= w.min_signed &&
-                                            static_cast<int64_t>(bits) <= w.max_signed)
-                                         : bits <= w.max_unsigned;
-        v.truncated = fits ? 0 : 1;
-        switch (w.width) {
-          case 1: *dst = static_cast<char>(bits); break;
-          case 2: PutLE<uint16_t>(static_cast<uint16_t>(bits), dst); break;
-          case 4: PutLE<uint32_t>(static_cast<uint32_t>(bits), dst); break;
+        v.truncated = bits - e.lo <= e.span ? 0 : 1;
+        switch (e.action) {  // the low bytes, little endian
+          case Action::kInt1: *dst = static_cast<char>(bits); break;
+          case Action::kInt2: PutLE<uint16_t>(static_cast<uint16_t>(bits), dst); break;
+          case Action::kInt4: PutLE<uint32_t>(static_cast<uint32_t>(bits), dst); break;
           default: PutLE<uint64_t>(bits, dst); break;
         }
         break;
       }
-      case Op::kEnum8: {
+      case Action::kEnum8: {
+        if (!read_varint(&v.bits)) return InvalidArgumentError("malformed record: bad varint");
         // An Enum8 value ClickHouse does not know fails the whole INSERT (see RowBinaryEncoder).
         const auto s = static_cast<int64_t>(v.bits);
-        const bool known = s >= -128 && s <= 127 && ((w.enum_known[(s + 128) / 64] >> ((s + 128) % 64)) & 1) != 0;
+        const bool known = s >= -128 && s <= 127 && ((e.enum_known[(s + 128) / 64] >> ((s + 128) % 64)) & 1) != 0;
         v.unknown_enum = known ? 0 : 1;
-        *dst = static_cast<char>(known ? static_cast<int8_t>(s) : w.enum_default);
+        *dst = static_cast<char>(known ? static_cast<int8_t>(s) : e.enum_default);
         break;
       }
-      case Op::kFloat64: PutLE<uint64_t>(v.bits, dst); break;
-      case Op::kFloat64FromFloat: {
+      case Action::kDouble:
+        if (!in.ReadFixed64(&v.bits)) return InvalidArgumentError("malformed record: truncated double");
+        PutLE<uint64_t>(v.bits, dst);
+        break;
+      case Action::kFloat: {
+        uint32_t fbits;
+        if (!in.ReadFixed32(&fbits)) return InvalidArgumentError("malformed record: truncated float");
+        v.bits = fbits;
         float f;
-        const auto fbits = static_cast<uint32_t>(v.bits);
         std::memcpy(&f, &fbits, sizeof(f));
         const double d = f;
         uint64_t bits;
@@ -464,7 +492,11 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
         PutLE<uint64_t>(bits, dst);
         break;
       }
-      case Op::kIPv6: {
+      case Action::kIPv6: {
+        std::string_view bytes;
+        if (!in.ReadLengthDelimited(&bytes)) return InvalidArgumentError("malformed record: truncated string");
+        v.data = bytes.data();
+        v.size = static_cast<uint32_t>(bytes.size());
         v.truncated = v.size > 16 ? 1 : 0;
         const size_t n = std::min<size_t>(v.size, 16);
         if (n != 0) std::memcpy(dst, v.data, n);

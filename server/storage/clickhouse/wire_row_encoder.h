@@ -62,6 +62,12 @@ class WireRowEncoder {
   };
   // What pass 2 does for a column, decided at plan time (one switch per column).
   enum class Op : uint8_t { kAgentId, kTag, kDefault, kInteger, kEnum8, kFloat64, kFloat64FromFloat, kString, kIPv6 };
+  // Pass 1's work for one field: store the value only (String columns, side-only fields), or
+  // also write the column's bytes into the row image.
+  enum class Action : uint8_t {
+    kStoreVarint, kStoreBytes, kStoreFixed64, kStoreFixed32,
+    kInt1, kInt2, kInt4, kInt8, kEnum8, kDouble, kFloat, kIPv6
+  };
   struct ColumnStep {
     Op op = Op::kDefault;
     Source source = Source::kDefault;
@@ -83,13 +89,6 @@ class WireRowEncoder {
     std::vector<ColumnStep> steps;
     std::vector<Slot> slots;
     std::vector<int> slot_of_field;  // by field number; -1 = not a column
-    // Pass 1's lookup, by field number: the slot and how it is read, in one load.
-    struct FieldEntry {
-      int32_t slot = -1;
-      uint8_t wire_type = 0;
-      FieldKind kind = FieldKind::kInt64;
-    };
-    std::vector<FieldEntry> fields;
     // The row as pass 2 writes it: every column that is not a String from a field has a fixed
     // width, so those columns live in an image (their bytes in column order) that starts as
     // default_image (every field unset), is patched in pass 1 as fields are read (by
@@ -106,6 +105,26 @@ class WireRowEncoder {
       uint64_t enum_known[4] = {0, 0, 0, 0};
     };
     std::vector<SlotWrite> slot_writes;  // by slot
+    // Pass 1's lookup, by field number: everything reading and writing the field needs, with
+    // the slot kind and column op folded into one action (one switch per field).
+    struct FieldEntry {
+      int32_t slot = -1;
+      uint8_t wire_type = 0;
+      Action action = Action::kStoreVarint;
+      // Varints as protobuf narrows them: bits & mask, then sign-extended from 32 bits
+      // (int32, enum) or turned into 0/1 (bool).
+      bool sign32 = false;
+      bool boolean = false;
+      uint64_t mask = ~uint64_t{0};
+      // The image write (Action::kInt*, kEnum8, kDouble, kFloat, kIPv6).
+      uint32_t image_offset = 0;
+      bool zero_unknown = false;
+      int8_t enum_default = 0;
+      // kInt*: a value fits its column when bits - lo <= span (mod 2^64): PutInt's range check.
+      uint64_t lo = 0, span = 0;
+      uint64_t enum_known[4] = {0, 0, 0, 0};
+    };
+    std::vector<FieldEntry> fields;
     struct Segment {
       uint32_t image_offset = 0;  // fixed run: its bytes in the image
       uint32_t bytes = 0;
