@@ -168,6 +168,13 @@ class FlowTable {
       if (s.index != kNone) f(*At(s.index));
     }
   }
+  // Calls f(index, T&) for every slab position handed out so far, live or erased (an erased one
+  // holds a default value), in index order: a sequential walk of the slab, unlike ForEach, whose
+  // index order makes every value a random access. f must not insert or erase.
+  template <typename F>
+  void ForEachSlabEntry(F&& f) {
+    for (uint32_t i = 0; i < next_fresh_; ++i) f(i, *At(i));
+  }
   // Any live value, or nullptr when empty.
   T* Any() {
     for (const Slot& s : slots_) {

@@ -4,8 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
+#include <vector>
 
 namespace sonde::agent::flow {
 namespace {
@@ -95,6 +97,29 @@ TEST(FlowTableTest, BoundedAndSlotsAreReused) {
   int live = 0;
   t.ForEach([&](Value&) { ++live; });
   EXPECT_EQ(live, 3);
+}
+
+TEST(FlowTableTest, ForEachSlabEntryWalksHandedOutPositionsInOrder) {
+  FlowTable<Value> t(16);
+  uint32_t idx[5];
+  for (uint32_t n = 0; n < 5; ++n) {
+    Value* v = t.Insert(KeyN(n), KeyN(n).Hash(), &idx[n]);
+    ASSERT_NE(v, nullptr);
+    v->payload = 100 + n;
+  }
+  t.Erase(idx[3]);
+  std::vector<uint32_t> seen;
+  std::vector<uint64_t> payloads;
+  t.ForEachSlabEntry([&](uint32_t i, Value& v) {
+    seen.push_back(i);
+    payloads.push_back(v.payload);
+  });
+  std::vector<uint32_t> want_idx(idx, idx + 5);
+  std::sort(want_idx.begin(), want_idx.end());
+  EXPECT_EQ(seen, want_idx);  // erased positions too, ascending
+  ASSERT_EQ(payloads.size(), 5u);
+  EXPECT_EQ(payloads[idx[3]], 0u);  // erased: default value
+  EXPECT_EQ(payloads[idx[4]], 104u);
 }
 
 }  // namespace

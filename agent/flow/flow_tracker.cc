@@ -773,8 +773,30 @@ void FlowTracker::FlushAll(uint64_t now_ns) {
   if (now_ns < last_time_ns_) now_ns = last_time_ns_;
   std::vector<std::pair<uint64_t, uint32_t>> order;  // by flow id: deterministic output
   order.reserve(flows_.size());
-  flows_.ForEach([&](Flow& f) { order.emplace_back(f.flow_id, f.index); });
-  std::sort(order.begin(), order.end());
+  // Collected in slab order (a sequential walk; an erased slot holds a default Flow, whose index
+  // is kNoFlow). Flow ids grow with creation and slots are reused only after an erase, so the
+  // list is often sorted already; otherwise ids are unique, and when they span a range not much
+  // larger than their count they are placed by id directly instead of sorted.
+  flows_.ForEachSlabEntry([&](uint32_t index, Flow& f) {
+    if (f.index == index) order.emplace_back(f.flow_id, index);
+  });
+  if (!std::is_sorted(order.begin(), order.end())) {
+    uint64_t lo = ~0ull, hi = 0;
+    for (const auto& [id, index] : order) {
+      lo = std::min(lo, id);
+      hi = std::max(hi, id);
+    }
+    if (hi - lo < 4 * uint64_t{order.size()} + 4096) {
+      std::vector<uint32_t> by_id(hi - lo + 1, kNoFlow);
+      for (const auto& [id, index] : order) by_id[id - lo] = index;
+      order.clear();
+      for (uint64_t k = 0; k < by_id.size(); ++k) {
+        if (by_id[k] != kNoFlow) order.emplace_back(lo + k, by_id[k]);
+      }
+    } else {
+      std::sort(order.begin(), order.end());
+    }
+  }
   constexpr size_t kPrefetchAhead = 8;
   for (size_t i = 0; i < order.size(); ++i) {
     if (i + kPrefetchAhead < order.size()) {
