@@ -48,19 +48,21 @@ class ClosedProtocols {
     }
   }
 
-  // A dormant `flow_id` becomes closed at `closed_ns`; anything else is left as it is.
-  void CloseDormant(uint64_t flow_id, uint64_t closed_ns) {
-    if (dormant_ == 0) return;
+  // A dormant `flow_id` becomes closed at `closed_ns` (true); anything else is left as it is
+  // (false).
+  bool CloseDormant(uint64_t flow_id, uint64_t closed_ns) {
+    if (dormant_ == 0) return false;
     for (size_t i = Home(flow_id);; i = (i + 1) & mask()) {
       Slot& s = slots_[i];
-      if (!s.used) return;
+      if (!s.used) return false;
       if (s.flow_id == flow_id) {
         if (s.resume != 0) {
           s.resume = 0;
           s.ns = closed_ns;
           --dormant_;
+          return true;
         }
-        return;
+        return false;
       }
     }
   }

@@ -72,7 +72,9 @@ TEST(ClosedProtocolsTest, DormantEntriesResumeCloseAndOutliveExpiry) {
   table.EraseClosedUpTo(100000);               // drops the closed one only
   EXPECT_EQ(table.size(), 300u);
   EXPECT_EQ(table.Find(1000), nullptr);
-  table.CloseDormant(7, 99999);
+  EXPECT_TRUE(table.CloseDormant(7, 99999));
+  EXPECT_FALSE(table.CloseDormant(7, 5));     // already closed: left as it is
+  EXPECT_FALSE(table.CloseDormant(5000, 5));  // absent
   EXPECT_EQ(table.Dormant(7, &p, &ns), 0);
   ASSERT_NE(table.Find(7), nullptr);
   EXPECT_EQ(table.dormant(), 299u);

@@ -145,6 +145,7 @@ L7Analyzer::Connection* L7Analyzer::FindOrCreate(const flow::ConnectionInfo& con
   }
   Connection* raw = c.get();
   conns_.emplace(conn.flow_id, std::move(c));
+  if (conn.flow_id == last_closed_id_) last_closed_valid_ = false;
   // An entry left in closed_ is not erased (that shifted the rest of its run back, and runs of
   // sequential ids are long): while the connection is open, conns_ answers for it, and its
   // close or park overwrites the entry. A dormant one just stops counting as dormant.
@@ -374,11 +375,13 @@ void L7Analyzer::FillConnectionFields(const flow::ConnectionInfo& info,
 }
 
 void L7Analyzer::CloseConnection(uint64_t flow_id, uint64_t now_ns) {
+  last_closed_id_ = flow_id;
+  last_closed_valid_ = true;
+  // A dormant connection is never in conns_ (resuming it turns its entry closed): closing it
+  // needs no (missing) lookup there.
+  if (closed_.CloseDormant(flow_id, now_ns)) return;
   auto it = conns_.find(flow_id);
-  if (it == conns_.end()) {
-    closed_.CloseDormant(flow_id, now_ns);
-    return;
-  }
+  if (it == conns_.end()) return;
   Connection* c = it->second.get();
   if (c->phase == Connection::Phase::kParsing || c->phase == Connection::Phase::kGaveUp) {
     StitchAndEmit(c, now_ns, true);
@@ -446,8 +449,10 @@ void L7Analyzer::FlushAll(uint64_t now_ns) {
 }
 
 common::v1::L7Protocol L7Analyzer::ProtocolOf(uint64_t flow_id) const {
-  auto it = conns_.find(flow_id);
-  if (it != conns_.end()) return it->second->reported;
+  if (!last_closed_valid_ || flow_id != last_closed_id_) {
+    auto it = conns_.find(flow_id);
+    if (it != conns_.end()) return it->second->reported;
+  }
   const L7Protocol* closed = closed_.Find(flow_id);
   return closed == nullptr ? L7Protocol::L7_PROTOCOL_UNKNOWN : *closed;
 }

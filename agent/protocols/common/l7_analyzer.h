@@ -98,6 +98,10 @@ class L7Analyzer final : public flow::StreamHandler {
       free_parsers_;
   std::vector<std::unique_ptr<Connection>> free_conns_;
   uint64_t last_scan_ns_ = 0;
+  // The flow CloseConnection handled last, known not to be in conns_ until FindOrCreate adds it
+  // again: ProtocolOf, which flow tracking calls right after OnClose, then skips conns_.
+  uint64_t last_closed_id_ = 0;
+  bool last_closed_valid_ = false;
 
   metrics::Counter* inferred_ = nullptr;
   metrics::Counter* inference_failed_ = nullptr;
