@@ -335,10 +335,32 @@ const WireRowEncoder::Plan& WireRowEncoder::PlanFor(const schema::Table& table,
                             : w.max_unsigned;
     std::copy(std::begin(w.enum_known), std::end(w.enum_known), std::begin(e.enum_known));
     switch (w.op) {
-      case Op::kInteger:
-        e.action = w.width == 1 ? Action::kInt1 : w.width == 2 ? Action::kInt2 : w.width == 4 ? Action::kInt4
-                                                                                            : Action::kInt8;
+      case Op::kInteger: {
+        // The field's narrowed values, as a range in the same modular order as [lo, lo + span].
+        uint64_t first = 0, last = ~uint64_t{0};
+        switch (read.kind) {
+          case FieldKind::kInt32: case FieldKind::kEnum:
+            first = static_cast<uint64_t>(int64_t{std::numeric_limits<int32_t>::min()});
+            last = std::numeric_limits<int32_t>::max();
+            break;
+          case FieldKind::kInt64:
+            first = static_cast<uint64_t>(std::numeric_limits<int64_t>::min());
+            last = std::numeric_limits<int64_t>::max();
+            break;
+          case FieldKind::kUInt32: last = std::numeric_limits<uint32_t>::max(); break;
+          case FieldKind::kBool: last = 1; break;
+          default: break;
+        }
+        const bool fits = first - e.lo <= e.span && last - e.lo <= e.span && first - e.lo <= last - e.lo;
+        if (fits) {
+          e.action = w.width == 1 ? Action::kFit1 : w.width == 2 ? Action::kFit2 : w.width == 4 ? Action::kFit4
+                                                                                              : Action::kFit8;
+        } else {
+          e.action = w.width == 1 ? Action::kInt1 : w.width == 2 ? Action::kInt2 : w.width == 4 ? Action::kInt4
+                                                                                              : Action::kInt8;
+        }
         break;
+      }
       case Op::kEnum8: e.action = Action::kEnum8; break;
       case Op::kFloat64: e.action = Action::kDouble; break;
       case Op::kFloat64FromFloat: e.action = Action::kFloat; break;
@@ -439,6 +461,17 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
         uint32_t bits;
         if (!in.ReadFixed32(&bits)) return InvalidArgumentError("malformed record: truncated float");
         v.bits = bits;
+        continue;
+      }
+      case Action::kFit1: case Action::kFit2: case Action::kFit4: case Action::kFit8: {
+        if (!read_varint(&v.bits)) return InvalidArgumentError("malformed record: bad varint");
+        char* const dst = image + e.image_offset;
+        switch (e.action) {  // the low bytes, little endian
+          case Action::kFit1: *dst = static_cast<char>(v.bits); break;
+          case Action::kFit2: PutLE<uint16_t>(static_cast<uint16_t>(v.bits), dst); break;
+          case Action::kFit4: PutLE<uint32_t>(static_cast<uint32_t>(v.bits), dst); break;
+          default: PutLE<uint64_t>(v.bits, dst); break;
+        }
         continue;
       }
       default: break;

@@ -66,7 +66,9 @@ class WireRowEncoder {
   // also write the column's bytes into the row image.
   enum class Action : uint8_t {
     kStoreVarint, kStoreBytes, kStoreFixed64, kStoreFixed32,
-    kInt1, kInt2, kInt4, kInt8, kEnum8, kDouble, kFloat, kIPv6
+    kInt1, kInt2, kInt4, kInt8, kEnum8, kDouble, kFloat, kIPv6,
+    // kInt* for a field whose every value fits the column (no range check, no stats to keep).
+    kFit1, kFit2, kFit4, kFit8
   };
   struct ColumnStep {
     Op op = Op::kDefault;
