@@ -57,6 +57,22 @@ class WireReader {
     *wire_type = tag & 7;
     return *number != 0 && *wire_type <= kFixed32;
   }
+  // The next key as one number (field number << 3 | wire type), unchecked, when it is one
+  // ReadTag reads inline (1 or 2 bytes); otherwise false with nothing consumed (call ReadTag).
+  bool ReadShortKey(uint32_t* key) {
+    if (end_ - p_ >= 2) {
+      if (p_[0] < 0x80) {
+        *key = *p_++;
+        return true;
+      }
+      if (p_[1] < 0x80) {
+        *key = (p_[0] & 0x7fu) | (uint32_t{p_[1]} << 7);
+        p_ += 2;
+        return true;
+      }
+    }
+    return false;
+  }
   bool ReadVarint(uint64_t* v) {
     if (end_ - p_ >= 10) {  // no bounds check per byte
       if (p_[0] < 0x80) {

@@ -373,6 +373,11 @@ const WireRowEncoder::Plan& WireRowEncoder::PlanFor(const schema::Table& table,
         break;
     }
   }
+  plan.field_of_key.assign(plan.fields.size() * 8, -1);
+  for (size_t number = 0; number < plan.fields.size(); ++number) {
+    const Plan::FieldEntry& e = plan.fields[number];
+    if (e.slot >= 0) plan.field_of_key[number << 3 | e.wire_type] = static_cast<int32_t>(number);
+  }
   it = plans_.emplace(key, std::move(plan)).first;
   last_key_ = key;
   last_plan_ = &it->second;
@@ -412,7 +417,8 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
   std::memcpy(image, plan.default_image.data(), plan.default_image.size());
   Value* const values = values_.data();
   const Plan::FieldEntry* const fields = plan.fields.data();
-  const size_t field_count = plan.fields.size();
+  const int32_t* const field_of_key = plan.field_of_key.data();
+  const size_t key_count = plan.field_of_key.size();
   const uint32_t row = row_;
   // Stats of this row, added to *stats only when the row is written.
   uint64_t truncated = 0;
@@ -420,14 +426,20 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
   WireReader in(wire);
   size_t string_bytes = 0;
   while (!in.done()) {
-    uint32_t number, wire_type;
-    if (!in.ReadTag(&number, &wire_type)) return InvalidArgumentError("malformed record: bad tag");
-    static constexpr Plan::FieldEntry kNoField{};
-    const Plan::FieldEntry& e = number < field_count ? fields[number] : kNoField;
-    if (e.slot < 0 || e.wire_type != wire_type) {
+    uint32_t key;
+    if (!in.ReadShortKey(&key)) {
+      uint32_t number, wire_type;
+      if (!in.ReadTag(&number, &wire_type)) return InvalidArgumentError("malformed record: bad tag");
+      key = number << 3 | wire_type;
+    }
+    const int32_t index = key < key_count ? field_of_key[key] : -1;
+    if (index < 0) {  // not a column or side field, or another wire type: checked, then skipped
+      const uint32_t number = key >> 3, wire_type = key & 7;
+      if (number == 0 || wire_type > WireReader::kFixed32) return InvalidArgumentError("malformed record: bad tag");
       if (!in.SkipValue(number, wire_type)) return InvalidArgumentError("malformed record: bad field");
       continue;
     }
+    const Plan::FieldEntry& e = fields[index];
     Value& v = values[e.slot];
     const bool again = v.row == row;  // an earlier occurrence in this row: this one replaces it
     v.row = row;

@@ -127,6 +127,9 @@ class WireRowEncoder {
       uint64_t enum_known[4] = {0, 0, 0, 0};
     };
     std::vector<FieldEntry> fields;
+    // By key (field number << 3 | wire type): the index in `fields` of a field read with that
+    // wire type, -1 for every other key (pass 1 then checks and skips the field).
+    std::vector<int32_t> field_of_key;
     struct Segment {
       uint32_t image_offset = 0;  // fixed run: its bytes in the image
       uint32_t bytes = 0;
