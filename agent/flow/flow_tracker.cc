@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -593,15 +594,17 @@ void FlowTracker::ProcessUdp(Flow& f, int dir, const DecodedPacket& p) {
 
 void FlowTracker::FlushStreams(Flow& f, uint64_t now_ns, uint64_t hole_timeout_ns) {
   if (handler_ == nullptr || !f.streams) return;
-  ConnectionInfo conn = ConnOf(f);
+  // Built on first use: most flows hold nothing to flush (every close of a TCP flow comes here).
+  std::optional<ConnectionInfo> conn;
   for (int dir = 0; dir < 2; ++dir) {
     (*f.streams)[dir].FlushHoles(now_ns, hole_timeout_ns, &budget_, [&](const ReassembledChunk& rc) {
+      if (!conn) conn = ConnOf(f);
       StreamChunk chunk;
       chunk.timestamp_ns = rc.timestamp_ns;
       chunk.tcp_seq = rc.tcp_seq;
       chunk.data = rc.data;
       chunk.gap_bytes_before = rc.gap_bytes_before;
-      handler_->OnData(conn, dir == 0 ? StreamDirection::kRequest : StreamDirection::kResponse,
+      handler_->OnData(*conn, dir == 0 ? StreamDirection::kRequest : StreamDirection::kResponse,
                        chunk);
     });
   }
