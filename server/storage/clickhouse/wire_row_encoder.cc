@@ -563,12 +563,13 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
   if (taps.sides != nullptr) ReadSides(plan, wire, taps.sides);
 
   // Pass 2: the image's runs and the String columns between them, in column order, written
-  // through a pointer into space reserved up front.
+  // through a pointer into a scratch row that is then appended to *out in one go (resizing *out
+  // up front instead would zero-fill the space first).
   const size_t max_row = plan.default_image.size() + plan.string_columns * 10 + string_bytes;
   const size_t start = out->size();
-  out->resize(start + max_row);
-  char* const base = out->data();
-  char* p = base + start;
+  if (row_scratch_.size() < max_row) row_scratch_.resize(std::max(max_row, 2 * row_scratch_.size()));
+  char* const row_begin = row_scratch_.data();
+  char* p = row_begin;
   if (segment_starts_.size() < plan.segments.size()) segment_starts_.resize(plan.segments.size());
   size_t* const segment_starts = segment_starts_.data();
   const Plan::Segment* const segments = plan.segments.data();
@@ -576,7 +577,7 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
   for (size_t i = 0; i < segment_count; ++i) {
     const Plan::Segment& seg = segments[i];
     if (seg.string_slot < 0) {
-      segment_starts[i] = static_cast<size_t>(p - base);
+      segment_starts[i] = start + static_cast<size_t>(p - row_begin);
       std::memcpy(p, image + seg.image_offset, seg.bytes);
       p += seg.bytes;
       continue;
@@ -593,7 +594,7 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
           segment_starts_[t.segment] + (t.image_offset - plan.segments[t.segment].image_offset);
     }
   }
-  out->resize(static_cast<size_t>(p - base));
+  out->append(row_begin, static_cast<size_t>(p - row_begin));
   return Status::Ok();
 }
 

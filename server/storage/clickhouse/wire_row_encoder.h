@@ -181,6 +181,7 @@ class WireRowEncoder {
   std::vector<std::string> tag_columns_;
   std::vector<Value> values_;  // scratch, one per slot, reused across rows without clearing
   std::string image_;          // scratch: the current row's fixed-width columns (Plan::default_image)
+  std::vector<char> row_scratch_;       // scratch: the row being written
   std::vector<size_t> segment_starts_;  // scratch: where each segment went in *out
   uint32_t row_ = 0;           // rows encoded so far (mod 2^32); 0 is never a current row
 };
