@@ -755,16 +755,7 @@ void FlowTracker::Tick(uint64_t now_ns) {
     buffering_.swap(still);
   }
   if (config_.emit_network_metrics) {
-    constexpr size_t kPrefetchAhead = 4;
-    for (size_t i = 0; i < dirty_metrics_.size(); ++i) {
-      if (i + kPrefetchAhead < dirty_metrics_.size()) {
-        const Flow& ahead = *flows_.At(dirty_metrics_[i + kPrefetchAhead]);
-        if (ahead.metric_dirty && metrics_.IndexIsLarge()) {
-          metrics_.Prefetch(MetricKeyOf(ahead), uint64_t{ahead.metric_second} * 1'000'000'000ull);
-        }
-      }
-      FlushFlowMetrics(*flows_.At(dirty_metrics_[i]));
-    }
+    for (uint32_t index : dirty_metrics_) FlushFlowMetrics(*flows_.At(index));
     dirty_metrics_.clear();
     metrics_.Advance(now_ns);
   }
@@ -812,12 +803,7 @@ void FlowTracker::FlushAll(uint64_t now_ns) {
   constexpr size_t kPrefetchAhead = 8;
   for (size_t i = 0; i < order.size(); ++i) {
     if (i + kPrefetchAhead < order.size()) {
-      const Flow& ahead = *flows_.At(order[i + kPrefetchAhead].second);
-      flows_.Prefetch(ahead.key.Hash());
-      // Its close is counted at its last packet (no timeout here).
-      if (config_.emit_network_metrics && metrics_.IndexIsLarge()) {
-        metrics_.Prefetch(MetricKeyOf(ahead), ahead.last_ns);
-      }
+      flows_.Prefetch(flows_.At(order[i + kPrefetchAhead].second)->key.Hash());
     }
     Flow& f = *flows_.At(order[i].second);
     CloseType type = f.close_type;

@@ -120,23 +120,6 @@ void NetworkMetricsAggregator::Add(const NetworkKey& key, uint64_t timestamp_ns,
   }
 }
 
-void NetworkMetricsAggregator::Prefetch(const NetworkKey& key, uint64_t timestamp_ns) const {
-  const uint32_t t_s = static_cast<uint32_t>(timestamp_ns / 1'000'000'000ull);
-  uint64_t hash = 0;
-  bool hashed = false;
-  for (const Level& level : levels_) {
-    uint32_t start = t_s - t_s % level.granularity_s;
-    if (start < level.flushed_until_s) start = level.flushed_until_s;
-    if (level.last == nullptr || level.last_start_s != start || level.last->slots.empty()) continue;
-    if (!hashed) {
-      hash = NetworkKeyHash()(key);
-      hashed = true;
-    }
-    const std::vector<Bucket::Slot>& slots = level.last->slots;
-    __builtin_prefetch(&slots[static_cast<uint32_t>(hash) & (slots.size() - 1)]);
-  }
-}
-
 void NetworkMetricsAggregator::EmitBucket(uint32_t start_s, uint32_t granularity_s,
                                           const Bucket& bucket) {
   if (sink_ == nullptr) return;

@@ -60,18 +60,6 @@ class NetworkMetricsAggregator {
   // `hint` (may be null) is read and updated.
   void Add(const NetworkKey& key, uint64_t timestamp_ns, const NetworkCounters& delta,
            NetworkRowHint* hint = nullptr);
-  // Starts loading the index lines an Add of `key` at `timestamp_ns` probes first, in the
-  // intervals Add used last (callers adding for many keys issue it a few keys ahead: the index of
-  // an interval with one row per flow misses the caches). Changes nothing.
-  void Prefetch(const NetworkKey& key, uint64_t timestamp_ns) const;
-  // True when an interval Add used last has an index too large for the caches to hold (below
-  // that, Prefetch costs more than it saves).
-  bool IndexIsLarge() const {
-    for (const Level& level : levels_) {
-      if (level.last != nullptr && level.last->slots.size() >= kLargeIndexSlots) return true;
-    }
-    return false;
-  }
   // Emits every interval that ended more than `lateness_ns` before now.
   void Advance(uint64_t now_ns, uint64_t lateness_ns = 1'000'000'000ull);
   // Emits everything still open.
@@ -87,7 +75,6 @@ class NetworkMetricsAggregator {
   // The index grows from the slot tags alone (the tag is the hash's low half, which also gives
   // the home slot), without reading the rows again.
   using Row = std::pair<NetworkKey, NetworkCounters>;
-  static constexpr size_t kLargeIndexSlots = size_t{1} << 15;  // 256 KiB of slots
   struct Bucket {
     struct Slot {
       uint32_t tag = 0;

@@ -71,33 +71,5 @@ TEST(NetworkMetricsAggregatorTest, HintsChangeNothingAndRowsKeepFirstSeenOrder) 
   EXPECT_EQ(emitted, first_seen);
 }
 
-TEST(NetworkMetricsAggregatorTest, IndexIsLargeOnlyPastTheThresholdAndPrefetchChangesNothing) {
-  testing::CollectingSink plain_sink, prefetched_sink;
-  NetworkMetricsAggregator plain(&plain_sink), prefetched(&prefetched_sink);
-  EXPECT_FALSE(prefetched.IndexIsLarge());
-  const uint64_t now = 100'000'000'000ull;
-  constexpr uint32_t kKeys = 40000;  // an index of 131072 slots (at most half full)
-  NetworkCounters d;
-  d.packets_0 = 1;
-  for (uint32_t k = 0; k < kKeys; ++k) {
-    if (k == 100) {
-      EXPECT_FALSE(prefetched.IndexIsLarge());
-    }
-    plain.Add(Key(k), now, d);
-    prefetched.Prefetch(Key(k * 7 % kKeys), now);
-    prefetched.Add(Key(k), now, d);
-  }
-  EXPECT_TRUE(prefetched.IndexIsLarge());
-  prefetched.Prefetch(Key(kKeys + 1), now + 5'000'000'000ull);  // no open interval there
-  plain.FlushAll();
-  prefetched.FlushAll();
-  ASSERT_EQ(plain_sink.net.size(), 2u * kKeys);
-  ASSERT_EQ(prefetched_sink.net.size(), plain_sink.net.size());
-  for (size_t i = 0; i < plain_sink.net.size(); i += 997) {
-    EXPECT_EQ(prefetched_sink.net[i].SerializeAsString(), plain_sink.net[i].SerializeAsString());
-  }
-  EXPECT_FALSE(prefetched.IndexIsLarge());  // flushed: no interval in use
-}
-
 }  // namespace
 }  // namespace sonde::agent::flow
