@@ -184,6 +184,18 @@ uint64_t RecordOffset(const std::vector<uint64_t>& payload_sizes, size_t k) {
   return off;
 }
 
+// Appends n batches (batch i: agent i + 1, `records` records from time i * time_step) and returns
+// their payload sizes, or nothing when an append failed.
+std::vector<uint64_t> AppendBatches(Spool* spool, uint32_t n, int records, uint32_t time_step) {
+  std::vector<uint64_t> sizes;
+  for (uint32_t i = 0; i < n; ++i) {
+    const agent::v1::RecordBatch batch = Batch(i * time_step, records);
+    if (!spool->Append(i + 1, batch).ok()) return {};
+    sizes.push_back(batch.ByteSizeLong());
+  }
+  return sizes;
+}
+
 void FlipByte(const fs::path& path, uint64_t offset) {
   std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
   f.seekg(static_cast<std::streamoff>(offset));
@@ -238,10 +250,8 @@ TEST(SpoolTest, TornTailIsCountedAndEarlierBatchesSurvive) {
   {
     auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
     ASSERT_TRUE(spool.ok());
-    for (uint32_t i = 0; i < 3; ++i) {
-      sizes.push_back(Batch(i * 10, 5).ByteSizeLong());
-      ASSERT_TRUE((*spool)->Append(i + 1, Batch(i * 10, 5)).ok());
-    }
+    sizes = AppendBatches(spool->get(), 3, 5, 10);
+    ASSERT_EQ(sizes.size(), 3u);
   }
   auto segs = Segments(dir.path());
   ASSERT_EQ(segs.size(), 1u);
@@ -280,10 +290,8 @@ TEST(SpoolTest, DamagedBatchInTheMiddleIsSkippedAndTheRestKept) {
     {
       auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
       ASSERT_TRUE(spool.ok());
-      for (uint32_t i = 0; i < 4; ++i) {
-        sizes.push_back(Batch(i * 10, 5).ByteSizeLong());
-        ASSERT_TRUE((*spool)->Append(i + 1, Batch(i * 10, 5)).ok());
-      }
+      sizes = AppendBatches(spool->get(), 4, 5, 10);
+      ASSERT_EQ(sizes.size(), 4u);
     }
     auto segs = Segments(dir.path());
     ASSERT_EQ(segs.size(), 1u);
@@ -306,13 +314,10 @@ TEST(SpoolTest, DamagedBatchInTheMiddleIsSkippedAndTheRestKept) {
 TEST(SpoolTest, DamageFoundAtReadIsQuarantined) {
   TempDir dir;
   metrics::Registry registry;
-  std::vector<uint64_t> sizes;
   auto spool = Spool::Open({dir.path(), 1 << 20, true}, &registry);
   ASSERT_TRUE(spool.ok());
-  for (uint32_t i = 0; i < 2; ++i) {
-    sizes.push_back(Batch(i, 1).ByteSizeLong());
-    ASSERT_TRUE((*spool)->Append(i + 1, Batch(i, 1)).ok());
-  }
+  const std::vector<uint64_t> sizes = AppendBatches(spool->get(), 2, 1, 1);
+  ASSERT_EQ(sizes.size(), 2u);
   auto segs = Segments(dir.path());
   ASSERT_EQ(segs.size(), 1u);
   FlipByte(segs[0], RecordOffset(sizes, 1) + Spool::kRecordHeaderBytes + 1);

@@ -139,13 +139,10 @@ TEST(DnsTest, UdpInferenceFollowsTheMessageDirection) {
   EXPECT_EQ(Infer(flow::StreamDirection::kRequest, AnswerA(q, 0, true), udp), InferResult::kNo);
 }
 
-// A client on a lower port than its DNS server (here 1024 -> 15353): the port heuristic makes the
-// client the server; the query coming from the "server" side swaps the roles back.
-TEST(DnsTest, QueryFromTheLowerPortFixesGuessedRoles) {
-  testing::CollectingSink sink;
-  metrics::Registry reg;
-  L7Analyzer analyzer(&sink, &reg);
-  flow::ConnectionInfo conn;  // as flow tracking guessed it: 127.0.0.1:15353 client, 10.0.0.9:1024 server
+// A UDP flow as flow tracking's port heuristic guessed it: 127.0.0.1:15353 the client and
+// 10.0.0.9:1024 the server (the real client is 10.0.0.9, on the lower port).
+flow::ConnectionInfo GuessedTheWrongWayRound() {
+  flow::ConnectionInfo conn;
   conn.flow_id = 1;
   conn.tuple.protocol = net::IpProtocol::kUdp;
   conn.tuple.src_ip = *net::IpAddress::Parse("127.0.0.1");
@@ -153,6 +150,16 @@ TEST(DnsTest, QueryFromTheLowerPortFixesGuessedRoles) {
   conn.tuple.dst_ip = *net::IpAddress::Parse("10.0.0.9");
   conn.tuple.dst_port = 1024;
   conn.role_source = common::v1::ROLE_SOURCE_PORT_HEURISTIC;
+  return conn;
+}
+
+// A client on a lower port than its DNS server (here 1024 -> 15353): the port heuristic makes the
+// client the server; the query coming from the "server" side swaps the roles back.
+TEST(DnsTest, QueryFromTheLowerPortFixesGuessedRoles) {
+  testing::CollectingSink sink;
+  metrics::Registry reg;
+  L7Analyzer analyzer(&sink, &reg);
+  const flow::ConnectionInfo conn = GuessedTheWrongWayRound();
   const std::string q = Query(9, "web.example.test", 1);
   analyzer.OnData(conn, flow::StreamDirection::kResponse, Chunk(q, 1'000'000, true));
   analyzer.OnData(conn, flow::StreamDirection::kRequest, Chunk(AnswerA(q, 0, true), 1'500'000, true));
@@ -172,14 +179,7 @@ TEST(DnsTest, FlowResumesAfterItsAnswerWithTheSameRoles) {
   testing::CollectingSink sink;
   metrics::Registry reg;
   L7Analyzer analyzer(&sink, &reg);
-  flow::ConnectionInfo conn;  // guessed the wrong way round, as above
-  conn.flow_id = 1;
-  conn.tuple.protocol = net::IpProtocol::kUdp;
-  conn.tuple.src_ip = *net::IpAddress::Parse("127.0.0.1");
-  conn.tuple.src_port = 15353;
-  conn.tuple.dst_ip = *net::IpAddress::Parse("10.0.0.9");
-  conn.tuple.dst_port = 1024;
-  conn.role_source = common::v1::ROLE_SOURCE_PORT_HEURISTIC;
+  const flow::ConnectionInfo conn = GuessedTheWrongWayRound();
   for (int i = 0; i < 3; ++i) {
     const uint64_t t = (1 + static_cast<uint64_t>(i)) * 1'000'000'000ULL;
     const std::string q = Query(static_cast<uint16_t>(20 + i), "web.example.test", 1);
