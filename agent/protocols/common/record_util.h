@@ -157,4 +157,19 @@ std::string ToLower(std::string_view s);
 // answer as ToLower(hay).find(needle_lower) != npos, without the copy.
 bool ContainsIgnoreCase(std::string_view hay, std::string_view needle_lower);
 
+// Reads `digits`, 1 to 18 ASCII decimal digits and nothing else (so no overflow), into *v; false
+// otherwise. A plain loop for the short numbers of protocol heads (lengths, counts, codes): the
+// same answers as std::from_chars gives for such a string, without its call per number.
+inline bool ParseShortDecimal(std::string_view digits, uint64_t* v) {
+  if (digits.empty() || digits.size() > 18) return false;
+  uint64_t x = 0;
+  for (char c : digits) {
+    const unsigned d = static_cast<unsigned>(static_cast<unsigned char>(c)) - '0';
+    if (d > 9) return false;
+    x = x * 10 + d;
+  }
+  *v = x;
+  return true;
+}
+
 }  // namespace sonde::agent::protocols

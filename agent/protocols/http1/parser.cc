@@ -114,16 +114,7 @@ bool IsResponseStart(std::string_view s, bool* maybe) {
 bool ParseUint(std::string_view s, uint64_t* v, int base = 10) {
   s = TrimWs(s);
   if (s.empty() || s.size() > 18) return false;
-  if (base == 10) {  // digits only, as from_chars reads them; 18 of them cannot overflow
-    uint64_t x = 0;
-    for (char c : s) {
-      const unsigned d = static_cast<unsigned>(static_cast<unsigned char>(c)) - '0';
-      if (d > 9) return false;
-      x = x * 10 + d;
-    }
-    *v = x;
-    return true;
-  }
+  if (base == 10) return ParseShortDecimal(s, v);  // digits only, as from_chars reads them
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *v, base);
   return ec == std::errc() && p == s.data() + s.size();
 }

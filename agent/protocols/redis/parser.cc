@@ -5,6 +5,8 @@
 #include <cctype>
 #include <charconv>
 
+#include "agent/protocols/common/record_util.h"
+
 namespace sonde::agent::protocols::redis {
 namespace {
 
@@ -26,13 +28,9 @@ bool ParseInt(std::string_view s, int64_t* v) {
   const size_t sign = s[0] == '-' ? 1 : 0;
   const size_t digits = s.size() - sign;
   if (digits >= 1 && digits <= 18) {
-    int64_t x = 0;
-    for (size_t i = sign; i < s.size(); ++i) {
-      const unsigned d = static_cast<unsigned>(static_cast<unsigned char>(s[i])) - '0';
-      if (d > 9) return false;
-      x = x * 10 + static_cast<int64_t>(d);
-    }
-    *v = sign != 0 ? -x : x;
+    uint64_t x = 0;
+    if (!ParseShortDecimal(s.substr(sign), &x)) return false;
+    *v = sign != 0 ? -static_cast<int64_t>(x) : static_cast<int64_t>(x);
     return true;
   }
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *v);
