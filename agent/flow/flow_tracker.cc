@@ -76,11 +76,18 @@ bool WellKnownPort(uint16_t port) {
   }
 }
 
-// True when `dst` looks like the server side of a packet src -> dst.
-bool DstLooksLikeServer(uint16_t src_port, uint16_t dst_port) {
+// True when `dst` looks like the server side of a packet src -> dst, the first packet seen of a
+// flow without handshake evidence. A well-known port is the server's. Otherwise a TCP flow
+// picked up mid-stream takes the lower port for the server (listening ports are usually below
+// the ephemeral range), but a UDP flow takes its first sender for the client: resolvers and
+// other UDP clients draw source ports from the whole 1024-65535 range, so the lower-port rule
+// reversed every exchange from a port below the server's and keyed its network metrics per
+// client port; a UDP conversation nearly always starts with the client's datagram.
+bool DstLooksLikeServer(uint16_t src_port, uint16_t dst_port, bool udp) {
   bool src_known = WellKnownPort(src_port);
   bool dst_known = WellKnownPort(dst_port);
   if (src_known != dst_known) return dst_known;
+  if (udp && !src_known) return true;  // neither well known: the first sender is the client
   if (src_port != dst_port) return dst_port < src_port;
   return true;  // no evidence: the first sender is the client
 }
@@ -374,11 +381,11 @@ FlowTracker::Flow* FlowTracker::CreateFlow(const FlowKey& key, uint64_t hash, bo
       client_is_src = false;
     } else {
       f.role_source = common::v1::ROLE_SOURCE_PORT_HEURISTIC;
-      client_is_src = DstLooksLikeServer(p.tuple.src_port, p.tuple.dst_port);
+      client_is_src = DstLooksLikeServer(p.tuple.src_port, p.tuple.dst_port, /*udp=*/false);
     }
   } else if (p.tuple.protocol == net::IpProtocol::kUdp) {
     f.role_source = common::v1::ROLE_SOURCE_PORT_HEURISTIC;
-    client_is_src = DstLooksLikeServer(p.tuple.src_port, p.tuple.dst_port);
+    client_is_src = DstLooksLikeServer(p.tuple.src_port, p.tuple.dst_port, /*udp=*/true);
   }
   f.client_is_a = client_is_src == src_is_a;
   // Scheduled for its first report; the protocol step below sets the real deadline earlier.

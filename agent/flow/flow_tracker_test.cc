@@ -267,6 +267,69 @@ TEST_F(FlowTrackerTest, UdpDatagramsAndTimeout) {
   EXPECT_EQ(s.datagrams, 2);
 }
 
+// Neither port well known: a UDP flow's first sender is the client, even from a port below the
+// server's (the lower-port rule made 10.0.0.9:1024 the server here, and keyed the network
+// metrics by the client's port).
+TEST_F(FlowTrackerTest, UdpFirstSenderIsTheClientWhenNoPortIsWellKnown) {
+  Feed(kSec, Ethernet(0x0800, Ipv4("10.0.0.9", "127.0.0.1", 17, Udp(1024, 15353, "query"))));
+  Feed(kSec + kMs, Ethernet(0x0800, Ipv4("127.0.0.1", "10.0.0.9", 17, Udp(15353, 1024, "answer"))));
+  tracker_->FlushAll(2 * kSec);
+  ASSERT_EQ(sink_.l4.size(), 1u);
+  EXPECT_EQ(sink_.l4[0].ip4_0(), 0x0A000009u);
+  EXPECT_EQ(sink_.l4[0].ip4_1(), 0x7F000001u);
+  EXPECT_EQ(sink_.l4[0].client_port(), 1024u);
+  EXPECT_EQ(sink_.l4[0].server_port(), 15353u);
+  EXPECT_EQ(sink_.l4[0].role_source(), common::v1::ROLE_SOURCE_PORT_HEURISTIC);
+  EXPECT_EQ(sink_.l4[0].packets_0(), 1u);
+  EXPECT_EQ(sink_.l4[0].bytes_0(), 20u + 8u + 5u);
+  const auto& s = handler_.streams.begin()->second;
+  EXPECT_EQ(s.bytes[0], "query");
+  EXPECT_EQ(s.bytes[1], "answer");
+  ASSERT_FALSE(sink_.net.empty());
+  for (const auto& m : sink_.net) {
+    EXPECT_EQ(m.ip4_0(), 0x0A000009u);
+    EXPECT_EQ(m.server_port(), 15353u);
+  }
+}
+
+// The same rule from the other side: when the server's datagram is the first one seen, the
+// server is taken for the client (the protocol layer may still fix the roles; the L4 row says
+// they were guessed).
+TEST_F(FlowTrackerTest, UdpFirstSenderIsTheClientFromTheHigherPortToo) {
+  Feed(kSec, Ethernet(0x0800, Ipv4("127.0.0.1", "10.0.0.9", 17, Udp(15353, 1024, "answer"))));
+  tracker_->FlushAll(2 * kSec);
+  ASSERT_EQ(sink_.l4.size(), 1u);
+  EXPECT_EQ(sink_.l4[0].client_port(), 15353u);
+  EXPECT_EQ(sink_.l4[0].server_port(), 1024u);
+  EXPECT_EQ(sink_.l4[0].role_source(), common::v1::ROLE_SOURCE_PORT_HEURISTIC);
+}
+
+// A well-known port still wins over the first sender for UDP.
+TEST_F(FlowTrackerTest, UdpWellKnownPortIsTheServerEvenWhenItSendsFirst) {
+  Feed(kSec, Ethernet(0x0800, Ipv4("10.0.0.53", "10.0.0.1", 17, Udp(53, 40000, "answer"))));
+  tracker_->FlushAll(2 * kSec);
+  ASSERT_EQ(sink_.l4.size(), 1u);
+  EXPECT_EQ(sink_.l4[0].server_port(), 53u);
+  EXPECT_EQ(sink_.l4[0].client_port(), 40000u);
+  EXPECT_EQ(sink_.l4[0].packets_1(), 1u);
+}
+
+// TCP picked up mid-stream (no SYN seen) keeps the lower-port rule when no port is well known.
+TEST_F(FlowTrackerTest, TcpMidStreamWithoutWellKnownPortTakesTheLowerPortForTheServer) {
+  Feed(kSec, EthTcp4("10.0.0.9", "127.0.0.1",
+                     {.sport = 15353, .dport = 40000, .seq = 1, .ack = 1, .flags = A | P,
+                      .window = 1000, .payload = "x"}));
+  Feed(kSec, EthTcp4("127.0.0.1", "10.0.0.9",
+                     {.sport = 40000, .dport = 15353, .seq = 1, .ack = 2, .flags = A,
+                      .window = 1000, .payload = ""}));
+  tracker_->FlushAll(2 * kSec);
+  ASSERT_EQ(sink_.l4.size(), 1u);
+  EXPECT_EQ(sink_.l4[0].role_source(), common::v1::ROLE_SOURCE_PORT_HEURISTIC);
+  EXPECT_EQ(sink_.l4[0].server_port(), 15353u);
+  EXPECT_EQ(sink_.l4[0].client_port(), 40000u);
+  EXPECT_EQ(sink_.l4[0].packets_1(), 1u);
+}
+
 TEST_F(FlowTrackerTest, NetworkMetricsPerSecondAndMinute) {
   Conversation(100 * kSec);                 // second 100
   Conversation(101 * kSec + 500 * kMs);     // second 101, new flow after port reuse
