@@ -2,6 +2,7 @@
 #include "agent/protocols/redis/parser.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
 
@@ -37,16 +38,21 @@ bool ParseInt(std::string_view s, int64_t* v) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 
-// Reads a CRLF-terminated line at *pos. kNeedsMoreData if no CRLF yet.
+// Reads a CRLF-terminated line at *pos. kNeedsMoreData if no CRLF yet. RESP lines are short
+// (type byte, length, "OK"): a byte loop, which stops kMaxLineBytes in, beats a memchr call.
+// Same answers as searching the whole buffer for the first CRLF: a CRLF further on than that
+// makes the line too long, as does a buffer that long without one.
 ParseState ReadLine(std::string_view buf, size_t* pos, std::string_view* line) {
-  size_t end = buf.find("\r\n", *pos);
-  if (end == std::string_view::npos) {
-    return buf.size() - *pos > kMaxLineBytes ? ParseState::kInvalid : ParseState::kNeedsMoreData;
+  const size_t start = *pos;
+  const size_t last = buf.size() < 2 ? 0 : std::min(buf.size() - 2, start + kMaxLineBytes);
+  for (size_t end = start; end <= last && buf.size() >= 2; ++end) {
+    if (buf[end] == '\r' && buf[end + 1] == '\n') {
+      *line = buf.substr(start, end - start);
+      *pos = end + 2;
+      return ParseState::kSuccess;
+    }
   }
-  if (end - *pos > kMaxLineBytes) return ParseState::kInvalid;
-  *line = buf.substr(*pos, end - *pos);
-  *pos = end + 2;
-  return ParseState::kSuccess;
+  return buf.size() - start > kMaxLineBytes ? ParseState::kInvalid : ParseState::kNeedsMoreData;
 }
 
 ParseState ScanValue(std::string_view buf, size_t* pos, int depth, Collected* top,
@@ -151,14 +157,22 @@ ParseState ScanValue(std::string_view buf, size_t* pos, int depth, Collected* to
 
 std::string Capped(std::string_view s) { return std::string(s.substr(0, kMaxFieldBytes)); }
 
+// Assigns in place: the frame's strings are filled once each, without a temporary.
+void AssignCapped(std::string_view s, std::string* out) { out->assign(s.substr(0, kMaxFieldBytes)); }
+
 // ASCII letters (what the C locale the agent runs in gives, without a libc call per byte).
 bool IsAsciiAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
-std::string Upper(std::string_view s) {
-  std::string r = Capped(s);
-  for (char& c : r) {
+void AssignUpper(std::string_view s, std::string* out) {
+  AssignCapped(s, out);
+  for (char& c : *out) {
     if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
   }
+}
+
+std::string Upper(std::string_view s) {
+  std::string r;
+  AssignUpper(s, &r);
   return r;
 }
 
@@ -168,14 +182,35 @@ bool IsSubscribeCommand(std::string_view cmd) {
 }
 
 // Commands whose second word is not a key (or must not be stored, like passwords).
+constexpr std::string_view kNoKey[] = {
+    "AUTH",   "HELLO",  "PING",     "ECHO",    "SELECT", "INFO",     "CLIENT",  "CONFIG",
+    "COMMAND", "MULTI", "EXEC",     "DISCARD", "QUIT",   "FLUSHALL", "FLUSHDB", "DBSIZE",
+    "SCRIPT", "EVAL",   "EVALSHA",  "FCALL",   "FUNCTION", "ACL",    "DEBUG",   "SHUTDOWN",
+    "SLOWLOG", "MEMORY", "CLUSTER", "LATENCY", "MODULE", "RESET",    "SAVE",    "BGSAVE",
+    "LASTSAVE", "TIME", "ROLE",     "MONITOR", "SYNC",   "PSYNC",    "REPLCONF", "WAIT",
+    "SCAN",   "RANDOMKEY", "SWAPDB", "XREAD",  "XREADGROUP", "LOLWUT"};
+constexpr size_t kMaxNoKeyLength = 10;
+// Bit (first letter - 'A') of entry [length]: which (length, first letter) pairs occur in
+// kNoKey, so the common commands that take a key (GET, SET, HGET, ...) are told apart without
+// a string comparison.
+constexpr std::array<uint32_t, kMaxNoKeyLength + 1> kNoKeyShapes = [] {
+  std::array<uint32_t, kMaxNoKeyLength + 1> shapes{};
+  for (std::string_view k : kNoKey) shapes[k.size()] |= 1u << (k[0] - 'A');
+  return shapes;
+}();
+static_assert([] {
+  for (std::string_view k : kNoKey) {
+    if (k.empty() || k.size() > kMaxNoKeyLength || k[0] < 'A' || k[0] > 'Z') return false;
+  }
+  return true;
+}());
+
+// `cmd` is upper case.
 bool HasNoKey(std::string_view cmd) {
-  static constexpr std::string_view kNoKey[] = {
-      "AUTH",   "HELLO",  "PING",     "ECHO",    "SELECT", "INFO",     "CLIENT",  "CONFIG",
-      "COMMAND", "MULTI", "EXEC",     "DISCARD", "QUIT",   "FLUSHALL", "FLUSHDB", "DBSIZE",
-      "SCRIPT", "EVAL",   "EVALSHA",  "FCALL",   "FUNCTION", "ACL",    "DEBUG",   "SHUTDOWN",
-      "SLOWLOG", "MEMORY", "CLUSTER", "LATENCY", "MODULE", "RESET",    "SAVE",    "BGSAVE",
-      "LASTSAVE", "TIME", "ROLE",     "MONITOR", "SYNC",   "PSYNC",    "REPLCONF", "WAIT",
-      "SCAN",   "RANDOMKEY", "SWAPDB", "XREAD",  "XREADGROUP", "LOLWUT"};
+  if (cmd.empty() || cmd.size() > kMaxNoKeyLength || cmd[0] < 'A' || cmd[0] > 'Z' ||
+      (kNoKeyShapes[cmd.size()] & (1u << (cmd[0] - 'A'))) == 0) {
+    return false;
+  }
   return std::find(std::begin(kNoKey), std::end(kNoKey), cmd) != std::end(kNoKey);
 }
 
@@ -207,10 +242,10 @@ ParseState ParseRequest(std::string_view buf, size_t* used, Frame* frame) {
     size_t sp = line.find(' ');
     std::string_view cmd = line.substr(0, sp);
     if (!IsAlpha(cmd) || cmd.size() > 32) return ParseState::kInvalid;
-    frame->command = Upper(cmd);
+    AssignUpper(cmd, &frame->command);
     if (sp != std::string_view::npos && !HasNoKey(frame->command)) {
       std::string_view rest = line.substr(sp + 1);
-      frame->key = Capped(rest.substr(0, rest.find(' ')));
+      AssignCapped(rest.substr(0, rest.find(' ')), &frame->key);
     }
     *used = end + 1;
     return ParseState::kSuccess;
@@ -223,8 +258,8 @@ ParseState ParseRequest(std::string_view buf, size_t* used, Frame* frame) {
   if (c.count < 1 || !c.items_are_bulk || !IsAlpha(c.items[0]) || c.items[0].size() > 32) {
     return ParseState::kInvalid;
   }
-  frame->command = Upper(c.items[0]);
-  if (c.item_count > 1 && !HasNoKey(frame->command)) frame->key = Capped(c.items[1]);
+  AssignUpper(c.items[0], &frame->command);
+  if (c.item_count > 1 && !HasNoKey(frame->command)) AssignCapped(c.items[1], &frame->key);
   if (IsSubscribeCommand(frame->command)) {
     frame->expected_confirms = static_cast<uint32_t>(std::max<int64_t>(1, c.count - 1));
   }
@@ -242,21 +277,25 @@ ParseState ParseResponse(std::string_view buf, size_t* used, Frame* frame) {
   switch (c.type) {
     case '-':
       frame->is_error = true;
-      frame->error = Capped(c.line);
+      AssignCapped(c.line, &frame->error);
       break;
     case '!':
       frame->is_error = true;
-      frame->error = Capped(s);
+      AssignCapped(s, &frame->error);
       break;
     case '+':
     case ':':
     case ',':
     case '(':
     case '#':
-      frame->result = Capped(c.line);
+      AssignCapped(c.line, &frame->result);
       break;
     case '$':
-      frame->result = c.line == "-1" ? "(nil)" : Capped(s);
+      if (c.line == "-1") {
+        frame->result = "(nil)";
+      } else {
+        AssignCapped(s, &frame->result);
+      }
       break;
     case '_':
       frame->result = "(nil)";

@@ -94,6 +94,41 @@ TEST(RedisParser, InvalidInput) {
   EXPECT_EQ(Parse(MessageType::kResponse, nested + ":1\r\n", &f), ParseState::kInvalid);
 }
 
+// A line may hold kMaxLineBytes bytes before its CRLF; a longer one is invalid whether its CRLF
+// has arrived or not, and a shorter one without CRLF waits for more.
+TEST(RedisParser, LineLengthLimit) {
+  Frame f;
+  const std::string at_limit(kMaxLineBytes, 'a');
+  EXPECT_EQ(Parse(MessageType::kResponse, "+" + at_limit + "\r\n", &f), ParseState::kSuccess);
+  EXPECT_EQ(f.result.size(), kMaxFieldBytes);
+  EXPECT_EQ(Parse(MessageType::kResponse, "+" + at_limit + "a\r\n", &f), ParseState::kInvalid);
+  EXPECT_EQ(Parse(MessageType::kResponse, "+" + at_limit + "a", &f), ParseState::kInvalid);
+  EXPECT_EQ(Parse(MessageType::kResponse, "+" + at_limit, &f), ParseState::kNeedsMoreData);
+  EXPECT_EQ(Parse(MessageType::kResponse, "+OK\r", &f), ParseState::kNeedsMoreData);
+  EXPECT_EQ(Parse(MessageType::kResponse, "+O\rK\r\n", &f), ParseState::kSuccess);
+  EXPECT_EQ(f.result, "O\rK");
+}
+
+// Commands without a key keep none; every other second word is the key, whatever the case the
+// command was sent in (lengths and first letters shared with a no-key command included).
+TEST(RedisParser, KeyOnlyForCommandsThatTakeOne) {
+  auto key_of = [](std::string_view cmd) {
+    Frame f;
+    const std::string req = "*2\r\n$" + std::to_string(cmd.size()) + "\r\n" + std::string(cmd) +
+                            "\r\n$1\r\nk\r\n";
+    EXPECT_EQ(Parse(MessageType::kRequest, req, &f), ParseState::kSuccess) << cmd;
+    return f.key;
+  };
+  for (std::string_view cmd : {"PING", "ping", "Auth", "SELECT", "XREADGROUP", "LOLWUT", "ACL",
+                               "SCAN", "TIME", "wait", "RandomKey"}) {
+    EXPECT_EQ(key_of(cmd), "") << cmd;
+  }
+  for (std::string_view cmd : {"GET", "SET", "set", "SADD", "SCARD", "ECHOX", "AUTHX", "PINGS",
+                               "XREADGROUPS", "TIMEX", "ACLS", "HGETALL", "ZRANGEBYSCORE"}) {
+    EXPECT_EQ(key_of(cmd), "k") << cmd;
+  }
+}
+
 // Integers are read as std::from_chars reads them: an optional '-', then digits only, within
 // int64 (lengths and counts take the short path, 19 digits and more the long one).
 TEST(RedisParser, IntegersAsFromChars) {
