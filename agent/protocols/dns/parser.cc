@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "agent/protocols/common/record_util.h"
 
@@ -18,17 +19,22 @@ uint16_t Be16(std::string_view s, size_t off) {
   return static_cast<uint16_t>(static_cast<uint8_t>(s[off]) << 8 | static_cast<uint8_t>(s[off + 1]));
 }
 
-// Reads a (possibly compressed) name at *off; advances *off past it in the original position.
-bool ReadName(std::string_view msg, size_t* off, std::string* out) {
+constexpr size_t kMaxNameBytes = 255;  // dotted text
+
+// Walks a (possibly compressed) name at *off; advances *off past it in the original position.
+// Writes the dotted name to `text` (at least kMaxNameBytes bytes) unless it is null, and its
+// length to *text_len either way. False for a malformed or too long name.
+bool WalkName(std::string_view msg, size_t* off, char* text, size_t* text_len) {
   size_t pos = *off;
   bool jumped = false;
   int jumps = 0;
-  out->clear();
+  size_t n = 0;
   for (int labels = 0; labels < 128; ++labels) {
     if (pos >= msg.size()) return false;
     const uint8_t len = static_cast<uint8_t>(msg[pos]);
     if (len == 0) {
       if (!jumped) *off = pos + 1;
+      *text_len = n;
       return true;
     }
     if ((len & 0xc0) == 0xc0) {
@@ -41,12 +47,34 @@ bool ReadName(std::string_view msg, size_t* off, std::string* out) {
       continue;
     }
     if ((len & 0xc0) != 0 || pos + 1 + len > msg.size()) return false;
-    if (!out->empty()) out->push_back('.');
-    out->append(msg.substr(pos + 1, len));
-    if (out->size() > 255) return false;
+    const size_t dot = n > 0 ? 1 : 0;
+    if (n + dot + len > kMaxNameBytes) return false;
+    if (text != nullptr) {
+      if (dot) text[n] = '.';
+      std::memcpy(text + n + dot, msg.data() + pos + 1, len);
+    }
+    n += dot + len;
     pos += 1 + len;
   }
   return false;
+}
+
+// Reads a name into *out (assigned once: growing it label by label reallocated long names).
+bool ReadName(std::string_view msg, size_t* off, std::string* out) {
+  char text[kMaxNameBytes];
+  size_t len = 0;
+  if (!WalkName(msg, off, text, &len)) {
+    out->clear();
+    return false;
+  }
+  out->assign(text, len);
+  return true;
+}
+
+// Moves *off past a name without building its text; fails exactly where ReadName would.
+bool SkipName(std::string_view msg, size_t* off) {
+  size_t len = 0;
+  return WalkName(msg, off, nullptr, &len);
 }
 
 // Dotted quad, as inet_ntop(AF_INET) writes it (which went through sprintf).
@@ -136,7 +164,9 @@ std::string_view RcodeName(uint8_t rcode) {
   return rcode < std::size(kNames) ? kNames[rcode] : std::string_view("RCODE");
 }
 
-bool ParseMessage(std::string_view msg, Frame* f) {
+bool ParseMessage(std::string_view msg, Frame* f) { return ParseMessage(msg, f, true); }
+
+bool ParseMessage(std::string_view msg, Frame* f, bool with_text) {
   if (msg.size() < kHeaderBytes) return false;
   const uint16_t flags = Be16(msg, 2);
   const uint16_t qd = Be16(msg, 4), an = Be16(msg, 6), ns = Be16(msg, 8), ar = Be16(msg, 10);
@@ -148,7 +178,8 @@ bool ParseMessage(std::string_view msg, Frame* f) {
   f->rcode = flags & 0xf;
   if (!f->is_response && (an > 0 || f->rcode != 0)) return false;
   size_t off = kHeaderBytes;
-  if (!ReadName(msg, &off, &f->qname) || off + 4 > msg.size()) return false;
+  const bool name_ok = with_text ? ReadName(msg, &off, &f->qname) : SkipName(msg, &off);
+  if (!name_ok || off + 4 > msg.size()) return false;
   f->qtype = Be16(msg, off);
   const uint16_t qclass = Be16(msg, off + 2);
   if (qclass != 1 && qclass != 3 && qclass != 4 && qclass != 255 && (qclass & 0x7fff) != 1) {
@@ -156,9 +187,9 @@ bool ParseMessage(std::string_view msg, Frame* f) {
   }
   off += 4;
   f->answers.clear();
-  std::string name;
+  if (!with_text) return true;  // the answers never make a message invalid
   for (int i = 0; i < an && i < kMaxAnswers; ++i) {
-    if (!ReadName(msg, &off, &name) || off + 10 > msg.size()) break;  // truncated answers: keep
+    if (!SkipName(msg, &off) || off + 10 > msg.size()) break;  // truncated answers: keep
     const uint16_t type = Be16(msg, off);
     const uint16_t rdlen = Be16(msg, off + 8);
     off += 10;
@@ -208,16 +239,17 @@ ParseState Traits::ParseFrame(MessageType, std::string_view* buf, Frame* frame, 
 
 namespace {
 
-void BuildRecord(const Frame& q, const Frame* a, v1::L7RequestLog* rec) {
+// Moves the frames' strings into the record (the caller drops both frames next).
+void BuildRecord(Frame& q, Frame* a, v1::L7RequestLog* rec) {
   FillFromFrames(&q, a, rec);
   rec->set_request_type(QtypeName(q.qtype));
   rec->set_request_resource(q.qname);
   rec->set_request_domain(q.qname);
-  rec->set_endpoint(q.qname);
+  rec->set_endpoint(std::move(q.qname));
   rec->set_request_id(q.id);
   if (a == nullptr) return;
   rec->set_response_code(a->rcode);
-  rec->set_response_result(a->answers);
+  rec->set_response_result(std::move(a->answers));
   switch (a->rcode) {
     case 0:
       rec->set_response_status(common::v1::RESPONSE_STATUS_OK);
@@ -322,7 +354,7 @@ InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::
   if (conn.tuple.protocol == net::IpProtocol::kUdp) {
     // A query travels client -> server: when the flow's roles were guessed the other way round
     // (the client's port is the lower one), the analyzer retries with the roles swapped.
-    if (!ParseMessage(data, &f)) return InferResult::kNo;
+    if (!ParseMessage(data, &f, /*with_text=*/false)) return InferResult::kNo;
     return f.is_response == (dir == flow::StreamDirection::kResponse) ? InferResult::kYes : InferResult::kNo;
   }
   if (data.size() < 2 + kHeaderBytes) return InferResult::kMaybe;
@@ -332,7 +364,8 @@ InferResult Infer(flow::StreamDirection dir, std::string_view data, const flow::
     return InferResult::kNo;
   }
   if (data.size() < 2u + len) return len < 4096 ? InferResult::kMaybe : InferResult::kNo;
-  return ParseMessage(data.substr(2, len), &f) ? InferResult::kYes : InferResult::kNo;
+  return ParseMessage(data.substr(2, len), &f, /*with_text=*/false) ? InferResult::kYes
+                                                                      : InferResult::kNo;
 }
 
 }  // namespace sonde::agent::protocols::dns

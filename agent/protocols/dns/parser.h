@@ -29,6 +29,9 @@ struct State {
 
 // Parses one DNS message (no TCP length prefix). False when it is not a plausible DNS message.
 bool ParseMessage(std::string_view msg, Frame* frame);
+// The same verdict; with `with_text` false the names and answers are checked but not copied
+// (frame->qname and frame->answers are left empty or stale): enough for inference.
+bool ParseMessage(std::string_view msg, Frame* frame, bool with_text);
 
 // "A", "AAAA", "MX", ... or the number as text.
 std::string QtypeName(uint16_t qtype);

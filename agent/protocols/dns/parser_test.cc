@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstring>
+#include <random>
 #include <vector>
 
 #include "agent/protocols/common/frame_parser.h"
@@ -111,6 +112,50 @@ TEST(DnsTest, TcpLengthPrefixSplitAcrossChunks) {
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].request_type(), "MX");
   EXPECT_EQ(out[0].request_length(), static_cast<int64_t>(framed.size()));
+}
+
+// Names at the 255-byte limit, one byte over, compressed answers and mutated messages: parsing
+// without text (inference) gives the verdict of the full parse, and the full parse still reads
+// names of up to 255 bytes whole.
+TEST(DnsTest, ParsingWithoutTextGivesTheSameVerdict) {
+  std::vector<std::string> msgs;
+  const std::string label63(63, 'a'), label62(62, 'c');
+  const std::string at_limit = label63 + "." + label63 + "." + label63 + "." + label63;  // 255
+  const std::string over = label63 + "." + label63 + "." + label63 + "." + label62 + ".d";
+  ASSERT_EQ(at_limit.size(), 255u);
+  ASSERT_EQ(over.size(), 256u);
+  msgs.push_back(Query(1, at_limit, 1));
+  msgs.push_back(Query(2, over, 1));
+  msgs.push_back(AnswerA(Query(3, "www.example.com", 1), 0, true));
+  msgs.push_back(AnswerA(Query(4, at_limit, 1), 0, true));
+  std::mt19937 rng(11);
+  for (int i = 0; i < 3000; ++i) {
+    std::string m = msgs[static_cast<size_t>(i) % 4];
+    for (int k = 0; k < 1 + i % 3; ++k) m[rng() % m.size()] = static_cast<char>(rng());
+    if (i % 7 == 0) m.resize(rng() % m.size());
+    msgs.push_back(std::move(m));
+  }
+  int valid = 0;
+  for (const std::string& m : msgs) {
+    Frame full, bare;
+    const bool ok = ParseMessage(m, &full);
+    EXPECT_EQ(ParseMessage(m, &bare, /*with_text=*/false), ok);
+    if (ok) {
+      ++valid;
+      EXPECT_EQ(bare.id, full.id);
+      EXPECT_EQ(bare.is_response, full.is_response);
+      EXPECT_TRUE(bare.qname.empty());
+      EXPECT_TRUE(bare.answers.empty());
+    }
+  }
+  EXPECT_GT(valid, 100);
+  Frame f;
+  ASSERT_TRUE(ParseMessage(msgs[0], &f));
+  EXPECT_EQ(f.qname, at_limit);
+  EXPECT_FALSE(ParseMessage(msgs[1], &f));
+  ASSERT_TRUE(ParseMessage(msgs[3], &f));
+  EXPECT_EQ(f.qname, at_limit);
+  EXPECT_EQ(f.answers, "10.0.0.7");
 }
 
 TEST(DnsTest, RejectsGarbageAndHostileNames) {
