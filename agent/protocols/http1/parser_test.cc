@@ -247,6 +247,36 @@ TEST_F(Http1Test, HeaderLineSyntax) {
   EXPECT_EQ(recs[0].request_resource(), "/d");
 }
 
+// Line ends and name ends are searched for in blocks of 16 bytes, then 8, then bytes: every
+// length of name and value around those sizes, and a space in a name at each position, parse as
+// a byte-by-byte scan would.
+TEST_F(Http1Test, HeaderScanBlockBoundaries) {
+  uint64_t ts = 1000;
+  size_t expected_invalid = 0;
+  for (size_t name_len = 1; name_len <= 40; ++name_len) {
+    for (size_t value_len = 0; value_len <= 40; value_len += 3) {
+      const std::string name = "X" + std::string(name_len - 1, 'n');
+      const std::string host = "h" + std::to_string(name_len) + "-" + std::string(value_len, 'v');
+      Req("GET /s HTTP/1.1\r\n" + name + ": " + std::string(value_len, 'v') + "\r\nHost:" + host +
+              "\r\n\r\n",
+          ts);
+      Resp("HTTP/1.1 204 No Content\r\n\r\n", ts + 1);
+      auto recs = Stitch();
+      ASSERT_EQ(recs.size(), 1u) << name_len << " " << value_len;
+      EXPECT_EQ(recs[0].request_domain(), host);
+      ts += 2;
+    }
+    // The same name with a space in it, at its end or inside: malformed.
+    std::string bad = "X" + std::string(name_len - 1, 'n');
+    bad[name_len / 2] = ' ';
+    Req("GET /b HTTP/1.1\r\n" + bad + ": v\r\n\r\n", ts);
+    ++expected_invalid;  // (a one-byte name becomes a leading space: trimmed, then empty)
+    EXPECT_EQ(counters_.invalid_frames->Value(), expected_invalid) << name_len;
+    Stitch(/*closed=*/true);
+    ts += 2;
+  }
+}
+
 TEST(Http1InferTest, Signatures) {
   flow::ConnectionInfo c;
   EXPECT_EQ(Infer(flow::StreamDirection::kRequest, "GET / HTTP/1.1\r\n", c), InferResult::kYes);
