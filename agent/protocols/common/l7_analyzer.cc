@@ -254,9 +254,12 @@ void L7Analyzer::Infer(Connection* c, flow::StreamDirection dir, const flow::Str
   };
   const std::span<const ProtocolSpec> protocols = Protocols();
   const ProtocolSpec* chosen = nullptr;
-  for (int pass = 0; pass < 2 && chosen == nullptr; ++pass) {
+  // Pass 0 tries the protocols whose port hints name the server port, pass 1 the others. With
+  // no hinted protocol (most ports) pass 0 is skipped and pass 1 needs no hint lookups.
+  const bool any_hinted = std::any_of(protocols.begin(), protocols.end(), hinted);
+  for (int pass = any_hinted ? 0 : 1; pass < 2 && chosen == nullptr; ++pass) {
     for (const ProtocolSpec& p : protocols) {
-      if (!transport_ok(p) || hinted(p) != (pass == 0)) continue;
+      if (!transport_ok(p) || (any_hinted && hinted(p) != (pass == 0))) continue;
       if (p.infer(dir, view, c->info) == InferResult::kYes) {
         chosen = &p;
         break;
