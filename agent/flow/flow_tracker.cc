@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -200,12 +199,13 @@ NetworkKey FlowTracker::MetricKeyOf(const Flow& f) const {
   return NetworkKey{t.src_ip, t.dst_ip, t.dst_port, f.key.protocol};
 }
 
-ConnectionInfo FlowTracker::ConnOf(const Flow& f) const {
-  ConnectionInfo conn;
-  conn.flow_id = f.flow_id;
-  conn.tuple = f.Tuple();
-  conn.role_source = f.role_source;
-  return conn;
+const ConnectionInfo& FlowTracker::ConnOf(const Flow& f) {
+  // Only these fields ever differ between flows here (process and TLS fields are eBPF's):
+  // refilling one object spares building and destroying one, four strings included, per call.
+  conn_.flow_id = f.flow_id;
+  conn_.tuple = f.Tuple();
+  conn_.role_source = f.role_source;
+  return conn_;
 }
 
 void FlowTracker::WheelInsert(Flow& f, uint64_t tick) {
@@ -529,7 +529,7 @@ void FlowTracker::ProcessTcp(Flow& f, int dir, const DecodedPacket& p) {
   if (f.streams && p.payload_wire_bytes > 0 && !rst) {
     StreamReassembler& stream = (*f.streams)[dir];
     uint32_t data_seq = p.tcp_seq + (syn ? 1 : 0);
-    ConnectionInfo conn = ConnOf(f);
+    const ConnectionInfo& conn = ConnOf(f);
     auto deliver = [&](const ReassembledChunk& rc) {
       StreamChunk chunk;
       chunk.timestamp_ns = rc.timestamp_ns;
@@ -601,11 +601,11 @@ void FlowTracker::ProcessUdp(Flow& f, int dir, const DecodedPacket& p) {
 
 void FlowTracker::FlushStreams(Flow& f, uint64_t now_ns, uint64_t hole_timeout_ns) {
   if (handler_ == nullptr || !f.streams) return;
-  // Built on first use: most flows hold nothing to flush (every close of a TCP flow comes here).
-  std::optional<ConnectionInfo> conn;
+  // Filled on first use: most flows hold nothing to flush (every close of a TCP flow comes here).
+  const ConnectionInfo* conn = nullptr;
   for (int dir = 0; dir < 2; ++dir) {
     (*f.streams)[dir].FlushHoles(now_ns, hole_timeout_ns, &budget_, [&](const ReassembledChunk& rc) {
-      if (!conn) conn = ConnOf(f);
+      if (conn == nullptr) conn = &ConnOf(f);
       StreamChunk chunk;
       chunk.timestamp_ns = rc.timestamp_ns;
       chunk.tcp_seq = rc.tcp_seq;

@@ -79,7 +79,8 @@ class FlowTracker : public capture::EventSink {
   struct PendingMetrics;
   PendingMetrics& MetricsAt(Flow& f, uint64_t now_ns);
   NetworkKey MetricKeyOf(const Flow& f) const;
-  ConnectionInfo ConnOf(const Flow& f) const;
+  // The connection of `f`, valid until the next call (one object refilled each time).
+  const ConnectionInfo& ConnOf(const Flow& f);
   void SetDeadline(Flow& f, uint64_t deadline_ns);
   void WheelInsert(Flow& f, uint64_t tick);
   void WheelRemove(Flow& f);
@@ -97,6 +98,7 @@ class FlowTracker : public capture::EventSink {
   bool wheel_started_ = false;
   std::vector<uint32_t> dirty_metrics_;   // flows with packet counts not yet in metrics_
   std::vector<uint32_t> buffering_;       // flows whose reassemblers hold out-of-order bytes
+  ConnectionInfo conn_;                   // ConnOf's result
   uint64_t next_flow_seq_ = 0;
   uint64_t next_tick_ns_ = 0;
   uint64_t last_time_ns_ = 0;
