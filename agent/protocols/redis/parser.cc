@@ -58,13 +58,48 @@ ParseState ReadLine(std::string_view buf, size_t* pos, std::string_view* line) {
 ParseState ScanValue(std::string_view buf, size_t* pos, int depth, Collected* top,
                      std::string_view* as_string);
 
+// A bulk string "$<1 to 18 digits>\r\n<bytes>\r\n" at *pos (nearly every element of a command
+// and of many replies) in one pass: the length is read while its line is scanned. False when
+// the element has another shape, including a length line not complete yet: ScanValue then
+// answers. For the shapes taken here the answers are ScanValue's: the digits hold no CRLF, so
+// the line ends where they do, and ParseInt reads them as the loop does.
+bool ScanBulk(std::string_view buf, size_t* pos, std::string_view* s, ParseState* st) {
+  size_t p = *pos + 1;
+  const size_t digits_end = std::min(buf.size(), p + 18);
+  uint64_t n = 0;
+  const size_t first = p;
+  while (p < digits_end) {
+    const unsigned d = static_cast<unsigned>(static_cast<unsigned char>(buf[p])) - '0';
+    if (d > 9) break;
+    n = n * 10 + d;
+    ++p;
+  }
+  if (p == first || buf.size() - p < 2 || buf[p] != '\r' || buf[p + 1] != '\n') return false;
+  p += 2;
+  if (n > static_cast<uint64_t>(kMaxBulkBytes)) {
+    *st = ParseState::kInvalid;
+  } else if (buf.size() - p < n + 2) {
+    *st = ParseState::kNeedsMoreData;
+  } else if (buf[p + n] != '\r' || buf[p + n + 1] != '\n') {
+    *st = ParseState::kInvalid;
+  } else {
+    *s = buf.substr(p, n);
+    *pos = p + n + 2;
+    *st = ParseState::kSuccess;
+  }
+  return true;
+}
+
 ParseState ScanElements(std::string_view buf, size_t* pos, int depth, int64_t n, Collected* top) {
   for (int64_t i = 0; i < n; ++i) {
     // Each element needs at least 3 bytes; fail fast instead of scanning a hopeless count.
     if (static_cast<int64_t>(buf.size() - *pos) < (n - i) * 3) return ParseState::kNeedsMoreData;
     std::string_view s;
     const char elem_type = *pos < buf.size() ? buf[*pos] : 0;
-    ParseState st = ScanValue(buf, pos, depth + 1, top, &s);
+    ParseState st;
+    if (elem_type != '$' || depth + 1 > kMaxDepth || !ScanBulk(buf, pos, &s, &st)) {
+      st = ScanValue(buf, pos, depth + 1, top, &s);
+    }
     if (st != ParseState::kSuccess) return st;
     if (depth == 0 && top != nullptr) {
       if (elem_type != '$') top->items_are_bulk = false;

@@ -129,6 +129,34 @@ TEST(RedisParser, KeyOnlyForCommandsThatTakeOne) {
   }
 }
 
+// Bulk elements take a one-pass path; every shape it declines or refuses answers as before.
+TEST(RedisParser, BulkElementShapes) {
+  Frame f;
+  ASSERT_EQ(Parse(MessageType::kRequest, "*2\r\n$003\r\nget\r\n$0\r\n\r\n", &f), ParseState::kSuccess);
+  EXPECT_EQ(f.command, "GET");
+  EXPECT_EQ(f.key, "");
+  EXPECT_EQ(f.frame_bytes, 21u);
+  // 19 digits: longer than the one-pass path reads; the general path refuses the size.
+  EXPECT_EQ(Parse(MessageType::kRequest, "*1\r\n$0000000000000000003\r\nGET\r\n", &f),
+            ParseState::kSuccess);
+  EXPECT_EQ(f.command, "GET");
+  EXPECT_EQ(Parse(MessageType::kRequest, "*1\r\n$1000000000000000000\r\nGET\r\n", &f),
+            ParseState::kInvalid);
+  EXPECT_EQ(Parse(MessageType::kRequest, "*1\r\n$536870913\r\nGET\r\n", &f), ParseState::kInvalid);
+  EXPECT_EQ(Parse(MessageType::kRequest, "*2\r\n$3\r\nGET\r\n$3\r\nkeyXY", &f), ParseState::kInvalid);
+  EXPECT_EQ(Parse(MessageType::kRequest, "*2\r\n$3\r\nGET\r\n$3\r\nke", &f), ParseState::kNeedsMoreData);
+  EXPECT_EQ(Parse(MessageType::kRequest, "*2\r\n$3\r\nGET\r\n$3", &f), ParseState::kNeedsMoreData);
+  EXPECT_EQ(Parse(MessageType::kRequest, "*2\r\n$3\r\nGET\r\n$+3\r\nkey\r\n", &f), ParseState::kInvalid);
+  EXPECT_EQ(Parse(MessageType::kRequest, "*2\r\n$3\r\nGET\r\n$3\rx\nkey\r\n", &f), ParseState::kInvalid);
+  // A null bulk element is no string: the command has no key.
+  Frame g;
+  ASSERT_EQ(Parse(MessageType::kRequest, "*2\r\n$3\r\nGET\r\n$-1\r\n", &g), ParseState::kSuccess);
+  EXPECT_EQ(g.key, "");
+  Frame r;
+  ASSERT_EQ(Parse(MessageType::kResponse, "*2\r\n$1\r\na\r\n$-1\r\n", &r), ParseState::kSuccess);
+  EXPECT_EQ(r.result, "(2 elements)");
+}
+
 // Integers are read as std::from_chars reads them: an optional '-', then digits only, within
 // int64 (lengths and counts take the short path, 19 digits and more the long one).
 TEST(RedisParser, IntegersAsFromChars) {
