@@ -26,6 +26,11 @@ struct Traits {
   using State = redis::State;
   static constexpr ::sonde::common::v1::L7Protocol kProtocol =
       ::sonde::common::v1::L7_PROTOCOL_REDIS;
+  // Nothing carries over from one exchange to the next (pushes and subscribe confirmations are
+  // told apart by their own content; State only counts unpaired responses), so an idle
+  // connection's parser may be reset and pooled: the analyzer then parks the connection while
+  // many are open, instead of keeping a parser and its queues per idle client.
+  static constexpr bool kStatelessBetweenMessages = true;
 
   static size_t FindFrameBoundary(MessageType type, std::string_view buf, size_t start,
                                   State* state);

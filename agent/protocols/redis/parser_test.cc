@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "agent/protocols/common/frame_parser.h"
 #include "agent/protocols/redis/pcap_replay.h"
 
 namespace sonde::agent::protocols::redis {
@@ -204,6 +205,41 @@ TEST(RedisParser, TruncatedBulkReplyAtClose) {
   }
   std::string_view req = "$3\r\nGE";
   EXPECT_EQ(Traits::ParseTruncatedFrame(MessageType::kRequest, &req, &f, &st), ParseState::kInvalid);
+}
+
+// Idle (so the analyzer may reset and pool the parser) exactly between exchanges: not with a
+// request waiting for its reply, nor with part of a frame buffered.
+TEST(RedisParser, IdleOnlyBetweenExchanges) {
+  metrics::Registry registry;
+  ParserCounters counters;
+  int n = 0;
+  for (metrics::Counter** c :
+       {&counters.invalid_frames, &counters.truncated_datagrams, &counters.truncated_frames,
+        &counters.gaps, &counters.buffer_overflows, &counters.resync_skipped_bytes,
+        &counters.frames_dropped, &counters.unpaired_responses, &counters.gave_up}) {
+    *c = registry.GetCounter("test_counter_" + std::to_string(n++), "test");
+  }
+  FrameParser<Traits> parser(ParserOptions{}, &counters);
+  auto feed = [&](flow::StreamDirection dir, std::string_view s, uint64_t ts) {
+    flow::StreamChunk c;
+    c.timestamp_ns = ts;
+    c.data = {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+    parser.OnData(dir, c);
+  };
+  RecordBuffer out;
+  const StitchContext ctx{10'000, 30'000'000'000ULL, false};
+  EXPECT_TRUE(parser.idle());
+  feed(flow::StreamDirection::kRequest, "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", 1000);
+  parser.Stitch(ctx, &out);
+  EXPECT_FALSE(parser.idle());  // waiting for the reply
+  feed(flow::StreamDirection::kResponse, "$2\r\nv", 2000);
+  parser.Stitch(ctx, &out);
+  EXPECT_FALSE(parser.idle());  // reply incomplete
+  feed(flow::StreamDirection::kResponse, "1\r\n", 3000);
+  parser.Stitch(ctx, &out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].response_result(), "v1");
+  EXPECT_TRUE(parser.idle());
 }
 
 TEST(RedisStitcher, PipelinedRepliesPairInOrderAndTimeout) {
