@@ -20,6 +20,8 @@
 //                             [--frame-records N]  (records per agent frame; default: a node's share of
 //                                                   a write, ~830; agents send up to 4096)
 //                             [--spool-fsync 0|1]  (default 1, as the server)
+//                             [--breakdown 0|1]  (default 1; 0 skips the sampled per-step timings,
+//                                                 e.g. for a profiler that should see the timed path only)
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,6 +81,7 @@ struct Options {
   std::string clickhouse_url;  // empty: supervise a private one
   bool spool_fsync = true;     // the production default; 0 shows what the fsyncs cost
   uint32_t frame_records = 0;  // records per agent frame (0: all of a node's records of one write)
+  bool breakdown = true;       // the sampled per-step timings (every 10th write; not in server CPU)
 };
 
 double ThreadCpuS() {
@@ -615,7 +618,7 @@ int Run(const Options& o) {
       (*spool)->Remove(seqs);
       r.spool_read_cpu_s += ThreadCpuS() - cpu3;
       r.server_cpu_s += ThreadCpuS() - cpu0;
-      if (variant == "smart" && row % (o.batch * 10) == 0) {
+      if (variant == "smart" && o.breakdown && row % (o.batch * 10) == 0) {
         // Breakdown on every 10th write (not part of server_cpu_s): tagging alone, encoding alone.
         const double t0_cpu = ThreadCpuS();
         std::vector<uint32_t> ids;
@@ -777,7 +780,7 @@ int Run(const Options& o) {
                 "write %.0f ns/row",
                 r.variant.c_str(), 1e9 * r.receive_cpu_s / rows, 1e9 * r.spool_read_cpu_s / rows,
                 1e9 * (r.server_cpu_s - r.receive_cpu_s - r.spool_read_cpu_s) / rows);
-    if (r.variant == "smart") {
+    if (r.variant == "smart" && o.breakdown) {
       std::printf(" (of which tagging ~%.0f ns/row, encoding ~%.0f ns/row, sampled)", 1e9 * r.tag_cpu_s / rows,
                   1e9 * r.encode_cpu_s / rows);
       std::printf("\nsmart, sampled: frame decode + zstd + ReadAgentFrame ~%.0f ns/row; the full-parse steps it "
@@ -820,6 +823,7 @@ int main(int argc, char** argv) {
     else if (a == "--clickhouse-url") o.clickhouse_url = v;
     else if (a == "--spool-fsync") o.spool_fsync = v != "0";
     else if (a == "--frame-records") o.frame_records = static_cast<uint32_t>(std::stoul(v));
+    else if (a == "--breakdown") o.breakdown = v != "0";
     else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
       return 2;
