@@ -51,7 +51,10 @@ class WireReader {
         p_ += 2;
       }
     } else {
-      return ReadTagSlow(number, wire_type);
+      const uint8_t* q = ReadTagSlow(p_, end_, number, wire_type);
+      if (q == nullptr) return false;
+      p_ = q;
+      return true;
     }
     *number = tag >> 3;
     *wire_type = tag & 7;
@@ -108,7 +111,10 @@ class WireReader {
       }
       return false;  // an 11th byte would be needed
     }
-    return ReadVarintSlow(v);
+    const uint8_t* q = ReadVarintSlow(p_, end_, v);
+    if (q == nullptr) return false;
+    p_ = q;
+    return true;
   }
   // ReadVarint without the value: the same bytes accepted, the same bytes consumed.
   bool SkipVarint() {
@@ -139,7 +145,9 @@ class WireReader {
     uint32_t size;
     if (p_ != end_ && *p_ < 0x80) {
       size = *p_++;
-    } else if (!ReadSizeSlow(&size)) {
+    } else if (const uint8_t* q = ReadSizeSlow(p_, end_, &size); q != nullptr) {
+      p_ = q;
+    } else {
       return false;
     }
     if (size > static_cast<size_t>(end_ - p_)) return false;
@@ -181,16 +189,23 @@ class WireReader {
         uint32_t v;
         return ReadFixed32(&v);
       }
-      default:
-        return SkipGroup(number, wire_type, 0);
+      default: {
+        const uint8_t* q = SkipGroup(p_, end_, number, wire_type, 0);
+        if (q == nullptr) return false;
+        p_ = q;
+        return true;
+      }
     }
   }
 
  private:
-  bool ReadTagSlow(uint32_t* number, uint32_t* wire_type);
-  bool ReadVarintSlow(uint64_t* v);
-  bool ReadSizeSlow(uint32_t* size);
-  bool SkipGroup(uint32_t number, uint32_t wire_type, int depth);
+  // The rare cases, out of line. They take and return the position (nullptr: malformed) rather
+  // than `this`, so that a reader's address never escapes and callers keep it in registers.
+  static const uint8_t* ReadTagSlow(const uint8_t* p, const uint8_t* end, uint32_t* number, uint32_t* wire_type);
+  static const uint8_t* ReadVarintSlow(const uint8_t* p, const uint8_t* end, uint64_t* v);
+  static const uint8_t* ReadSizeSlow(const uint8_t* p, const uint8_t* end, uint32_t* size);
+  static const uint8_t* SkipGroup(const uint8_t* p, const uint8_t* end, uint32_t number, uint32_t wire_type,
+                                  int depth);
 
   const uint8_t* p_;
   const uint8_t* end_;

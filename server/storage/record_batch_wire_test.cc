@@ -95,6 +95,31 @@ TEST(RecordBatchWireTest, SplitKeepsTheParsedOrderPerKind) {
   EXPECT_EQ(split.records[0].size(), 3u);
 }
 
+TEST(RecordBatchWireTest, SplitOfALargeBatchEqualsTheParse) {
+  // Many records of mixed sizes (the plain split prefetches ahead of where it reads, up to the
+  // end of the bytes): every record, in order, and every truncation refused as protobuf does.
+  std::mt19937_64 rng(11);
+  agent::v1::RecordBatch b;
+  for (int i = 0; i < 60; ++i) b.MergeFrom(RandomBatch(rng));
+  const std::string wire = b.SerializeAsString();
+  ASSERT_GT(wire.size(), 8192u);
+  RecordBatchWire split;
+  ASSERT_TRUE(SplitRecordBatch(wire, &split));
+  ASSERT_EQ(split.records[kL7RequestLogs].size(), static_cast<size_t>(b.l7_request_logs_size()));
+  ASSERT_EQ(split.records[kNetworkMetrics].size(), static_cast<size_t>(b.network_metrics_size()));
+  for (int i = 0; i < b.l7_request_logs_size(); ++i) {
+    EXPECT_EQ(split.records[kL7RequestLogs][static_cast<size_t>(i)], b.l7_request_logs(i).SerializeAsString());
+  }
+  for (int i = 0; i < b.network_metrics_size(); ++i) {
+    EXPECT_EQ(split.records[kNetworkMetrics][static_cast<size_t>(i)], b.network_metrics(i).SerializeAsString());
+  }
+  agent::v1::RecordBatch parsed;
+  for (size_t cut : {wire.size() - 1, wire.size() / 2 + 3, size_t{5}}) {
+    const std::string_view head(wire.data(), cut);
+    EXPECT_EQ(SplitRecordBatch(head, &split), parsed.ParseFromArray(head.data(), static_cast<int>(cut))) << cut;
+  }
+}
+
 TEST(RecordBatchWireTest, CheckAgreesWithProtobufOnDamagedBytes) {
   std::mt19937_64 rng(11);
   int rejected = 0, accepted = 0;
@@ -150,6 +175,70 @@ TEST(RecordBatchWireTest, StringsMustBeUtf8BytesNeedNot) {
   EXPECT_FALSE(ValidUtf8("\xed\xa0\x80"));      // surrogate
   EXPECT_FALSE(ValidUtf8("\xf4\x90\x80\x80"));  // past U+10FFFF
   EXPECT_FALSE(ValidUtf8("abcdefgh\xe2\x82"));  // cut
+}
+
+TEST(RecordBatchWireTest, CheckReadsEveryKeyAndLengthFormLikeProtobuf) {
+  // The check reads common fields from a table by their 1-2 byte key and everything else the
+  // long way: each form of key and length, in the middle of a record and in its last 16 bytes,
+  // must get protobuf's answer, string (endpoint, 19) or bytes (ip6_0, 9).
+  auto key = [](uint32_t number, uint32_t wire_type, int bytes) {  // possibly non-canonical
+    std::string k;
+    uint32_t v = number << 3 | wire_type;
+    for (int i = 0; i < bytes; ++i) {
+      k.push_back(static_cast<char>((v & 0x7f) | (i + 1 < bytes ? 0x80 : 0)));
+      v >>= 7;
+    }
+    return k;
+  };
+  auto length = [](size_t n, int bytes) {
+    std::string l;
+    for (int i = 0; i < bytes; ++i) {
+      l.push_back(static_cast<char>((n & 0x7f) | (i + 1 < bytes ? 0x80 : 0)));
+      n >>= 7;
+    }
+    return l;
+  };
+  const std::string filler = agent::v1::L7RequestLog().SerializeAsString() + key(2, 0, 1) + "\x85\x01" +
+                             key(17, 2, 2) + length(40, 1) + std::string(40, 'd');  // start_time_us, request_domain
+  int checked = 0;
+  for (uint32_t number : {19u, 9u}) {
+    for (int key_bytes : {1, 2, 3, 5}) {
+      for (int length_bytes : {1, 2}) {
+        for (size_t size : {size_t{3}, size_t{200}}) {
+          if (length_bytes == 1 && size > 127) continue;
+          for (bool bad_utf8 : {false, true}) {
+            std::string value(size, 'v');
+            if (bad_utf8) value[size / 2] = '\xc0';
+            const std::string field = key(number, 2, key_bytes) + length(size, length_bytes) + value;
+            for (bool at_end : {false, true}) {
+              const std::string record = at_end ? filler + field : field + filler;
+              std::string batch_wire = key(1, 2, 1) + length(record.size(), record.size() < 128 ? 1 : 2) + record;
+              agent::v1::RecordBatch parsed;
+              RecordBatchWire split;
+              EXPECT_EQ(CheckRecordBatch(batch_wire, &split), parsed.ParseFromString(batch_wire))
+                  << "field " << number << " key " << key_bytes << " length " << length_bytes << " size " << size
+                  << " bad " << bad_utf8 << " end " << at_end;
+              ++checked;
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 2 * 4 * 3 * 2 * 2);
+  // A varint of every length, also right before the record's end, and one with an 11th byte.
+  for (int n = 1; n <= 11; ++n) {
+    std::string v(static_cast<size_t>(n - 1), '\x80');
+    v.push_back('\x01');
+    for (bool at_end : {false, true}) {
+      const std::string field = key(5, 0, 1) + v;  // flow_id
+      const std::string record = at_end ? filler + field : field + filler;
+      const std::string batch_wire = key(1, 2, 1) + length(record.size(), 1) + record;
+      agent::v1::RecordBatch parsed;
+      RecordBatchWire split;
+      EXPECT_EQ(CheckRecordBatch(batch_wire, &split), parsed.ParseFromString(batch_wire)) << n << " " << at_end;
+    }
+  }
 }
 
 TEST(RecordBatchWireTest, SidesFromWireEqualSidesFromMessages) {
