@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "common/net/five_tuple.h"
@@ -126,8 +127,12 @@ class FlowTable {
       free_.pop_back();
     } else {
       size_t chunk = size_t{1} << chunk_bits_;
-      if (next_fresh_ == chunks_.size() * chunk) chunks_.push_back(std::make_unique<T[]>(chunk));
+      if (next_fresh_ == chunks_.size() * chunk) chunks_.push_back(NewChunk(chunk));
       index = next_fresh_++;
+      // Constructed on first hand-out, not with its chunk: a chunk of a large table is 2 MB,
+      // and values built all at once would have left the caches again by the time each is
+      // used; built here, a new flow's lines are hot for its first packet.
+      new (At(index)) T();
     }
     T* v = At(index);
     v->key = key;
@@ -158,8 +163,10 @@ class FlowTable {
     --size_;
   }
 
-  T* At(uint32_t index) { return &chunks_[index >> chunk_bits_][index & ChunkMask()]; }
-  const T* At(uint32_t index) const { return &chunks_[index >> chunk_bits_][index & ChunkMask()]; }
+  T* At(uint32_t index) { return chunks_[index >> chunk_bits_].get() + (index & ChunkMask()); }
+  const T* At(uint32_t index) const {
+    return chunks_[index >> chunk_bits_].get() + (index & ChunkMask());
+  }
 
   // Calls f(T&) for every live value; f must not insert or erase.
   template <typename F>
@@ -168,6 +175,12 @@ class FlowTable {
       if (s.index != kNone) f(*At(s.index));
     }
   }
+  ~FlowTable() {
+    for (uint32_t i = 0; i < next_fresh_; ++i) At(i)->~T();
+  }
+  FlowTable(const FlowTable&) = delete;
+  FlowTable& operator=(const FlowTable&) = delete;
+
   // Calls f(index, T&) for every slab position handed out so far, live or erased (an erased one
   // holds a default value), in index order: a sequential walk of the slab, unlike ForEach, whose
   // index order makes every value a random access. f must not insert or erase.
@@ -185,6 +198,15 @@ class FlowTable {
 
  private:
   static constexpr size_t kMinSlots = 1024;
+  // Raw slab storage: values are constructed one by one as they are handed out (Insert) and
+  // destroyed by ~FlowTable.
+  struct ChunkFree {
+    void operator()(T* p) const { ::operator delete(static_cast<void*>(p), std::align_val_t{alignof(T)}); }
+  };
+  using Chunk = std::unique_ptr<T, ChunkFree>;
+  static Chunk NewChunk(size_t count) {
+    return Chunk(static_cast<T*>(::operator new(count * sizeof(T), std::align_val_t{alignof(T)})));
+  }
   struct Slot {
     uint32_t tag = 0;
     uint32_t index = kNone;
@@ -213,7 +235,7 @@ class FlowTable {
   size_t mask_ = 0;
   uint32_t next_fresh_ = 0;
   std::vector<Slot> slots_;
-  std::vector<std::unique_ptr<T[]>> chunks_;
+  std::vector<Chunk> chunks_;
   std::vector<uint32_t> free_;
 };
 

@@ -122,5 +122,35 @@ TEST(FlowTableTest, ForEachSlabEntryWalksHandedOutPositionsInOrder) {
   EXPECT_EQ(payloads[idx[4]], 104u);
 }
 
+// Slab values are built as they are handed out, not a chunk at a time, and every value built
+// is destroyed with the table (erase resets a value in place).
+struct Counted {
+  static inline int constructed = 0;
+  static inline int destroyed = 0;
+  FlowKey key;
+  Counted() { ++constructed; }
+  Counted(const Counted&) = default;
+  Counted& operator=(const Counted&) = default;
+  ~Counted() { ++destroyed; }
+};
+
+TEST(FlowTableTest, ValuesAreBuiltWhenHandedOutAndDestroyedWithTheTable) {
+  Counted::constructed = Counted::destroyed = 0;
+  {
+    FlowTable<Counted> t(100000);
+    uint32_t idx[3];
+    for (uint32_t n = 0; n < 3; ++n) ASSERT_NE(t.Insert(KeyN(n), KeyN(n).Hash(), &idx[n]), nullptr);
+    EXPECT_EQ(Counted::constructed, 3);
+    EXPECT_EQ(Counted::destroyed, 0);
+    t.Erase(idx[1]);  // resets in place: one temporary built and destroyed
+    EXPECT_EQ(Counted::constructed - Counted::destroyed, 3);
+    ASSERT_NE(t.Insert(KeyN(7), KeyN(7).Hash()), nullptr);  // reuses the erased position
+    EXPECT_EQ(Counted::constructed - Counted::destroyed, 3);
+    EXPECT_NE(t.Find(KeyN(7), KeyN(7).Hash()), nullptr);
+    EXPECT_EQ(t.Find(KeyN(1), KeyN(1).Hash()), nullptr);
+  }
+  EXPECT_EQ(Counted::constructed, Counted::destroyed);
+}
+
 }  // namespace
 }  // namespace sonde::agent::flow
