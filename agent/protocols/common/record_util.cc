@@ -229,16 +229,25 @@ std::string EndpointPattern(std::string_view path) {
 
 void EndpointPatternInto(std::string_view path, std::string* out) {
   constexpr size_t kMaxLen = 256;
+  bool has_digit = false;
   for (size_t k = 0; k < path.size(); ++k) {
     if (path[k] == '?' || path[k] == '#') {
       path = path.substr(0, k);
       break;
     }
+    has_digit |= path[k] >= '0' && path[k] <= '9';
   }
   // Absolute-form request targets (proxies): keep the path only.
   if (path.starts_with("http://") || path.starts_with("https://")) {
     size_t slash = path.find('/', path.find("//") + 2);
     path = slash == std::string_view::npos ? std::string_view("/") : path.substr(slash);
+  }
+  // Every identifier-like segment holds a digit or is 36 bytes long (a UUID's shape): a short
+  // path without digits is its own pattern (most static paths: /, /index.html, /api/users).
+  static_assert(kMaxLen >= 36);
+  if (!has_digit && path.size() < 36) {
+    out->assign(path);
+    return;
   }
   // Built in a local buffer and assigned once; every append is clipped at kMaxLen, which keeps
   // the first kMaxLen bytes of the full pattern, as truncating at the end did.

@@ -52,6 +52,16 @@ TEST(RecordUtilTest, EndpointPattern) {
   EXPECT_LE(EndpointPattern(std::string(5000, 'a')).size(), 256u);
   EXPECT_EQ(EndpointPattern(""), "");
   EXPECT_EQ(EndpointPattern("/a/"), "/a/");
+  // Short paths without digits are returned as they are; a 36-byte segment of UUID shape, or a
+  // digit anywhere, takes the segment-by-segment path.
+  EXPECT_EQ(EndpointPattern("//x//y/"), "//x//y/");
+  EXPECT_EQ(EndpointPattern("/abcdefgh-abcd-abcd-abcd-abcdefghijkl"), "/{id}");
+  EXPECT_EQ(EndpointPattern("abcdefgh-abcd-abcd-abcd-abcdefghijkl"), "{id}");
+  EXPECT_EQ(EndpointPattern("abcdefgh-abcd-abcd-abcd-abcdefghijk"), "abcdefgh-abcd-abcd-abcd-abcdefghijk");
+  EXPECT_EQ(EndpointPattern("/users/x9/a?id=7"), "/users/x9/a");
+  EXPECT_EQ(EndpointPattern("/v/7?q"), "/v/{id}");
+  EXPECT_EQ(EndpointPattern("https://h:8080/a/b"), "/a/b");
+  EXPECT_EQ(EndpointPattern("http://host"), "/");
   EXPECT_EQ(EndpointPattern("/x#frag?q"), "/x");
   EXPECT_EQ(EndpointPattern("/1/2//3"), "/{id}/{id}//{id}");
   EXPECT_EQ(EndpointPattern("https://host"), "/");
