@@ -544,7 +544,9 @@ bool StartsWithMethod(std::string_view s, bool* maybe) {
   if (s.empty() || s[0] < 'C' || s[0] > 'U') return false;
   for (std::string_view m : kMethods) {
     if (s.size() > m.size()) {
-      if (s.starts_with(m) && s[m.size()] == ' ') return true;
+      // First byte and the space after the method first: most methods are ruled out without
+      // a memcmp call.
+      if (s[0] == m[0] && s[m.size()] == ' ' && s.starts_with(m)) return true;
     } else if (maybe != nullptr && !s.empty() && m.starts_with(s)) {
       *maybe = true;
     } else if (maybe != nullptr && s.size() == m.size() && s == m) {
