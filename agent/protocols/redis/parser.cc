@@ -246,7 +246,10 @@ bool HasNoKey(std::string_view cmd) {
       (kNoKeyShapes[cmd.size()] & (1u << (cmd[0] - 'A'))) == 0) {
     return false;
   }
-  return std::find(std::begin(kNoKey), std::end(kNoKey), cmd) != std::end(kNoKey);
+  for (std::string_view k : kNoKey) {
+    if (k.size() == cmd.size() && k[0] == cmd[0] && k == cmd) return true;
+  }
+  return false;
 }
 
 bool IsAlpha(std::string_view s) {
@@ -341,7 +344,8 @@ ParseState ParseResponse(std::string_view buf, size_t* used, Frame* frame) {
   }
   // Pub/sub: pushes are '>' in RESP3 and plain arrays in RESP2, both starting with the kind.
   if ((c.type == '>' || c.type == '*') && c.item_count >= 1 && c.count >= 3) {
-    std::string kind = Upper(c.items[0]);
+    const std::string upper = Upper(c.items[0]);
+    const std::string_view kind = upper;  // compared by size first, without a memcmp call each
     if (kind == "MESSAGE" || kind == "PMESSAGE" || kind == "SMESSAGE") {
       frame->kind = ReplyKind::kPush;
       frame->command = kind == "MESSAGE" ? "message" : kind == "PMESSAGE" ? "pmessage" : "smessage";

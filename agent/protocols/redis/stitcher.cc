@@ -62,7 +62,7 @@ void EmitPush(const Frame& push, RecordBuffer* out) {
   r.set_response_status(::sonde::common::v1::RESPONSE_STATUS_OK);
 }
 
-bool IsSubscribe(const std::string& cmd) {
+bool IsSubscribe(std::string_view cmd) {  // a view: lengths are compared before the bytes
   return cmd == "SUBSCRIBE" || cmd == "PSUBSCRIBE" || cmd == "SSUBSCRIBE" ||
          cmd == "UNSUBSCRIBE" || cmd == "PUNSUBSCRIBE" || cmd == "SUNSUBSCRIBE";
 }
