@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
+#include <vector>
 
 #include "agent/protocols/common/testing/collecting_sink.h"
 
@@ -117,6 +119,46 @@ TEST(AppMetricsAggregatorTest, ManyKeysAndALateRecord) {
   EXPECT_EQ(sink.app[kClients].requests(), 1u);
   EXPECT_EQ(sink.app[kClients + 1 + 7].granularity_s(), 60u);
   EXPECT_EQ(sink.app[kClients + 1 + 7].requests(), 3u);
+}
+
+// Whatever Advance and FlushAll emit holds every record added before them, in first-seen
+// order, per second (a guard for any deferred or batched counting of records).
+TEST(AppMetricsAggregatorTest, AdvanceAndFlushCountEveryRecordAddedBefore) {
+  testing::CollectingSink sink;
+  AppMetricsAggregator agg(&sink, 0);
+  std::map<std::pair<uint32_t, std::string>, uint64_t> want;  // (second, key) -> requests
+  std::vector<std::pair<uint32_t, std::string>> first_seen;
+  size_t emitted_before = 0;
+  for (uint32_t second = 100; second < 106; ++second) {
+    for (uint32_t i = 0; i < 3 + second % 4; ++i) {  // 3..6 records: fewer than the ring
+      const uint32_t client = (i * 7 + second) % 5;
+      const std::string endpoint = std::string(1 + (i * 13 + second) % 40, 'e');
+      agg.Add(Record(client, endpoint, second, i));
+      const auto key = std::make_pair(second, std::to_string(client) + endpoint);
+      if (want[key]++ == 0) first_seen.push_back(key);
+    }
+    agg.Advance((second + 1) * 1'000'000'000ULL);  // closes `second`
+    std::vector<std::pair<uint32_t, std::string>> rows;
+    for (size_t k = emitted_before; k < sink.app.size(); ++k) {
+      const v1::ApplicationMetric& m = sink.app[k];
+      ASSERT_EQ(m.granularity_s(), 1u);
+      ASSERT_EQ(m.time(), second);
+      const auto key = std::make_pair(m.time(), std::to_string(m.ip4_0()) + m.endpoint());
+      EXPECT_EQ(m.requests(), want[key]) << key.second;
+      rows.push_back(key);
+    }
+    std::vector<std::pair<uint32_t, std::string>> expected;
+    for (const auto& key : first_seen) {
+      if (key.first == second) expected.push_back(key);
+    }
+    EXPECT_EQ(rows, expected);
+    emitted_before = sink.app.size();
+  }
+  agg.Add(Record(1, "/late-but-counted", 106, 1));
+  agg.FlushAll();
+  ASSERT_GE(sink.app.size(), emitted_before + 2);
+  EXPECT_EQ(sink.app[emitted_before].endpoint(), "/late-but-counted");
+  EXPECT_EQ(agg.open_intervals(), 0u);
 }
 
 }  // namespace
