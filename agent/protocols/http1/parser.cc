@@ -287,28 +287,31 @@ bool ParseHeaderLine(const char* b, const char* e, Frame* f, Head* h, int* count
   while (vb < e && IsWs(*vb)) ++vb;
   const std::string_view value(vb, static_cast<size_t>(e - vb));  // e already trimmed
   // No per-header allocation: names are compared case-insensitively in place.
+  // The first letter rules out most other names of the same length without a call (IEquals
+  // matches a letter of the known name in either case, and only so).
+  const char first = AsciiLower(name[0]);
   switch (name.size()) {
     case 14:
-      if (IEquals(name, "content-length")) {
+      if (first == 'c' && IEquals(name, "content-length")) {
         if (!ParseUint(value, &h->content_length)) return false;
         h->has_length = true;
         return true;
       }
       break;
     case 17:
-      if (IEquals(name, "transfer-encoding")) {
+      if (first == 't' && IEquals(name, "transfer-encoding")) {
         h->chunked = IContains(value, "chunked");
         return true;
       }
       break;
     case 4:
-      if (IEquals(name, "host")) {
+      if (first == 'h' && IEquals(name, "host")) {
         f->host.assign(value.substr(0, kMaxFieldBytes));
         return true;
       }
       break;
     case 10:
-      if (IEquals(name, "user-agent")) {
+      if (first == 'u' && IEquals(name, "user-agent")) {
         f->user_agent.assign(value.substr(0, kMaxFieldBytes));
         return true;
       }
