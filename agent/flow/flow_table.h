@@ -4,6 +4,7 @@
 // per 4096 new values at most (slab chunks) plus index doubling.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstdint>
@@ -161,6 +162,16 @@ class FlowTable {
     *v = T{};
     free_.push_back(index);
     --size_;
+  }
+
+  // Removes every value at once (no index probe, no reset per value): values are destroyed, the
+  // index emptied; slab chunks are kept for the values inserted next.
+  void Clear() {
+    for (uint32_t i = 0; i < next_fresh_; ++i) At(i)->~T();
+    next_fresh_ = 0;
+    free_.clear();
+    size_ = 0;
+    std::fill(slots_.begin(), slots_.end(), Slot{});
   }
 
   T* At(uint32_t index) { return chunks_[index >> chunk_bits_].get() + (index & ChunkMask()); }

@@ -152,5 +152,21 @@ TEST(FlowTableTest, ValuesAreBuiltWhenHandedOutAndDestroyedWithTheTable) {
   EXPECT_EQ(Counted::constructed, Counted::destroyed);
 }
 
+TEST(FlowTableTest, ClearEmptiesTheTableAndItFillsAgain) {
+  Counted::constructed = Counted::destroyed = 0;
+  FlowTable<Counted> t(1000);
+  for (uint32_t n = 0; n < 300; ++n) ASSERT_NE(t.Insert(KeyN(n), KeyN(n).Hash()), nullptr);
+  t.Clear();
+  EXPECT_EQ(t.size(), 0u);
+  EXPECT_EQ(Counted::constructed, Counted::destroyed);
+  for (uint32_t n = 0; n < 300; ++n) EXPECT_EQ(t.Find(KeyN(n), KeyN(n).Hash()), nullptr);
+  int walked = 0;
+  t.ForEachSlabEntry([&](uint32_t, Counted&) { ++walked; });
+  EXPECT_EQ(walked, 0);
+  for (uint32_t n = 100; n < 1100; ++n) ASSERT_NE(t.Insert(KeyN(n), KeyN(n).Hash()), nullptr) << n;
+  EXPECT_EQ(t.Insert(KeyN(5000), KeyN(5000).Hash()), nullptr);  // still bounded
+  for (uint32_t n = 100; n < 1100; ++n) ASSERT_NE(t.Find(KeyN(n), KeyN(n).Hash()), nullptr) << n;
+}
+
 }  // namespace
 }  // namespace sonde::agent::flow

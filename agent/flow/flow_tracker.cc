@@ -281,7 +281,7 @@ FlowTracker::PendingMetrics& FlowTracker::MetricsAt(Flow& f, uint64_t now_ns) {
     f.metric_second = second;
     dirty_metrics_.push_back(f.index);
     // Time that stands still never ticks: keep the list bounded anyway.
-    if (dirty_metrics_.size() > 2 * flows_.size() + 4096) [[unlikely]] {
+    if (dirty_metrics_.size() > 2 * (flows_.size() - closed_not_erased_) + 4096) [[unlikely]] {
       for (uint32_t index : dirty_metrics_) {
         if (index != f.index) FlushFlowMetrics(*flows_.At(index));
       }
@@ -692,8 +692,8 @@ void FlowTracker::Report(Flow& f, CloseType type, uint64_t now_ns) {
   c = PeriodCounters{};
 }
 
-void FlowTracker::CloseFlow(Flow& f, CloseType type, uint64_t now_ns) {
-  WheelRemove(f);
+void FlowTracker::CloseFlow(Flow& f, CloseType type, uint64_t now_ns, bool erase) {
+  if (erase) WheelRemove(f);
   FlushStreams(f, now_ns, 0);
   if (handler_ != nullptr) handler_->OnClose(ConnOf(f), f.last_ns);
   Report(f, type, now_ns);
@@ -712,7 +712,11 @@ void FlowTracker::CloseFlow(Flow& f, CloseType type, uint64_t now_ns) {
     }
     FlushFlowMetrics(f);
   }
-  flows_.Erase(f.index);
+  if (erase) {
+    flows_.Erase(f.index);
+  } else {
+    ++closed_not_erased_;
+  }
 }
 
 void FlowTracker::Tick(uint64_t now_ns) {
@@ -816,15 +820,13 @@ void FlowTracker::FlushAll(uint64_t now_ns) {
       std::sort(order.begin(), order.end());
     }
   }
-  // Two stages ahead: the flow's first line (its key) 16 flows ahead, then the index slot its
-  // key hashes to 8 ahead, when that line has arrived (reading the key there used to stall).
-  constexpr size_t kPrefetchAhead = 8;
+  // Every flow is closed, then the table and the timer wheel are emptied at once: closing one
+  // by one unlinked each flow from its wheel list (touching two other flows at random) and
+  // erased it from the index (a random slot, and a reset of the whole flow).
+  constexpr size_t kPrefetchAhead = 16;
   for (size_t i = 0; i < order.size(); ++i) {
-    if (i + 2 * kPrefetchAhead < order.size()) {
-      __builtin_prefetch(flows_.At(order[i + 2 * kPrefetchAhead].second));
-    }
     if (i + kPrefetchAhead < order.size()) {
-      flows_.Prefetch(flows_.At(order[i + kPrefetchAhead].second)->key.Hash());
+      __builtin_prefetch(flows_.At(order[i + kPrefetchAhead].second));
     }
     Flow& f = *flows_.At(order[i].second);
     CloseType type = f.close_type;
@@ -832,8 +834,11 @@ void FlowTracker::FlushAll(uint64_t now_ns) {
       type = common::v1::CLOSE_TYPE_AGENT_EXIT;
     }
     if (!f.is_tcp) type = common::v1::CLOSE_TYPE_AGENT_EXIT;
-    CloseFlow(f, type, now_ns);
+    CloseFlow(f, type, now_ns, /*erase=*/false);
   }
+  flows_.Clear();
+  std::fill(wheel_.begin(), wheel_.end(), kNoFlow);
+  closed_not_erased_ = 0;
   dirty_metrics_.clear();
   buffering_.clear();
   if (config_.emit_network_metrics) metrics_.FlushAll();

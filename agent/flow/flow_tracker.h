@@ -71,7 +71,9 @@ class FlowTracker : public capture::EventSink {
   void ProcessTcp(Flow& f, int dir, const DecodedPacket& p);
   void ProcessUdp(Flow& f, int dir, const DecodedPacket& p);
   void Tick(uint64_t now_ns);
-  void CloseFlow(Flow& f, common::v1::CloseType type, uint64_t now_ns);
+  // `erase` false: FlushAll, which closes every flow and then clears the table and the wheel
+  // at once instead of unlinking and erasing flows one by one.
+  void CloseFlow(Flow& f, common::v1::CloseType type, uint64_t now_ns, bool erase = true);
   void Report(Flow& f, common::v1::CloseType type, uint64_t now_ns);
   void FlushStreams(Flow& f, uint64_t now_ns, uint64_t hole_timeout_ns);
   void FlushFlowMetrics(Flow& f);
@@ -100,6 +102,7 @@ class FlowTracker : public capture::EventSink {
   std::vector<uint32_t> buffering_;       // flows whose reassemblers hold out-of-order bytes
   ConnectionInfo conn_;                   // ConnOf's result
   uint64_t next_flow_seq_ = 0;
+  size_t closed_not_erased_ = 0;          // FlushAll: flows closed, still in the table
   uint64_t next_tick_ns_ = 0;
   uint64_t last_time_ns_ = 0;
   uint64_t dropped_flows_ = 0;

@@ -330,6 +330,23 @@ TEST_F(FlowTrackerTest, TcpMidStreamWithoutWellKnownPortTakesTheLowerPortForTheS
   EXPECT_EQ(sink_.l4[0].packets_1(), 1u);
 }
 
+// FlushAll closes every flow and empties the table at once; the tracker keeps working after.
+TEST_F(FlowTrackerTest, TrackingGoesOnAfterFlushAll) {
+  Conversation(100 * kSec);
+  Feed(100 * kSec, Ethernet(0x0800, Ipv4("10.0.0.9", "10.0.0.53", 17, Udp(40000, 53, "q"))));
+  tracker_->FlushAll(101 * kSec);
+  EXPECT_EQ(tracker_->active_flows(), 0u);
+  ASSERT_EQ(sink_.l4.size(), 2u);
+  Conversation(200 * kSec);
+  EXPECT_EQ(tracker_->active_flows(), 1u);
+  tracker_->OnIdle(210 * kSec);  // past the closing linger: the timer wheel still works
+  EXPECT_EQ(tracker_->active_flows(), 0u);
+  ASSERT_EQ(sink_.l4.size(), 3u);
+  EXPECT_EQ(sink_.l4[2].close_type(), common::v1::CLOSE_TYPE_FIN);
+  EXPECT_EQ(sink_.l4[2].is_new_flow(), 1u);
+  EXPECT_GT(sink_.l4[2].flow_id(), sink_.l4[1].flow_id());
+}
+
 TEST_F(FlowTrackerTest, NetworkMetricsPerSecondAndMinute) {
   Conversation(100 * kSec);                 // second 100
   Conversation(101 * kSec + 500 * kMs);     // second 101, new flow after port reuse
