@@ -70,7 +70,9 @@ NetworkCounters& NetworkMetricsAggregator::Bucket::Find(const NetworkKey& key, u
   *index = size++;
   const uint32_t chunk = static_cast<uint32_t>(std::bit_width((*index >> kFirstChunkBits) + 1)) - 1;
   if (chunk == chunks.size()) {
-    chunks.push_back(std::make_unique<Row[]>(size_t{1} << (kFirstChunkBits + chunk)));
+    // Default-initialised: every Row field has an initializer, and value-initialising a chunk
+    // (make_unique<Row[]>) would zero it all first.
+    chunks.push_back(std::make_unique_for_overwrite<Row[]>(size_t{1} << (kFirstChunkBits + chunk)));
   }
   Row& r = at(*index);
   r.first = key;
@@ -83,6 +85,7 @@ void NetworkMetricsAggregator::Add(const NetworkKey& key, uint64_t timestamp_ns,
   uint32_t t_s = static_cast<uint32_t>(timestamp_ns / 1'000'000'000ull);
   uint64_t hash = 0;
   bool hashed = false;
+  Row* second_row = nullptr;  // the key's 1 s row, once level 0 is done
   for (size_t l = 0; l < 2; ++l) {
     Level& level = levels_[l];
     uint32_t start = t_s - t_s % level.granularity_s;
@@ -104,6 +107,19 @@ void NetworkMetricsAggregator::Add(const NetworkKey& key, uint64_t timestamp_ns,
       Row& r = b.at(hint->row_plus_1[l] - 1);
       if (r.first == key) {
         r.second.Add(delta);
+        if (l == 0) second_row = &r;
+        continue;
+      }
+    }
+    if (l == 1 && second_row != nullptr && second_row->minute_start_s == start &&
+        second_row->minute_row_plus_1 != 0 && second_row->minute_row_plus_1 <= b.size) {
+      Row& r = b.at(second_row->minute_row_plus_1 - 1);
+      if (r.first == key) {
+        r.second.Add(delta);
+        if (hint != nullptr) {
+          hint->start_s[l] = start;
+          hint->row_plus_1[l] = second_row->minute_row_plus_1;
+        }
         continue;
       }
     }
@@ -113,6 +129,12 @@ void NetworkMetricsAggregator::Add(const NetworkKey& key, uint64_t timestamp_ns,
     }
     uint32_t index = 0;
     b.Find(key, hash, &index).Add(delta);
+    if (l == 0) {
+      second_row = &b.at(index);
+    } else if (second_row != nullptr) {
+      second_row->minute_start_s = start;
+      second_row->minute_row_plus_1 = index + 1;
+    }
     if (hint != nullptr) {
       hint->start_s[l] = start;
       hint->row_plus_1[l] = index + 1;
@@ -124,7 +146,9 @@ void NetworkMetricsAggregator::EmitBucket(uint32_t start_s, uint32_t granularity
                                           const Bucket& bucket) {
   if (sink_ == nullptr) return;
   for (uint32_t i = 0; i < bucket.size; ++i) {
-    const auto& [key, c] = bucket.at(i);
+    const Row& row = bucket.at(i);
+    const NetworkKey& key = row.first;
+    const NetworkCounters& c = row.second;
     v1::NetworkMetric m;
     m.set_time(start_s);
     m.set_granularity_s(granularity_s);

@@ -74,7 +74,14 @@ class NetworkMetricsAggregator {
   // every row (184 bytes each) at each doubling, and an interval can hold one row per flow.
   // The index grows from the slot tags alone (the tag is the hash's low half, which also gives
   // the home slot), without reading the rows again.
-  using Row = std::pair<NetworkKey, NetworkCounters>;
+  struct Row {
+    NetworkKey first;
+    NetworkCounters second;
+    // 1 s rows: where the same key's 60 s row was (checked before use), so a flow without a
+    // hint of its own (a new one) hashes and probes once, not once per granularity.
+    uint32_t minute_start_s = 0;
+    uint32_t minute_row_plus_1 = 0;  // 0: none
+  };
   struct Bucket {
     struct Slot {
       uint32_t tag = 0;
