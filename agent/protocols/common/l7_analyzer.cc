@@ -254,12 +254,24 @@ void L7Analyzer::Infer(Connection* c, flow::StreamDirection dir, const flow::Str
   };
   const std::span<const ProtocolSpec> protocols = Protocols();
   const ProtocolSpec* chosen = nullptr;
-  // Pass 0 tries the protocols whose port hints name the server port, pass 1 the others. With
-  // no hinted protocol (most ports) pass 0 is skipped and pass 1 needs no hint lookups.
-  const bool any_hinted = std::any_of(protocols.begin(), protocols.end(), hinted);
+  // Pass 0 tries the protocols whose port hints name the server port, pass 1 the others. The
+  // hints are looked up once (bit i for protocols[i], for the first 64); with no hinted
+  // protocol (most ports) pass 0 is skipped.
+  uint64_t hinted_mask = 0;
+  bool any_hinted = false;
+  for (size_t i = 0; i < protocols.size(); ++i) {
+    if (transport_ok(protocols[i]) && hinted(protocols[i])) {
+      any_hinted = true;
+      if (i < 64) hinted_mask |= uint64_t{1} << i;
+    }
+  }
+  auto is_hinted = [&](size_t i) {
+    return i < 64 ? ((hinted_mask >> i) & 1) != 0 : hinted(protocols[i]);
+  };
   for (int pass = any_hinted ? 0 : 1; pass < 2 && chosen == nullptr; ++pass) {
-    for (const ProtocolSpec& p : protocols) {
-      if (!transport_ok(p) || (any_hinted && hinted(p) != (pass == 0))) continue;
+    for (size_t i = 0; i < protocols.size(); ++i) {
+      const ProtocolSpec& p = protocols[i];
+      if (!transport_ok(p) || (any_hinted && is_hinted(i) != (pass == 0))) continue;
       if (p.infer(dir, view, c->info) == InferResult::kYes) {
         chosen = &p;
         break;
