@@ -98,12 +98,16 @@ class FlowTable {
   size_t max_entries() const { return max_entries_; }
   // Bytes held by the index and the slab (excluding what values allocate themselves).
   size_t memory_bytes() const {
-    return slots_.capacity() * sizeof(Slot) + chunks_.size() * (size_t{1} << chunk_bits_) * sizeof(T) +
+    return slots_.capacity() * sizeof(Slot) + used_.capacity() * sizeof(uint64_t) +
+           chunks_.size() * (size_t{1} << chunk_bits_) * sizeof(T) +
            free_.capacity() * sizeof(uint32_t);
   }
 
   T* Find(const FlowKey& key, uint64_t hash) {
     uint32_t tag = static_cast<uint32_t>(hash);
+    // An empty home slot means absent (probe chains have no gaps): the occupancy bits say so
+    // without touching the index, whose slot would miss every cache for a new flow.
+    if (!Used(hash & mask_)) return nullptr;
     for (size_t i = hash & mask_;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
       if (s.index == kNone) return nullptr;
@@ -159,6 +163,7 @@ class FlowTable {
       }
     }
     slots_[i] = Slot{};
+    used_[i >> 6] &= ~(uint64_t{1} << (i & 63));
     *v = T{};
     free_.push_back(index);
     --size_;
@@ -172,6 +177,7 @@ class FlowTable {
     free_.clear();
     size_ = 0;
     std::fill(slots_.begin(), slots_.end(), Slot{});
+    std::fill(used_.begin(), used_.end(), 0);
   }
 
   T* At(uint32_t index) { return chunks_[index >> chunk_bits_].get() + (index & ChunkMask()); }
@@ -223,15 +229,19 @@ class FlowTable {
     uint32_t index = kNone;
   };
 
+  bool Used(size_t i) const { return (used_[i >> 6] >> (i & 63)) & 1; }
+  // Finds the free slot from the occupancy bits, so placing a new value only writes the index.
   void Place(Slot s) {
     size_t i = s.tag & mask_;
-    while (slots_[i].index != kNone) i = (i + 1) & mask_;
+    while (Used(i)) i = (i + 1) & mask_;
     slots_[i] = s;
+    used_[i >> 6] |= uint64_t{1} << (i & 63);
   }
   void Rehash(size_t n) {
     std::vector<Slot> old;
     old.swap(slots_);
     slots_.assign(n, Slot{});
+    used_.assign((n + 63) / 64, 0);
     mask_ = n - 1;
     for (const Slot& s : old) {
       if (s.index != kNone) Place(s);
@@ -246,6 +256,7 @@ class FlowTable {
   size_t mask_ = 0;
   uint32_t next_fresh_ = 0;
   std::vector<Slot> slots_;
+  std::vector<uint64_t> used_;  // one bit per slot: occupied
   std::vector<Chunk> chunks_;
   std::vector<uint32_t> free_;
 };
