@@ -378,6 +378,19 @@ const WireRowEncoder::Plan& WireRowEncoder::PlanFor(const schema::Table& table,
     const Plan::FieldEntry& e = plan.fields[number];
     if (e.slot >= 0) plan.field_of_key[number << 3 | e.wire_type] = static_cast<int32_t>(number);
   }
+  // Values are kept by field number (one field per slot), so pass 1 finds a field's value from
+  // the index it already has instead of through its entry's slot.
+  std::vector<int> number_of_slot(plan.slots.size(), -1);
+  for (size_t number = 0; number < plan.slot_of_field.size(); ++number) {
+    const int slot = plan.slot_of_field[number];
+    if (slot >= 0) number_of_slot[static_cast<size_t>(slot)] = static_cast<int>(number);
+  }
+  for (auto& seg : plan.segments) {
+    if (seg.string_slot >= 0) seg.string_slot = number_of_slot[static_cast<size_t>(seg.string_slot)];
+  }
+  for (int& side : plan.side_slots) {
+    if (side >= 0) side = number_of_slot[static_cast<size_t>(side)];
+  }
   it = plans_.emplace(key, std::move(plan)).first;
   last_key_ = key;
   last_plan_ = &it->second;
@@ -405,7 +418,7 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
 
   // Pass 1: the wire bytes into one value per slot (last occurrence wins, as in proto3), and
   // the fixed-width columns' bytes into the row image as they are read.
-  if (values_.size() < plan.slots.size()) values_.resize(plan.slots.size());
+  if (values_.size() < plan.fields.size()) values_.resize(plan.fields.size());
   if (++row_ == 0) {  // wrapped: stale values could look current
     for (auto& v : values_) v.row = 0;
     row_ = 1;
@@ -440,7 +453,7 @@ Status WireRowEncoder::AppendRow(const schema::Table& table, const google::proto
       continue;
     }
     const Plan::FieldEntry& e = fields[index];
-    Value& v = values[e.slot];
+    Value& v = values[index];
     const bool again = v.row == row;  // an earlier occurrence in this row: this one replaces it
     v.row = row;
     // Reads a varint narrowed as protobuf's parser narrows the field's type.

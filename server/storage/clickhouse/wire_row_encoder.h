@@ -133,7 +133,7 @@ class WireRowEncoder {
     struct Segment {
       uint32_t image_offset = 0;  // fixed run: its bytes in the image
       uint32_t bytes = 0;
-      int32_t string_slot = -1;   // >= 0: one String column read from this slot
+      int32_t string_slot = -1;   // >= 0: one String column read from this value (field number)
     };
     std::vector<Segment> segments;
     std::string default_image;
@@ -147,9 +147,10 @@ class WireRowEncoder {
     uint32_t zero_unknown_enums = 0;  // kEnum8 columns counted unknown when unset
     size_t string_columns = 0;
     Status status;
-    // RecordTaps::sides: the slot of each side field (SideField order), -1 when the message has
-    // none; when a field cannot be read like record_sides reads it, sides come from
-    // storage::AppendWireSides on the record instead (side_kind: its RecordBatchWire kind).
+    // RecordTaps::sides: the value (field number) of each side field (SideField order), -1
+    // when the message has none; when a field cannot be read like record_sides reads it, sides
+    // come from storage::AppendWireSides on the record instead (side_kind: its RecordBatchWire
+    // kind).
     std::array<int, 8> side_slots{-1, -1, -1, -1, -1, -1, -1, -1};
     bool sides_from_values = true;
     size_t side_kind = 4;
@@ -179,7 +180,7 @@ class WireRowEncoder {
   std::pair<const schema::Table*, const google::protobuf::Descriptor*> last_key_{nullptr, nullptr};
   const Plan* last_plan_ = nullptr;
   std::vector<std::string> tag_columns_;
-  std::vector<Value> values_;  // scratch, one per slot, reused across rows without clearing
+  std::vector<Value> values_;  // scratch, one per field number, reused across rows without clearing
   std::string image_;          // scratch: the current row's fixed-width columns (Plan::default_image)
   std::vector<char> row_scratch_;       // scratch: the row being written
   std::vector<size_t> segment_starts_;  // scratch: where each segment went in *out
