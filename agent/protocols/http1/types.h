@@ -15,6 +15,10 @@
 namespace sonde::agent::protocols::http1 {
 
 struct Frame : FrameMeta {
+  // User-provided, so value-initialisation (FrameQueue::emplace_back() constructs Frame()) runs
+  // only the member initialisers below instead of first zeroing the whole object (a rep stos
+  // per parsed frame). Every member has an initialiser.
+  Frame() noexcept {}
   bool is_request = true;
   std::string method;    // requests
   std::string target;    // requests: request-target as sent
