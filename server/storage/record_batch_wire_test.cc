@@ -212,20 +212,25 @@ TEST(RecordBatchWireTest, CheckReadsEveryKeyAndLengthFormLikeProtobuf) {
             const std::string field = key(number, 2, key_bytes) + length(size, length_bytes) + value;
             for (bool at_end : {false, true}) {
               const std::string record = at_end ? filler + field : field + filler;
-              std::string batch_wire = key(1, 2, 1) + length(record.size(), record.size() < 128 ? 1 : 2) + record;
-              agent::v1::RecordBatch parsed;
-              RecordBatchWire split;
-              EXPECT_EQ(CheckRecordBatch(batch_wire, &split), parsed.ParseFromString(batch_wire))
-                  << "field " << number << " key " << key_bytes << " length " << length_bytes << " size " << size
-                  << " bad " << bad_utf8 << " end " << at_end;
-              ++checked;
+              const std::string one = key(1, 2, 1) + length(record.size(), record.size() < 128 ? 1 : 2) + record;
+              const std::string good = key(1, 2, 1) + length(filler.size(), 1) + filler;
+              // Alone, and paired with a good record (records are checked two at a time) on
+              // either side; the pair's other record longer or shorter than this one.
+              for (const std::string& batch_wire : {one, good + one, one + good, one + good + good + good + one}) {
+                agent::v1::RecordBatch parsed;
+                RecordBatchWire split;
+                EXPECT_EQ(CheckRecordBatch(batch_wire, &split), parsed.ParseFromString(batch_wire))
+                    << "field " << number << " key " << key_bytes << " length " << length_bytes << " size " << size
+                    << " bad " << bad_utf8 << " end " << at_end << " batch bytes " << batch_wire.size();
+                ++checked;
+              }
             }
           }
         }
       }
     }
   }
-  EXPECT_EQ(checked, 2 * 4 * 3 * 2 * 2);
+  EXPECT_EQ(checked, 2 * 4 * 3 * 2 * 2 * 4);
   // A varint of every length, also right before the record's end, and one with an 11th byte.
   for (int n = 1; n <= 11; ++n) {
     std::string v(static_cast<size_t>(n - 1), '\x80');
