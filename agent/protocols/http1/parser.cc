@@ -427,7 +427,9 @@ ParseState ParseHead(bool is_request, std::string_view* buf, Frame* f, State* st
   ds = DirectionState{};
   if (is_request) {
     if (state->methods.size() >= kMaxPendingMethods) state->methods.pop_front();
-    state->methods.push_back(f->method);
+    state->methods.push_back(f->method == "HEAD"      ? PendingMethod::kHead
+                             : f->method == "CONNECT" ? PendingMethod::kConnect
+                                                      : PendingMethod::kOther);
     if (h.chunked) {
       ds.mode = BodyMode::kChunked;
     } else if (h.has_length && h.content_length > 0) {
@@ -444,15 +446,15 @@ ParseState ParseHead(bool is_request, std::string_view* buf, Frame* f, State* st
       buf->remove_prefix(end);
       return ParseState::kIgnored;  // 100 Continue and friends: the final response follows
     }
-    std::string method;
+    PendingMethod method = PendingMethod::kOther;
     if (!state->methods.empty()) {
-      method = std::move(state->methods.front());
+      method = state->methods.front();
       state->methods.pop_front();
     }
-    if (method == "CONNECT" && f->status < 300) {
+    if (method == PendingMethod::kConnect && f->status < 300) {
       state->dir[0].mode = BodyMode::kOpaque;
       ds.mode = BodyMode::kOpaque;
-    } else if (method == "HEAD" || f->status == 204 || f->status == 304) {
+    } else if (method == PendingMethod::kHead || f->status == 204 || f->status == 304) {
       // no body
     } else if (h.chunked) {
       ds.mode = BodyMode::kChunked;

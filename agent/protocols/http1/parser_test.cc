@@ -152,6 +152,22 @@ TEST_F(Http1Test, ContinueHeadAndNoBodyStatuses) {
   EXPECT_EQ(recs[2].response_code(), 304);
 }
 
+// A refused CONNECT leaves the connection HTTP; an accepted one makes it a tunnel (opaque).
+TEST_F(Http1Test, ConnectTunnelsOnlyWhenAccepted) {
+  Req("CONNECT db:5432 HTTP/1.1\r\n\r\n");
+  Resp("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 2\r\n\r\nno");
+  Req("CONNECT db:5432 HTTP/1.1\r\n\r\n", 3000);
+  Resp("HTTP/1.1 200 Connection Established\r\n\r\n", 4000);
+  Req("GET /inside HTTP/1.1\r\n\r\n", 5000);  // tunnelled bytes, not a request
+  Resp("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 6000);
+  auto recs = Stitch(/*closed=*/true);
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs[0].response_code(), 407);
+  EXPECT_EQ(recs[1].request_type(), "CONNECT");
+  EXPECT_EQ(recs[1].response_code(), 200);
+  EXPECT_EQ(counters_.invalid_frames->Value(), 0u);
+}
+
 TEST_F(Http1Test, UpgradeMakesConnectionOpaque) {
   Req("GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
   Resp("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello");

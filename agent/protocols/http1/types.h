@@ -42,9 +42,14 @@ struct DirectionState {
   bool trailers = false;       // kChunked: after the last chunk, reading trailers
 };
 
+// What a response's body framing needs to know of its request's method.
+enum class PendingMethod : uint8_t { kOther, kHead, kConnect };
+
 struct State {
   DirectionState dir[2];            // 0 requests, 1 responses
-  FrameQueue<std::string> methods;  // methods of requests whose final response is pending
+  // Requests whose final response is pending, by the one thing their response's framing needs
+  // from their method (not the method itself: no string copied per exchange).
+  FrameQueue<PendingMethod> methods;
 
   void Reset() {
     dir[0] = dir[1] = DirectionState{};
