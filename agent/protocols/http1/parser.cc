@@ -346,9 +346,10 @@ bool ParseHeaders(std::string_view lines, Frame* f, Head* h) {
 // header lines on the way, so each line is scanned once. Returns the end, or npos
 // when the head is not complete within kMaxHeadBytes (the caller then takes the general path,
 // with a fresh frame). *ok is false when a header line was malformed.
-size_t ScanHead(std::string_view b, Frame* f, Head* h, bool* ok) {
+size_t ScanHead(std::string_view b, Frame* f, Head* h, bool* ok, size_t* start_line_end) {
   const size_t limit = std::min(b.size(), kMaxHeadBytes);
   size_t prev = FindNewline(b, 0);  // end of the start line
+  *start_line_end = prev;
   int count = 0;
   *ok = true;
   while (prev != std::string_view::npos && prev < limit) {
@@ -373,7 +374,8 @@ ParseState ParseHead(bool is_request, std::string_view* buf, Frame* f, State* st
   }
   Head h;
   bool headers_ok = true;
-  size_t end = ScanHead(b, f, &h, &headers_ok);
+  size_t start_line_end = std::string_view::npos;  // its newline, when the head is complete
+  size_t end = ScanHead(b, f, &h, &headers_ok, &start_line_end);
   const bool scanned = end != std::string_view::npos;
   if (!scanned) {  // the general path parses the headers itself
     *f = Frame{};
@@ -398,7 +400,8 @@ ParseState ParseHead(bool is_request, std::string_view* buf, Frame* f, State* st
     return b.size() >= kMaxHeadBytes ? ParseState::kInvalid : ParseState::kNeedsMoreData;
   }
   std::string_view head = b.substr(0, end);
-  size_t nl = head.find('\n');
+  // A complete head ends after its start line, so ScanHead's first newline is the head's.
+  const size_t nl = scanned ? start_line_end : head.find('\n');
   std::string_view start_line = TrimWs(head.substr(0, nl));
   f->is_request = is_request;
   if (is_request) {
