@@ -210,8 +210,8 @@ constexpr size_t kCacheLineBytes = 64;
 
 bool Split(std::string_view wire, RecordBatchWire* out, bool check) {
   out->Clear();
-  // Only for a plain split: a check reads every byte anyway (and runs on just-received bytes),
-  // after the split, two records at a time (CheckRecords).
+  // A check reads the records after the split (two at a time, CheckRecords), so it gains from
+  // the prefetch as well when the bytes are cold.
   const char* prefetched = wire.data();
   const char* const wire_end = wire.data() + wire.size();
   WireReader r(wire);
@@ -221,11 +221,9 @@ bool Split(std::string_view wire, RecordBatchWire* out, bool check) {
     if (number >= 1 && number <= 5 && wire_type == WireReader::kLengthDelimited) {
       std::string_view record;
       if (!r.ReadLengthDelimited(&record)) return false;
-      if (!check) {
-        const char* const want = record.data() + std::min<size_t>(record.size() + kPrefetchAheadBytes,
-                                                                  static_cast<size_t>(wire_end - record.data()));
-        for (; prefetched < want; prefetched += kCacheLineBytes) __builtin_prefetch(prefetched);
-      }
+      const char* const want = record.data() + std::min<size_t>(record.size() + kPrefetchAheadBytes,
+                                                                static_cast<size_t>(wire_end - record.data()));
+      for (; prefetched < want; prefetched += kCacheLineBytes) __builtin_prefetch(prefetched);
       (number == 5 ? out->processes : out->records[number - 1]).push_back(record);
     } else if (!r.SkipValue(number, wire_type)) {
       return false;
