@@ -144,7 +144,15 @@ L7Analyzer::Connection* L7Analyzer::FindOrCreate(const flow::ConnectionInfo& con
     c->last_ns = now_ns;
   }
   Connection* raw = c.get();
-  conns_.emplace(conn.flow_id, std::move(c));
+  if (!free_nodes_.empty()) {
+    ConnectionMap::node_type node = std::move(free_nodes_.back());
+    free_nodes_.pop_back();
+    node.key() = conn.flow_id;
+    node.mapped() = std::move(c);
+    conns_.insert(std::move(node));
+  } else {
+    conns_.emplace(conn.flow_id, std::move(c));
+  }
   if (conn.flow_id == last_closed_id_) last_closed_valid_ = false;
   // An entry left in closed_ is not erased (that shifted the rest of its run back, and runs of
   // sequential ids are long): while the connection is open, conns_ answers for it, and its
@@ -167,7 +175,15 @@ void L7Analyzer::Park(Connection* c) {
   closed_.PutDormant(flow_id, c->reported, c->last_ns, resume);
   auto it = conns_.find(flow_id);
   Recycle(std::move(it->second));
-  conns_.erase(it);
+  EraseConnection(it);
+}
+
+void L7Analyzer::EraseConnection(ConnectionMap::iterator it) {
+  ConnectionMap::node_type node = conns_.extract(it);
+  if (free_nodes_.size() < kMaxPooled) {
+    node.mapped().reset();  // the connection object was recycled or is freed here
+    free_nodes_.push_back(std::move(node));
+  }
 }
 
 void L7Analyzer::OnData(const flow::ConnectionInfo& conn, flow::StreamDirection dir,
@@ -403,7 +419,7 @@ void L7Analyzer::CloseConnection(uint64_t flow_id, uint64_t now_ns) {
   }
   closed_.Put(flow_id, c->reported, now_ns);
   Recycle(std::move(it->second));
-  conns_.erase(it);
+  EraseConnection(it);
   connections_->Set(static_cast<int64_t>(conns_.size() + closed_.dormant()));
 }
 

@@ -87,7 +87,12 @@ class L7Analyzer final : public flow::StreamHandler {
   L7AnalyzerOptions options_;
   AppMetricsAggregator app_metrics_;
 
-  std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns_;
+  using ConnectionMap = std::unordered_map<uint64_t, std::unique_ptr<Connection>>;
+  ConnectionMap conns_;
+  // Emptied nodes of conns_ (closed and parked connections), reused by the next insertions so
+  // that parking and resuming a connection allocates no node. Bounded by kMaxPooled.
+  std::vector<ConnectionMap::node_type> free_nodes_;
+  void EraseConnection(ConnectionMap::iterator it);
   // Protocols of recently closed connections, so ProtocolOf works after OnClose.
   ClosedProtocols closed_;
   std::map<common::v1::L7Protocol, std::unique_ptr<ParserCounters>> counters_;
