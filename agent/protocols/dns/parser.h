@@ -15,6 +15,10 @@
 namespace sonde::agent::protocols::dns {
 
 struct Frame : FrameMeta {
+  // User-provided, so value-initialisation (FrameQueue::emplace_back() constructs Frame()) runs
+  // only the member initialisers below instead of first zeroing the whole object (a rep stos
+  // per parsed frame). Every member has an initialiser.
+  Frame() noexcept {}
   uint16_t id = 0;
   bool is_response = false;
   uint8_t rcode = 0;

@@ -15,6 +15,10 @@ inline constexpr uint8_t kHessian2 = 2;
 inline constexpr uint8_t kKryo = 8;
 
 struct Frame {
+  // User-provided, so value-initialisation (FrameQueue::emplace_back() constructs Frame()) runs
+  // only the member initialisers below instead of first zeroing the whole object (a rep stos
+  // per parsed frame). Every member has an initialiser.
+  Frame() noexcept {}
   uint64_t timestamp_ns = 0;
   uint32_t tcp_seq = 0;
   size_t frame_bytes = 0;

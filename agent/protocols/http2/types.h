@@ -34,6 +34,10 @@ struct Header {
 
 // One reported frame: a complete header block (HEADERS + CONTINUATIONs), DATA, or RST_STREAM.
 struct Frame : FrameMeta {
+  // User-provided, so value-initialisation (FrameQueue::emplace_back() constructs Frame()) runs
+  // only the member initialisers below instead of first zeroing the whole object (a rep stos
+  // per parsed frame). Every member has an initialiser.
+  Frame() noexcept {}
   FrameType type = FrameType::kData;
   uint32_t stream_id = 0;
   bool end_stream = false;
@@ -61,6 +65,10 @@ struct DirectionState {
 };
 
 struct Stream {
+  // User-provided, so State::streams[id] (value-initialisation) runs only the member
+  // initialisers below instead of first zeroing the whole object (a rep stos per stream).
+  // Every member has an initialiser.
+  Stream() noexcept {}
   std::vector<Header> req_headers, resp_headers, trailers;
   bool have_request = false, have_response = false;
   bool request_done = false, response_done = false;

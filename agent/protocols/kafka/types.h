@@ -12,6 +12,10 @@ inline constexpr size_t kMaxPayloadKept = 4096;      // enough for headers, topi
 inline constexpr int32_t kMaxMessageBytes = 64 << 20;  // larger sizes are not Kafka
 
 struct Frame {
+  // User-provided, so value-initialisation (FrameQueue::emplace_back() constructs Frame()) runs
+  // only the member initialisers below instead of first zeroing the whole object (a rep stos
+  // per parsed frame). Every member has an initialiser.
+  Frame() noexcept {}
   uint64_t timestamp_ns = 0;
   uint32_t tcp_seq = 0;
   size_t frame_bytes = 0;

@@ -34,6 +34,10 @@ inline constexpr size_t kMaxTextBytes = 256;
 inline constexpr size_t kMaxPending = 1024;  // unanswered exchanges tracked per connection
 
 struct Frame {
+  // User-provided, so value-initialisation (FrameQueue::emplace_back() constructs Frame()) runs
+  // only the member initialisers below instead of first zeroing the whole object (a rep stos
+  // per parsed frame). Every member has an initialiser.
+  Frame() noexcept {}
   uint64_t timestamp_ns = 0;
   uint32_t tcp_seq = 0;
   size_t frame_bytes = 0;

@@ -17,6 +17,10 @@ namespace sonde::agent::protocols::tls {
 enum class Kind : uint8_t { kClientHello, kServerHello, kAlert };
 
 struct Frame : FrameMeta {
+  // User-provided, so value-initialisation (FrameQueue::emplace_back() constructs Frame()) runs
+  // only the member initialisers below instead of first zeroing the whole object (a rep stos
+  // per parsed frame). Every member has an initialiser.
+  Frame() noexcept {}
   Kind kind = Kind::kClientHello;
   uint16_t version = 0;  // highest offered (ClientHello) or negotiated (ServerHello)
   uint16_t cipher = 0;   // ServerHello
