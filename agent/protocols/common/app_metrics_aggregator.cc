@@ -127,35 +127,30 @@ void AppMetricsAggregator::Add(const v1::L7RequestLog& rec) {
     bool unused = false;
     sec->at(index).minute_index = Find(sec->minute, hash, rec, &unused);
   }
-  Entry& s = sec->at(index);
-  Entry& m = sec->minute->at(s.minute_index);
-  __builtin_prefetch(&m.requests);
-  const bool is_request = rec.request_length() >= 0;
+  // Only the 1 s entry counts the record: its counters fold into its 60 s entry when the second
+  // is emitted (EmitInterval), so a record touches one entry's counters, not two.
+  Entry& e = sec->at(index);
+  if (rec.request_length() >= 0) ++e.requests;
   const common::v1::ResponseStatus status = rec.response_status();
-  const bool answered =
-      status != common::v1::RESPONSE_STATUS_TIMEOUT && rec.response_length() >= 0;
-  const uint64_t latency_us = rec.response_duration();
-  for (Entry* e : {&s, &m}) {
-    if (is_request) ++e->requests;
-    switch (status) {
-      case common::v1::RESPONSE_STATUS_TIMEOUT:
-        ++e->timeouts;
-        break;
-      case common::v1::RESPONSE_STATUS_CLIENT_ERROR:
-        ++e->client_errors;
-        break;
-      case common::v1::RESPONSE_STATUS_SERVER_ERROR:
-        ++e->server_errors;
-        break;
-      default:
-        break;
-    }
-    if (answered) {
-      ++e->responses;
-      e->latency_sum_us += latency_us;
-      ++e->latency_count;
-      e->latency_max_us = std::max(e->latency_max_us, latency_us);
-    }
+  switch (status) {
+    case common::v1::RESPONSE_STATUS_TIMEOUT:
+      ++e.timeouts;
+      break;
+    case common::v1::RESPONSE_STATUS_CLIENT_ERROR:
+      ++e.client_errors;
+      break;
+    case common::v1::RESPONSE_STATUS_SERVER_ERROR:
+      ++e.server_errors;
+      break;
+    default:
+      break;
+  }
+  if (status != common::v1::RESPONSE_STATUS_TIMEOUT && rec.response_length() >= 0) {
+    const uint64_t latency_us = rec.response_duration();
+    ++e.responses;
+    e.latency_sum_us += latency_us;
+    ++e.latency_count;
+    e.latency_max_us = std::max(e.latency_max_us, latency_us);
   }
 }
 
@@ -164,6 +159,19 @@ void AppMetricsAggregator::EmitInterval(Interval* interval) {
   if (sink_ == nullptr) return;
   for (uint32_t i = 0; i < interval->size; ++i) {
     Entry& e = interval->at(i);
+    if (interval->minute != nullptr) {
+      // A 1 s interval: its 60 s interval is emitted no earlier than it is (Advance and
+      // FlushAll emit granularity 1 first, and a minute ends no earlier than its seconds).
+      Entry& m = interval->minute->at(e.minute_index);
+      m.requests += e.requests;
+      m.responses += e.responses;
+      m.client_errors += e.client_errors;
+      m.server_errors += e.server_errors;
+      m.timeouts += e.timeouts;
+      m.latency_sum_us += e.latency_sum_us;
+      m.latency_count += e.latency_count;
+      m.latency_max_us = std::max(m.latency_max_us, e.latency_max_us);
+    }
     v1::ApplicationMetric m;
     m.set_time(interval->time);
     m.set_granularity_s(interval->granularity_s);

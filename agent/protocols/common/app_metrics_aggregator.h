@@ -38,7 +38,9 @@ class AppMetricsAggregator {
     uint32_t server_port = 0, protocol = 0, is_ipv4 = 0;
     common::v1::L7Protocol l7_protocol = common::v1::L7_PROTOCOL_UNKNOWN;
     common::v1::SignalSource signal_source = common::v1::SIGNAL_SOURCE_PACKET;
-    // 1 s entries: index of the same key's entry in the enclosing 60 s interval.
+    // 1 s entries: index of the same key's entry in the enclosing 60 s interval. Records are
+    // counted in 1 s entries only; a 60 s entry gets the counters of its 1 s entries when those
+    // are emitted, which is always before it is.
     uint32_t minute_index = 0;
     std::string endpoint;
     uint64_t requests = 0, responses = 0, client_errors = 0, server_errors = 0, timeouts = 0;

@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <map>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -159,6 +162,82 @@ TEST(AppMetricsAggregatorTest, AdvanceAndFlushCountEveryRecordAddedBefore) {
   ASSERT_GE(sink.app.size(), emitted_before + 2);
   EXPECT_EQ(sink.app[emitted_before].endpoint(), "/late-but-counted");
   EXPECT_EQ(agg.open_intervals(), 0u);
+}
+
+// 60 s rows are folded from their 1 s rows when those are emitted: whatever the order of
+// records, Advance calls (one closing seconds and their minute at once, or seconds only) and late
+// records (for an emitted second, and for an emitted minute), the rows of each granularity must
+// sum to the records, and each interval's max must be the records' max.
+TEST(AppMetricsAggregatorTest, MinuteRowsHoldEverySecondsRecords) {
+  testing::CollectingSink sink;
+  AppMetricsAggregator agg(&sink, 0);
+  struct Sums {
+    uint64_t requests = 0, responses = 0, client_errors = 0, server_errors = 0, timeouts = 0;
+    uint64_t latency_sum_us = 0, latency_count = 0, latency_max_us = 0;
+    bool operator==(const Sums&) const = default;
+  };
+  // (granularity, interval start, client, endpoint) -> sums
+  using Key = std::tuple<uint32_t, uint32_t, uint32_t, std::string>;
+  std::map<Key, Sums> want, got;
+  const std::string endpoints[] = {"GET", "SET", "/a", "/b/c"};
+  uint64_t state = 99;
+  auto next = [&state] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<uint32_t>(state >> 33);
+  };
+  uint64_t second = 55;  // the first minute [0, 60) closes early on
+  for (int i = 0; i < 20000; ++i) {
+    const uint32_t r = next();
+    if (r % 53 == 0) ++second;
+    uint64_t end_s = second;
+    if (r % 61 == 0 && second >= 3) end_s = second - 3;  // late: often for an emitted second
+    if (r % 1009 == 0 && second >= 70) end_s = second - 70;  // late for an emitted minute
+    const uint32_t client = (r >> 8) % 3;
+    const std::string& endpoint = endpoints[(r >> 12) % 4];
+    const auto status = static_cast<common::v1::ResponseStatus>((r >> 20) % 4);
+    const uint64_t latency_us = r % 100000;
+    v1::L7RequestLog rec = Record(client, endpoint, end_s, latency_us, status);
+    if ((r >> 24) % 7 == 0) rec.set_request_length(-1);
+    agg.Add(rec);
+    for (uint32_t g : {1u, 60u}) {
+      Sums& w = want[{g, static_cast<uint32_t>(end_s / g * g), client, endpoint}];
+      if (rec.request_length() >= 0) ++w.requests;
+      if (status == common::v1::RESPONSE_STATUS_TIMEOUT) ++w.timeouts;
+      if (status == common::v1::RESPONSE_STATUS_CLIENT_ERROR) ++w.client_errors;
+      if (status == common::v1::RESPONSE_STATUS_SERVER_ERROR) ++w.server_errors;
+      if (status != common::v1::RESPONSE_STATUS_TIMEOUT) {
+        ++w.responses;
+        w.latency_sum_us += latency_us;
+        ++w.latency_count;
+        w.latency_max_us = std::max(w.latency_max_us, latency_us);
+      }
+    }
+    if (r % 37 == 0) agg.Advance(second * 1'000'000'000ULL);  // closes seconds only
+    if (r % 3001 == 0) agg.Advance((second / 60 * 60 + 60) * 1'000'000'000ULL);  // and a minute
+  }
+  agg.FlushAll();
+  EXPECT_EQ(agg.open_intervals(), 0u);
+  for (const v1::ApplicationMetric& m : sink.app) {
+    Sums& s = got[{m.granularity_s(), m.time(), m.ip4_0(), m.endpoint()}];
+    s.requests += m.requests();
+    s.responses += m.responses();
+    s.client_errors += m.client_errors();
+    s.server_errors += m.server_errors();
+    s.timeouts += m.timeouts();
+    s.latency_sum_us += m.latency_sum_us();
+    s.latency_count += m.latency_count();
+    s.latency_max_us = std::max(s.latency_max_us, m.latency_max_us());
+  }
+  ASSERT_EQ(got.size(), want.size());
+  ASSERT_GT(want.size(), 100u);
+  for (const auto& [key, w] : want) {
+    const auto it = got.find(key);
+    ASSERT_NE(it, got.end()) << std::get<0>(key) << " " << std::get<1>(key);
+    EXPECT_TRUE(it->second == w) << "granularity " << std::get<0>(key) << " time "
+                                 << std::get<1>(key) << " client " << std::get<2>(key) << " "
+                                 << std::get<3>(key) << ": requests " << it->second.requests
+                                 << " want " << w.requests;
+  }
 }
 
 }  // namespace
