@@ -97,6 +97,7 @@ L7Analyzer::L7Analyzer(exporting::RecordSink* sink, metrics::Registry* metrics,
       "Connections whose client/server roles the L7 protocol corrected (mid-stream captures)");
   connections_ = metrics_->GetGauge("sonde_agent_l7_connections",
                                     "Connections currently tracked by the L7 analyzer");
+  free_parsers_.resize(Protocols().size());
 }
 
 L7Analyzer::~L7Analyzer() = default;
@@ -222,7 +223,7 @@ void L7Analyzer::OnData(const flow::ConnectionInfo& conn, flow::StreamDirection 
 }
 
 std::unique_ptr<ConnectionParser> L7Analyzer::AcquireParser(const ProtocolSpec* spec) {
-  std::vector<std::unique_ptr<ConnectionParser>>& pool = free_parsers_[spec];
+  std::vector<std::unique_ptr<ConnectionParser>>& pool = FreeParsers(spec);
   if (pool.empty()) return spec->make_parser(options_.parser, CountersFor(spec));
   std::unique_ptr<ConnectionParser> p = std::move(pool.back());
   pool.pop_back();
@@ -231,7 +232,7 @@ std::unique_ptr<ConnectionParser> L7Analyzer::AcquireParser(const ProtocolSpec* 
 
 void L7Analyzer::ReleaseParser(Connection* c) {
   if (c->parser == nullptr) return;
-  std::vector<std::unique_ptr<ConnectionParser>>& pool = free_parsers_[c->spec];
+  std::vector<std::unique_ptr<ConnectionParser>>& pool = FreeParsers(c->spec);
   if (pool.size() < kMaxPooled) {
     c->parser->Reset();
     pool.push_back(std::move(c->parser));

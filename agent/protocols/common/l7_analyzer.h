@@ -98,9 +98,12 @@ class L7Analyzer final : public flow::StreamHandler {
   std::map<common::v1::L7Protocol, std::unique_ptr<ParserCounters>> counters_;
   std::map<common::v1::L7Protocol, metrics::Counter*> records_by_protocol_;
   RecordBuffer scratch_;  // message objects reused across Stitch calls
-  // Reset parsers (per protocol) and connection objects of closed connections, for reuse.
-  std::unordered_map<const ProtocolSpec*, std::vector<std::unique_ptr<ConnectionParser>>>
-      free_parsers_;
+  // Reset parsers (per protocol: by index in Protocols(), which every spec a connection holds
+  // points into) and connection objects of closed connections, for reuse.
+  std::vector<std::vector<std::unique_ptr<ConnectionParser>>> free_parsers_;
+  std::vector<std::unique_ptr<ConnectionParser>>& FreeParsers(const ProtocolSpec* spec) {
+    return free_parsers_[static_cast<size_t>(spec - Protocols().data())];
+  }
   std::vector<std::unique_ptr<Connection>> free_conns_;
   uint64_t last_scan_ns_ = 0;
   // The flow CloseConnection handled last, known not to be in conns_ until FindOrCreate adds it

@@ -231,5 +231,51 @@ TEST(L7AnalyzerDnsTest, ExchangesOnOneUdpFlowAcrossParserReleases) {
   }
 }
 
+// Parsers of closed connections are pooled per protocol and reused: with two protocols closing
+// and opening connections in turn, every connection must get a parser of its own protocol back.
+TEST(L7AnalyzerPoolTest, ReusedParsersKeepTheirProtocol) {
+  testing::CollectingSink sink;
+  metrics::Registry metrics;
+  L7Analyzer a(&sink, &metrics);
+  const char* names[] = {"a.example.test", "b.example.test", "c.example.test"};
+  for (uint16_t i = 0; i < 3; ++i) {
+    flow::ConnectionInfo dns;
+    dns.flow_id = 100 + i;
+    dns.tuple.src_ip = *net::IpAddress::Parse("10.0.0.1");
+    dns.tuple.dst_ip = *net::IpAddress::Parse("10.0.0.53");
+    dns.tuple.src_port = static_cast<uint16_t>(5000 + i);
+    dns.tuple.dst_port = 53;
+    dns.tuple.protocol = net::IpProtocol::kUdp;
+    const std::string q = DnsMessage(100 + i, names[i], false);
+    const std::string r = DnsMessage(100 + i, names[i], true);
+    flow::StreamChunk qc = Chunk(q, (10 + i) * kSec);
+    qc.is_datagram = true;
+    a.OnData(dns, flow::StreamDirection::kRequest, qc);
+    flow::StreamChunk rc = Chunk(r, (10 + i) * kSec + 5000);
+    rc.is_datagram = true;
+    a.OnData(dns, flow::StreamDirection::kResponse, rc);
+    a.OnClose(dns, (10 + i) * kSec + 6000);
+
+    flow::ConnectionInfo redis = Conn(200 + i, 6379);
+    redis.tuple.protocol = net::IpProtocol::kTcp;
+    redis.role_source = common::v1::ROLE_SOURCE_HANDSHAKE;
+    a.OnData(redis, flow::StreamDirection::kRequest,
+             Chunk("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", (10 + i) * kSec + 7000));
+    a.OnData(redis, flow::StreamDirection::kResponse, Chunk("$1\r\nv\r\n", (10 + i) * kSec + 9000));
+    a.OnClose(redis, (10 + i) * kSec + 10000);
+  }
+  ASSERT_EQ(sink.l7.size(), 6u);
+  for (size_t i = 0; i < 3; ++i) {
+    const v1::L7RequestLog& d = sink.l7[2 * i];
+    EXPECT_EQ(d.l7_protocol(), common::v1::L7_PROTOCOL_DNS) << i;
+    EXPECT_EQ(d.request_resource(), names[i]);
+    EXPECT_EQ(d.response_status(), common::v1::RESPONSE_STATUS_OK);
+    const v1::L7RequestLog& r = sink.l7[2 * i + 1];
+    EXPECT_EQ(r.l7_protocol(), common::v1::L7_PROTOCOL_REDIS) << i;
+    EXPECT_EQ(r.request_type(), "GET");
+    EXPECT_EQ(r.response_duration(), 2u);
+  }
+}
+
 }  // namespace
 }  // namespace sonde::agent::protocols
