@@ -4,7 +4,6 @@
 
 #include <bit>
 #include <cstdint>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <utility>
@@ -37,19 +36,8 @@ struct NetworkKey {
   net::IpAddress server_ip;
   uint16_t server_port = 0;
   uint8_t protocol = 0;
-  // The defaulted comparison called memcmp for each address (16 bytes, their only state):
-  // compared here as words, inline.
-  friend bool operator==(const NetworkKey& x, const NetworkKey& y) {
-    uint64_t a[4], b[4];
-    std::memcpy(a, x.client_ip.bytes().data(), 16);
-    std::memcpy(a + 2, x.server_ip.bytes().data(), 16);
-    std::memcpy(b, y.client_ip.bytes().data(), 16);
-    std::memcpy(b + 2, y.server_ip.bytes().data(), 16);
-    return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3])) == 0 &&
-           x.server_port == y.server_port && x.protocol == y.protocol;
-  }
+  friend bool operator==(const NetworkKey&, const NetworkKey&) = default;  // addresses inline
 };
-static_assert(sizeof(net::IpAddress) == 16, "NetworkKey's == compares the address bytes only");
 
 struct NetworkKeyHash {
   uint64_t operator()(const NetworkKey& k) const;
