@@ -300,9 +300,43 @@ void FlowTracker::PublishCounters() {
 
 void FlowTracker::OnPacket(const capture::PacketView& packet) {
   DecodedPacket p;
-  DecodeResult r = decoder_.Decode(packet, &p);
+  const DecodeResult r = decoder_.Decode(packet, &p);
+  KeyedPacket k;
+  if (r == DecodeResult::kOk) {
+    k.key = FlowKey::Of(p.tuple, &k.src_is_a);
+    k.hash = k.key.Hash();
+  }
+  Handle(packet.timestamp_ns, r, p, k);
+}
+
+void FlowTracker::OnPackets(std::span<const capture::PacketView> packets) {
+  std::array<DecodedPacket, kLookahead> p;
+  std::array<DecodeResult, kLookahead> r;
+  std::array<KeyedPacket, kLookahead> k;
+  for (size_t done = 0; done < packets.size();) {
+    // Decoding is independent of flow state, so a window is decoded first. Except after a
+    // reassembled datagram: its payload lives in the decoder's buffer until the next Decode.
+    size_t n = 0;
+    while (n < kLookahead && done + n < packets.size()) {
+      const uint64_t reassembled = decoder_.datagrams_reassembled();
+      r[n] = decoder_.Decode(packets[done + n], &p[n]);
+      if (r[n] == DecodeResult::kOk) {
+        k[n].key = FlowKey::Of(p[n].tuple, &k[n].src_is_a);
+        k[n].hash = k[n].key.Hash();
+        flows_.Prefetch(k[n].hash);
+      }
+      ++n;
+      if (decoder_.datagrams_reassembled() != reassembled) break;
+    }
+    // By now the first slots have arrived: start loading the flows they point at.
+    for (size_t i = 0; i < n; ++i) Handle(packets[done + i].timestamp_ns, r[i], p[i], k[i]);
+    done += n;
+  }
+}
+
+void FlowTracker::Handle(uint64_t now, DecodeResult r, const DecodedPacket& p,
+                         const KeyedPacket& k) {
   ++decode_counts_[static_cast<int>(r)];
-  uint64_t now = packet.timestamp_ns;
   if (now > last_time_ns_) last_time_ns_ = now;
   if (!wheel_started_) {
     wheel_started_ = true;
@@ -316,9 +350,9 @@ void FlowTracker::OnPacket(const capture::PacketView& packet) {
     return;
   }
 
-  bool src_is_a = true;
-  FlowKey key = FlowKey::Of(p.tuple, &src_is_a);
-  uint64_t hash = key.Hash();
+  const FlowKey& key = k.key;
+  const uint64_t hash = k.hash;
+  const bool src_is_a = k.src_is_a;
   Flow* f = flows_.Find(key, hash);
   // A new SYN on a connection that already ended starts a new flow (port reuse).
   if (f != nullptr && f->state == TcpState::kClosing && f->is_tcp &&

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "agent/capture/event_source.h"
@@ -46,6 +47,10 @@ class FlowTracker : public capture::EventSink {
   ~FlowTracker() override;
 
   void OnPacket(const capture::PacketView& packet) override;
+  // Decodes up to kLookahead packets ahead and prefetches their flows' index slots and flows
+  // before handling them in order, as OnPacket would (a large flow table misses the caches on
+  // nearly every lookup otherwise).
+  void OnPackets(std::span<const capture::PacketView> packets) override;
   void OnIdle(uint64_t now_ns) override;
 
   // End of input: closes every flow (its real close type if it had one, else agent_exit),
@@ -67,6 +72,15 @@ class FlowTracker : public capture::EventSink {
   // only move a flow when its deadline gets earlier, so most packets never touch the wheel.
   static constexpr uint32_t kWheelSlots = 1024;
 
+  static constexpr size_t kLookahead = 16;
+  // A decoded packet's flow key, its hash and which endpoint sent it.
+  struct KeyedPacket {
+    FlowKey key;
+    uint64_t hash = 0;
+    bool src_is_a = true;
+  };
+  // Everything OnPacket does after decoding; `k` is set when `r` is kOk.
+  void Handle(uint64_t now, DecodeResult r, const DecodedPacket& p, const KeyedPacket& k);
   Flow* CreateFlow(const FlowKey& key, uint64_t hash, bool src_is_a, const DecodedPacket& p);
   void ProcessTcp(Flow& f, int dir, const DecodedPacket& p);
   void ProcessUdp(Flow& f, int dir, const DecodedPacket& p);

@@ -4,6 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <span>
+#include <string>
+#include <vector>
+
 #include "agent/flow/testing/collecting_sink.h"
 #include "agent/flow/testing/packet_builder.h"
 
@@ -386,6 +391,109 @@ TEST_F(FlowTrackerTest, DecodeFailuresAreCounted) {
   EXPECT_EQ(tracker_->decode_count(DecodeResult::kUnsupportedLink), 1u);
   EXPECT_EQ(registry_.CounterTotal("sonde_agent_flow_packets_total"), 2u);
   EXPECT_EQ(tracker_->active_flows(), 0u);
+}
+
+// The same packets through OnPackets, in windows of any size, and through OnPacket one by one
+// give the same records, streams and counts: decoding ahead changes nothing, not even after a
+// reassembled datagram, whose payload the decoder's next reassembly overwrites.
+TEST(FlowTrackerBatchTest, OnPacketsEqualsOnPacketOneByOne) {
+  std::vector<Bytes> frames;
+  std::vector<uint64_t> times;
+  uint64_t t = 100 * kSec;
+  auto add = [&](Bytes b) {
+    frames.push_back(std::move(b));
+    times.push_back(t);
+    t += kMs;
+  };
+  auto udp4 = [](const std::string& src, const std::string& dst, uint16_t sport, uint16_t dport,
+                 const std::string& payload) {
+    return Ethernet(0x0800, Ipv4(src, dst, 17, Udp(sport, dport, payload)));
+  };
+  // 40 UDP flows, more than a lookahead window: a datagram each way.
+  for (int i = 0; i < 40; ++i) {
+    const std::string client = "10.0.1." + std::to_string(i + 1);
+    const auto port = static_cast<uint16_t>(30000 + i);
+    add(udp4(client, "10.0.0.53", port, 5353, "q" + std::to_string(i)));
+    add(udp4("10.0.0.53", client, 5353, port, "a" + std::to_string(i)));
+  }
+  // Three fragmented datagrams of three flows, each completed right after the previous one.
+  for (int d = 0; d < 3; ++d) {
+    const Bytes udp = Udp(static_cast<uint16_t>(6000 + d), 7000, std::string(40, static_cast<char>('x' + d)));
+    const Bytes first(udp.begin(), udp.begin() + 24), second(udp.begin() + 24, udp.end());
+    const auto id = static_cast<uint16_t>(90 + d);
+    add(Ethernet(0x0800, Ipv4("10.2.0.1", "10.2.0.2", 17, first, id, 0x2000)));
+    add(Ethernet(0x0800, Ipv4("10.2.0.1", "10.2.0.2", 17, second, id, 3)));  // offset 24
+  }
+  // Garbage, a TCP conversation, and the UDP flows once more.
+  add(Bytes{1, 2, 3});
+  const std::string req = "GET / HTTP/1.1\r\n\r\n", resp = "HTTP/1.1 200 OK\r\n\r\n";
+  add(EthTcp4("10.0.0.1", "10.0.0.2", {.sport = 40000, .dport = 80, .seq = 100, .flags = S}));
+  add(EthTcp4("10.0.0.2", "10.0.0.1", {.sport = 80, .dport = 40000, .seq = 500, .ack = 101, .flags = S | A}));
+  add(EthTcp4("10.0.0.1", "10.0.0.2", {.sport = 40000, .dport = 80, .seq = 101, .ack = 501, .flags = A}));
+  add(EthTcp4("10.0.0.1", "10.0.0.2",
+              {.sport = 40000, .dport = 80, .seq = 101, .ack = 501, .flags = A | P, .payload = req}));
+  add(EthTcp4("10.0.0.2", "10.0.0.1",
+              {.sport = 80, .dport = 40000, .seq = 501, .ack = 119, .flags = A | P, .payload = resp}));
+  for (int i = 0; i < 40; ++i) {
+    add(udp4("10.0.1." + std::to_string(i + 1), "10.0.0.53", static_cast<uint16_t>(30000 + i), 5353, "again"));
+  }
+
+  struct Result {
+    CollectingSink sink;
+    CollectingHandler handler;
+    uint64_t ok = 0, truncated = 0;
+  };
+  auto run = [&](size_t window, Result* r) {
+    FlowTracker tracker(FlowTrackerConfig{}, &r->sink, &r->handler, nullptr);
+    std::vector<capture::PacketView> views(frames.size());
+    for (size_t i = 0; i < frames.size(); ++i) {
+      views[i].timestamp_ns = times[i];
+      views[i].data = frames[i];
+      views[i].wire_length = static_cast<uint32_t>(frames[i].size());
+    }
+    const std::span<const capture::PacketView> all(views);
+    for (size_t i = 0; i < all.size(); i += std::max<size_t>(window, 1)) {
+      if (window == 0) {
+        tracker.OnPacket(all[i]);
+      } else {
+        tracker.OnPackets(all.subspan(i, std::min(window, all.size() - i)));
+      }
+    }
+    tracker.FlushAll(t + kSec);
+    r->ok = tracker.decode_count(DecodeResult::kOk);
+    r->truncated = tracker.decode_count(DecodeResult::kTruncated);
+  };
+  auto serialized = [](const auto& records) {
+    std::vector<std::string> out;
+    for (const auto& rec : records) out.push_back(rec.SerializeAsString());
+    return out;
+  };
+  Result want;
+  run(0, &want);
+  ASSERT_EQ(want.sink.l4.size(), 40u + 3u + 1u);
+  ASSERT_EQ(want.handler.streams.size(), 44u);
+  for (const auto& [id, st] : want.handler.streams) {
+    if (st.conn.tuple.src_port >= 6000 && st.conn.tuple.src_port < 6003) {
+      EXPECT_EQ(st.bytes[0], std::string(40, static_cast<char>('x' + st.conn.tuple.src_port - 6000)));
+    }
+  }
+  for (size_t window : {1, 2, 7, 16, 17, 1000}) {
+    SCOPED_TRACE("window " + std::to_string(window));
+    Result got;
+    run(window, &got);
+    EXPECT_EQ(serialized(got.sink.l4), serialized(want.sink.l4));
+    EXPECT_EQ(serialized(got.sink.net), serialized(want.sink.net));
+    EXPECT_EQ(got.ok, want.ok);
+    EXPECT_EQ(got.truncated, want.truncated);
+    ASSERT_EQ(got.handler.streams.size(), want.handler.streams.size());
+    for (const auto& [id, st] : want.handler.streams) {
+      const auto& other = got.handler.streams[id];
+      EXPECT_EQ(other.bytes[0], st.bytes[0]) << "flow " << id;
+      EXPECT_EQ(other.bytes[1], st.bytes[1]) << "flow " << id;
+      EXPECT_EQ(other.datagrams, st.datagrams) << "flow " << id;
+      EXPECT_EQ(other.closed, st.closed) << "flow " << id;
+    }
+  }
 }
 
 }  // namespace

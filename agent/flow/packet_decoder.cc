@@ -432,6 +432,7 @@ DecodeResult PacketDecoder::AddFragment(const FragKey& key, uint32_t offset, boo
   }
   if (covered < dg.total_len) return DecodeResult::kFragmentPending;
   reassembled_.assign(dg.data.begin(), dg.data.begin() + dg.total_len);
+  ++datagrams_reassembled_;
   *first_next_header = dg.next_header;
   DropDatagram(it);
   *whole = Bytes(reassembled_.data(), reassembled_.size());

@@ -76,6 +76,9 @@ class PacketDecoder {
 
   size_t pending_fragment_datagrams() const { return fragments_.size(); }
   size_t pending_fragment_bytes() const { return fragment_bytes_; }
+  // Fragmented datagrams completed so far. The payload of the last one lives in a buffer the
+  // next completed datagram overwrites.
+  uint64_t datagrams_reassembled() const { return datagrams_reassembled_; }
 
  private:
   struct FragKey {
@@ -116,6 +119,7 @@ class PacketDecoder {
   PacketDecoderConfig config_;
   std::map<FragKey, FragDatagram> fragments_;
   std::vector<uint8_t> reassembled_;  // last completed datagram; payload spans point here
+  uint64_t datagrams_reassembled_ = 0;
   size_t fragment_bytes_ = 0;
   uint64_t now_ns_ = 0;
   uint64_t last_expire_ns_ = 0;

@@ -1,9 +1,15 @@
 // Fuzzes PacketDecoder and FlowTracker with arbitrary frames. Input: byte 0 picks the link type,
 // bytes 1.. are the captured frame; a sequence of frames is separated by the 4-byte marker
-// "SNDE" so stateful paths (fragments, reassembly, timeouts) are reached too.
+// "SNDE" so stateful paths (fragments, reassembly, timeouts) are reached too. The frames go
+// through one tracker one by one and through another in windows (FlowTracker::OnPackets); any
+// difference in their records or streams aborts.
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <span>
 #include <string_view>
+#include <vector>
 
 #include "agent/flow/flow_tracker.h"
 #include "agent/flow/testing/collecting_sink.h"
@@ -22,12 +28,7 @@ LinkType PickLink(uint8_t b) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  sonde::agent::flow::testing::CollectingSink sink;
-  sonde::agent::flow::testing::CollectingHandler handler;
-  sonde::agent::flow::FlowTrackerConfig cfg;
-  cfg.max_flows = 64;
-  cfg.max_reassembly_bytes = 4096;
-  sonde::agent::flow::FlowTracker tracker(cfg, &sink, &handler, nullptr);
+  std::vector<sonde::agent::capture::PacketView> frames;
   std::string_view all(reinterpret_cast<const char*>(data), size);
   uint64_t ts = 1'000'000'000;
   size_t pos = 0;
@@ -42,8 +43,33 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     v.wire_length = static_cast<uint32_t>(v.data.size());
     v.timestamp_ns = ts;
     ts += 400'000'000;  // 0.4 s per frame: ticks and timeouts fire
-    tracker.OnPacket(v);
+    frames.push_back(v);
+  }
+  // The same frames one by one and in windows (decoded ahead): the same records must come out.
+  sonde::agent::flow::FlowTrackerConfig cfg;
+  cfg.max_flows = 64;
+  cfg.max_reassembly_bytes = 4096;
+  sonde::agent::flow::testing::CollectingSink sink, batched_sink;
+  sonde::agent::flow::testing::CollectingHandler handler, batched_handler;
+  sonde::agent::flow::FlowTracker tracker(cfg, &sink, &handler, nullptr);
+  sonde::agent::flow::FlowTracker batched(cfg, &batched_sink, &batched_handler, nullptr);
+  for (const sonde::agent::capture::PacketView& v : frames) tracker.OnPacket(v);
+  const std::span<const sonde::agent::capture::PacketView> views(frames);
+  constexpr size_t kWindow = 5;
+  for (size_t i = 0; i < views.size(); i += kWindow) {
+    batched.OnPackets(views.subspan(i, std::min(kWindow, views.size() - i)));
   }
   tracker.FlushAll(ts);
+  batched.FlushAll(ts);
+  if (sink.l4.size() != batched_sink.l4.size() || handler.streams.size() != batched_handler.streams.size()) {
+    std::abort();
+  }
+  for (size_t i = 0; i < sink.l4.size(); ++i) {
+    if (sink.l4[i].SerializeAsString() != batched_sink.l4[i].SerializeAsString()) std::abort();
+  }
+  for (const auto& [id, st] : handler.streams) {
+    const auto& other = batched_handler.streams[id];
+    if (st.bytes[0] != other.bytes[0] || st.bytes[1] != other.bytes[1]) std::abort();
+  }
   return 0;
 }

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -50,6 +51,12 @@ class ClockedSink : public capture::EventSink {
   void OnPacket(const capture::PacketView& p) override {
     if (p.timestamp_ns > last_ns_) last_ns_ = p.timestamp_ns;
     next_->OnPacket(p);
+  }
+  void OnPackets(std::span<const capture::PacketView> ps) override {
+    for (const capture::PacketView& p : ps) {
+      if (p.timestamp_ns > last_ns_) last_ns_ = p.timestamp_ns;
+    }
+    next_->OnPackets(ps);
   }
   void OnIdle(uint64_t now_ns) override {
     if (now_ns > last_ns_) last_ns_ = now_ns;

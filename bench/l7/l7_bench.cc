@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -123,6 +124,13 @@ class ClockedSink final : public sonde::agent::capture::EventSink {
     if (p.timestamp_ns > last_ns) last_ns = p.timestamp_ns;
     ++packets;
     next_->OnPacket(p);
+  }
+  void OnPackets(std::span<const sonde::agent::capture::PacketView> ps) override {
+    for (const auto& p : ps) {
+      if (p.timestamp_ns > last_ns) last_ns = p.timestamp_ns;
+    }
+    packets += ps.size();
+    next_->OnPackets(ps);
   }
   void OnIdle(uint64_t now) override { next_->OnIdle(now); }
   uint64_t last_ns = 0, packets = 0;

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <regex>
+#include <span>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -46,6 +47,10 @@ class ClockedSink final : public agent::capture::EventSink {
   void OnPacket(const agent::capture::PacketView& p) override {
     last_ns_ = std::max(last_ns_, p.timestamp_ns);
     next_->OnPacket(p);
+  }
+  void OnPackets(std::span<const agent::capture::PacketView> ps) override {
+    for (const agent::capture::PacketView& p : ps) last_ns_ = std::max(last_ns_, p.timestamp_ns);
+    next_->OnPackets(ps);
   }
   void OnIdle(uint64_t now_ns) override {
     last_ns_ = std::max(last_ns_, now_ns);

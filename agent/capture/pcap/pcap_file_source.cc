@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -135,7 +136,21 @@ Status PcapFileSource::RunMapped(EventSink& sink, const std::atomic<bool>& stop,
   size_t off = 24;
   uint64_t last_ns = 0;
   const size_t size = file.size();
-  while (off < size && !stop.load(std::memory_order_relaxed)) {
+  // Packets go to the sink a batch at a time (the whole file stays mapped, so their views stay
+  // valid), which lets it look ahead; every exit hands over what is batched first.
+  constexpr size_t kBatch = 32;
+  std::array<PacketView, kBatch> batch;
+  size_t batched = 0;
+  auto deliver = [&] {
+    if (batched == 0) return;
+    sink.OnPackets(std::span<const PacketView>(batch.data(), batched));
+    batched = 0;
+  };
+  while (off < size && (batched != 0 || !stop.load(std::memory_order_relaxed))) {
+    if (batched == kBatch) {
+      deliver();
+      continue;  // the stop flag is looked at between batches
+    }
     if (size - off < 16) {
       ++stats_.malformed;  // a record header cut short: the file ends here
       break;
@@ -147,6 +162,7 @@ Status PcapFileSource::RunMapped(EventSink& sink, const std::atomic<bool>& stop,
     const uint32_t len = Load32(h + 12, swapped);
     if (caplen > kMaxSnaplen) {
       ++stats_.malformed;
+      deliver();
       return DataLossError("corrupt capture " + path_ + " after " + std::to_string(stats_.events) +
                            " packets: invalid packet capture length " + std::to_string(caplen));
     }
@@ -158,17 +174,18 @@ Status PcapFileSource::RunMapped(EventSink& sink, const std::atomic<bool>& stop,
     // See the libpcap path below for why the wire length is at least the captured length.
     const uint32_t wire_length = std::max(len, kept);
     const uint64_t ts_ns = uint64_t{sec} * 1'000'000'000ull + (nano ? frac : uint64_t{frac} * 1000);
-    PacketView view;
+    PacketView& view = batch[batched++];
+    view = PacketView{};
     view.timestamp_ns = ts_ns;
     view.data = std::span<const uint8_t>(h + 16, kept);
     view.wire_length = wire_length;
     view.link_type = link;
     ++stats_.events;
     stats_.bytes += kept;
-    sink.OnPacket(view);
     last_ns = std::max(last_ns, ts_ns);
     off += 16 + size_t{caplen};
   }
+  deliver();
   if (last_ns != 0) sink.OnIdle(last_ns);
   return Status::Ok();
 }

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <vector>
 
 namespace sonde::agent::capture {
@@ -148,6 +149,32 @@ TEST(PcapFileSourceTest, CorruptRecordHeader) {
   EXPECT_EQ(s.code(), StatusCode::kDataLoss);
   EXPECT_EQ(rec.ts.size(), 1u);
   EXPECT_EQ(src.stats().malformed, 1u);
+  std::filesystem::remove(path);
+}
+
+// A sink that takes batches gets every packet, in order, a batch of up to 32 at a time.
+TEST(PcapFileSourceTest, MappedFileDeliversBatchesInOrder) {
+  struct BatchRecorder : EventSink {
+    void OnPacket(const PacketView&) override { ++singles; }
+    void OnPackets(std::span<const PacketView> ps) override {
+      batches.push_back(ps.size());
+      for (const PacketView& p : ps) ts.push_back(p.timestamp_ns);
+    }
+    std::vector<size_t> batches;
+    std::vector<uint64_t> ts;
+    int singles = 0;
+  };
+  std::string path = WritePcap("batches.pcap", 70);
+  PcapFileSource src(path);
+  BatchRecorder rec;
+  std::atomic<bool> stop{false};
+  ASSERT_TRUE(src.Run(rec, stop).ok());
+  EXPECT_EQ(rec.singles, 0);
+  EXPECT_EQ(rec.batches, (std::vector<size_t>{32, 32, 6}));
+  ASSERT_EQ(rec.ts.size(), 70u);
+  for (size_t i = 0; i < rec.ts.size(); ++i) {
+    EXPECT_EQ(rec.ts[i], (1000 + i) * 1'000'000'000ull + (i + 1) * 1000) << i;
+  }
   std::filesystem::remove(path);
 }
 
