@@ -28,6 +28,7 @@ struct L7Analyzer::Connection {
   // Flow tracking guessed the roles (no handshake seen) and the protocol showed the opposite:
   // directions are flipped for this connection and `info` holds the corrected tuple.
   bool swapped = false;
+  uint32_t open_index = 0;  // in L7Analyzer::open_
 };
 
 namespace {
@@ -104,9 +105,9 @@ L7Analyzer::~L7Analyzer() = default;
 
 L7Analyzer::Connection* L7Analyzer::FindOrCreate(const flow::ConnectionInfo& conn,
                                                  uint64_t now_ns) {
-  auto it = conns_.find(conn.flow_id);
-  if (it != conns_.end()) {
-    Connection* c = it->second.get();
+  Table::Entry* e = table_.FindOrSlot(conn.flow_id);
+  if (e->state == Table::State::kOpen) {
+    Connection* c = e->open;
     // Process attribution can arrive after the first bytes (eBPF): keep the latest. (Compared
     // in place: building the swapped copy for the comparison cost a ConnectionInfo copy per chunk.)
     const uint32_t pid_0 = c->swapped ? conn.process_1.pid : conn.process_0.pid;
@@ -118,11 +119,9 @@ L7Analyzer::Connection* L7Analyzer::FindOrCreate(const flow::ConnectionInfo& con
     return c;
   }
   // A dormant connection (see Park) resumes where it stopped; it was never dropped, so the
-  // connection limit does not apply to it.
-  L7Protocol dormant_protocol = L7Protocol::L7_PROTOCOL_UNKNOWN;
-  uint64_t dormant_last_ns = 0;
-  const uint16_t resume = closed_.Dormant(conn.flow_id, &dormant_protocol, &dormant_last_ns);
-  if (resume == 0 && conns_.size() >= options_.max_connections) {
+  // connection limit does not apply to it. A closed one that sees data again starts afresh.
+  const bool resume = e->state == Table::State::kDormant;
+  if (!resume && table_.open() >= options_.max_connections) {
     connections_dropped_->Inc();
     return nullptr;
   }
@@ -133,34 +132,34 @@ L7Analyzer::Connection* L7Analyzer::FindOrCreate(const flow::ConnectionInfo& con
   } else {
     c = std::make_unique<Connection>();
   }
-  if (resume != 0) {
+  if (resume) {
     c->phase = Connection::Phase::kParsing;
-    c->spec = &Protocols()[(resume & kResumeSpecMask) - 1];
-    c->reported = dormant_protocol;
-    c->swapped = (resume & kResumeSwapped) != 0;
+    c->spec = &Protocols()[(e->resume & kResumeSpecMask) - 1];
+    c->reported = e->protocol;
+    c->swapped = (e->resume & kResumeSwapped) != 0;
     c->info = c->swapped ? Swapped(conn) : conn;
-    c->last_ns = std::max(dormant_last_ns, now_ns);
+    c->last_ns = std::max(e->ns, now_ns);
   } else {
     c->info = conn;
     c->last_ns = now_ns;
   }
   Connection* raw = c.get();
-  if (!free_nodes_.empty()) {
-    ConnectionMap::node_type node = std::move(free_nodes_.back());
-    free_nodes_.pop_back();
-    node.key() = conn.flow_id;
-    node.mapped() = std::move(c);
-    conns_.insert(std::move(node));
-  } else {
-    conns_.emplace(conn.flow_id, std::move(c));
-  }
-  if (conn.flow_id == last_closed_id_) last_closed_valid_ = false;
-  // An entry left in closed_ is not erased (that shifted the rest of its run back, and runs of
-  // sequential ids are long): while the connection is open, conns_ answers for it, and its
-  // close or park overwrites the entry. A dormant one just stops counting as dormant.
-  if (resume != 0) closed_.CloseDormant(conn.flow_id, dormant_last_ns);
-  connections_->Set(static_cast<int64_t>(conns_.size() + closed_.dormant()));
+  raw->open_index = static_cast<uint32_t>(open_.size());
+  open_.push_back(std::move(c));
+  table_.Open(e, conn.flow_id, raw);  // e is invalid from here
+  connections_->Set(static_cast<int64_t>(table_.open() + table_.dormant()));
   return raw;
+}
+
+std::unique_ptr<L7Analyzer::Connection> L7Analyzer::RemoveOpen(Connection* c) {
+  const uint32_t i = c->open_index;
+  std::unique_ptr<Connection> out = std::move(open_[i]);
+  if (i + 1 != open_.size()) {
+    open_[i] = std::move(open_.back());
+    open_[i]->open_index = i;
+  }
+  open_.pop_back();
+  return out;
 }
 
 std::span<const ProtocolSpec> L7Analyzer::Protocols() const {
@@ -170,21 +169,10 @@ std::span<const ProtocolSpec> L7Analyzer::Protocols() const {
 void L7Analyzer::Park(Connection* c) {
   // What resuming needs: the parsing protocol, the role swap and the reported protocol (the
   // connection fields come back with the next chunk's ConnectionInfo; the parser was idle).
-  const uint64_t flow_id = c->info.flow_id;
   const auto spec_index = static_cast<uint16_t>(c->spec - Protocols().data());
   const uint16_t resume = static_cast<uint16_t>((spec_index + 1) | (c->swapped ? kResumeSwapped : 0));
-  closed_.PutDormant(flow_id, c->reported, c->last_ns, resume);
-  auto it = conns_.find(flow_id);
-  Recycle(std::move(it->second));
-  EraseConnection(it);
-}
-
-void L7Analyzer::EraseConnection(ConnectionMap::iterator it) {
-  ConnectionMap::node_type node = conns_.extract(it);
-  if (free_nodes_.size() < kMaxPooled) {
-    node.mapped().reset();  // the connection object was recycled or is freed here
-    free_nodes_.push_back(std::move(node));
-  }
+  table_.Park(table_.Find(c->info.flow_id), c->reported, c->last_ns, resume);
+  Recycle(RemoveOpen(c));
 }
 
 void L7Analyzer::OnData(const flow::ConnectionInfo& conn, flow::StreamDirection dir,
@@ -209,7 +197,7 @@ void L7Analyzer::OnData(const flow::ConnectionInfo& conn, flow::StreamDirection 
     if (c->parser->gave_up()) {
       c->phase = Connection::Phase::kGaveUp;
     } else if ((c->info.tuple.protocol == net::IpProtocol::kUdp ||
-                conns_.size() > kParkTcpAbove) &&
+                table_.open() > kParkTcpAbove) &&
                c->parser->idle()) {
       // Nothing waits in it (e.g. a DNS flow after its answer, an HTTP/1 connection between
       // exchanges): the parser goes back to the pool until the next message, and the
@@ -407,21 +395,19 @@ void L7Analyzer::FillConnectionFields(const flow::ConnectionInfo& info,
 }
 
 void L7Analyzer::CloseConnection(uint64_t flow_id, uint64_t now_ns) {
-  last_closed_id_ = flow_id;
-  last_closed_valid_ = true;
-  // A dormant connection is never in conns_ (resuming it turns its entry closed): closing it
-  // needs no (missing) lookup there.
-  if (closed_.CloseDormant(flow_id, now_ns)) return;
-  auto it = conns_.find(flow_id);
-  if (it == conns_.end()) return;
-  Connection* c = it->second.get();
-  if (c->phase == Connection::Phase::kParsing || c->phase == Connection::Phase::kGaveUp) {
-    StitchAndEmit(c, now_ns, true);
+  Table::Entry* e = table_.Find(flow_id);
+  if (e == nullptr || e->state == Table::State::kClosed) return;
+  if (e->state == Table::State::kDormant) {
+    table_.Close(e, e->protocol, now_ns);
+  } else {
+    Connection* c = e->open;
+    if (c->phase == Connection::Phase::kParsing || c->phase == Connection::Phase::kGaveUp) {
+      StitchAndEmit(c, now_ns, true);  // touches no table entry: e stays valid
+    }
+    table_.Close(e, c->reported, now_ns);
+    Recycle(RemoveOpen(c));
   }
-  closed_.Put(flow_id, c->reported, now_ns);
-  Recycle(std::move(it->second));
-  EraseConnection(it);
-  connections_->Set(static_cast<int64_t>(conns_.size() + closed_.dormant()));
+  connections_->Set(static_cast<int64_t>(table_.open() + table_.dormant()));
 }
 
 void L7Analyzer::Recycle(std::unique_ptr<Connection> c) {
@@ -453,45 +439,44 @@ void L7Analyzer::OnTick(uint64_t now_ns) {
   if (now_ns >= last_scan_ns_ + options_.scan_interval_ns || now_ns < last_scan_ns_) {
     last_scan_ns_ = now_ns;
     std::vector<uint64_t> idle;
-    for (auto& [id, c] : conns_) {
+    // In open_ order: deterministic (it follows the order connections opened and closed).
+    for (const std::unique_ptr<Connection>& c : open_) {
       if (c->last_ns + options_.idle_timeout_ns <= now_ns) {
-        idle.push_back(id);
+        idle.push_back(c->info.flow_id);
       } else if (c->parser != nullptr && c->parser->has_pending()) {
         StitchAndEmit(c.get(), now_ns, false);
       }
     }
     for (uint64_t id : idle) CloseConnection(id, now_ns);
     if (now_ns >= options_.idle_timeout_ns) {
-      closed_.CloseDormantUpTo(now_ns - options_.idle_timeout_ns, now_ns);
+      table_.CloseDormantUpTo(now_ns - options_.idle_timeout_ns, now_ns);
     }
     const uint64_t keep_ns = 2 * options_.idle_timeout_ns;
-    if (now_ns >= keep_ns) closed_.EraseClosedUpTo(now_ns - keep_ns);
+    if (now_ns >= keep_ns) table_.EraseClosedUpTo(now_ns - keep_ns);
   }
   if (options_.app_metrics) app_metrics_.Advance(now_ns);
 }
 
 void L7Analyzer::FlushAll(uint64_t now_ns) {
   std::vector<uint64_t> ids;
-  ids.reserve(conns_.size());
-  for (const auto& [id, c] : conns_) ids.push_back(id);
+  ids.reserve(open_.size());
+  for (const std::unique_ptr<Connection>& c : open_) ids.push_back(c->info.flow_id);
   std::sort(ids.begin(), ids.end());  // deterministic output order
   for (uint64_t id : ids) CloseConnection(id, now_ns);
-  closed_.CloseDormantUpTo(~0ULL, now_ns);
+  table_.CloseDormantUpTo(~0ULL, now_ns);
   if (options_.app_metrics) app_metrics_.FlushAll();
 }
 
 common::v1::L7Protocol L7Analyzer::ProtocolOf(uint64_t flow_id) const {
-  if (!last_closed_valid_ || flow_id != last_closed_id_) {
-    auto it = conns_.find(flow_id);
-    if (it != conns_.end()) return it->second->reported;
-  }
-  const L7Protocol* closed = closed_.Find(flow_id);
-  return closed == nullptr ? L7Protocol::L7_PROTOCOL_UNKNOWN : *closed;
+  const Table::Entry* e = table_.Find(flow_id);
+  if (e == nullptr) return L7Protocol::L7_PROTOCOL_UNKNOWN;
+  return e->state == Table::State::kOpen ? e->open->reported : e->protocol;
 }
 
 bool L7Analyzer::Abandoned(uint64_t flow_id) const {
-  auto it = conns_.find(flow_id);
-  return it != conns_.end() && it->second->phase == Connection::Phase::kUnknown;
+  const Table::Entry* e = table_.Find(flow_id);
+  return e != nullptr && e->state == Table::State::kOpen &&
+         e->open->phase == Connection::Phase::kUnknown;
 }
 
 }  // namespace sonde::agent::protocols

@@ -8,14 +8,13 @@
 #include <memory>
 #include <span>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "agent/export/record_sink.h"
 #include "agent/flow/stream_handler.h"
 #include "agent/protocols/common/app_metrics_aggregator.h"
-#include "agent/protocols/common/closed_protocols.h"
 #include "agent/protocols/common/connection_parser.h"
+#include "agent/protocols/common/connection_table.h"
 #include "agent/protocols/common/registry.h"
 #include "common/metrics/registry.h"
 
@@ -54,7 +53,7 @@ class L7Analyzer final : public flow::StreamHandler {
   void FlushAll(uint64_t now_ns);
 
   // Open connections, dormant ones included.
-  size_t connection_count() const { return conns_.size() + closed_.dormant(); }
+  size_t connection_count() const { return table_.open() + table_.dormant(); }
 
  private:
   struct Connection;
@@ -66,8 +65,8 @@ class L7Analyzer final : public flow::StreamHandler {
   void FillConnectionFields(const flow::ConnectionInfo& info, v1::L7RequestLog* rec) const;
   const ParserCounters* CountersFor(const ProtocolSpec* spec);
   void CloseConnection(uint64_t flow_id, uint64_t now_ns);
-  // An open connection whose parser is idle and released leaves conns_ for a dormant entry in
-  // closed_ (and its object goes back to the pool); FindOrCreate resumes it.
+  // An open connection whose parser is idle and released becomes a dormant entry of table_
+  // (and its object goes back to the pool); FindOrCreate resumes it.
   void Park(Connection* c);
   std::span<const ProtocolSpec> Protocols() const;
   void Recycle(std::unique_ptr<Connection> c);
@@ -87,14 +86,14 @@ class L7Analyzer final : public flow::StreamHandler {
   L7AnalyzerOptions options_;
   AppMetricsAggregator app_metrics_;
 
-  using ConnectionMap = std::unordered_map<uint64_t, std::unique_ptr<Connection>>;
-  ConnectionMap conns_;
-  // Emptied nodes of conns_ (closed and parked connections), reused by the next insertions so
-  // that parking and resuming a connection allocates no node. Bounded by kMaxPooled.
-  std::vector<ConnectionMap::node_type> free_nodes_;
-  void EraseConnection(ConnectionMap::iterator it);
-  // Protocols of recently closed connections, so ProtocolOf works after OnClose.
-  ClosedProtocols closed_;
+  using Table = ConnectionTable<Connection>;
+  // Every flow by id: open (pointing into open_), dormant (see Park) or recently closed (so
+  // ProtocolOf works after OnClose; expired by OnTick).
+  Table table_;
+  // The open connections' objects, in no particular order (each knows its index): OnTick scans
+  // them without walking the table's closed entries.
+  std::vector<std::unique_ptr<Connection>> open_;
+  std::unique_ptr<Connection> RemoveOpen(Connection* c);
   std::map<common::v1::L7Protocol, std::unique_ptr<ParserCounters>> counters_;
   std::map<common::v1::L7Protocol, metrics::Counter*> records_by_protocol_;
   RecordBuffer scratch_;  // message objects reused across Stitch calls
@@ -106,10 +105,6 @@ class L7Analyzer final : public flow::StreamHandler {
   }
   std::vector<std::unique_ptr<Connection>> free_conns_;
   uint64_t last_scan_ns_ = 0;
-  // The flow CloseConnection handled last, known not to be in conns_ until FindOrCreate adds it
-  // again: ProtocolOf, which flow tracking calls right after OnClose, then skips conns_.
-  uint64_t last_closed_id_ = 0;
-  bool last_closed_valid_ = false;
 
   metrics::Counter* inferred_ = nullptr;
   metrics::Counter* inference_failed_ = nullptr;

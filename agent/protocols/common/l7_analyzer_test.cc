@@ -277,5 +277,125 @@ TEST(L7AnalyzerPoolTest, ReusedParsersKeepTheirProtocol) {
   }
 }
 
+flow::ConnectionInfo DnsConn(uint64_t id) {
+  flow::ConnectionInfo c;
+  c.flow_id = id;
+  c.tuple.src_ip = *net::IpAddress::Parse("10.0.0.1");
+  c.tuple.dst_ip = *net::IpAddress::Parse("10.0.0.53");
+  c.tuple.src_port = static_cast<uint16_t>(1024 + id % 60000);
+  c.tuple.dst_port = 53;
+  c.tuple.protocol = net::IpProtocol::kUdp;
+  return c;
+}
+
+void DnsExchange(L7Analyzer* a, const flow::ConnectionInfo& conn, uint16_t id,
+                 std::string_view name, uint64_t ts, bool answer = true) {
+  const std::string q = DnsMessage(id, name, false);
+  flow::StreamChunk qc = Chunk(q, ts);
+  qc.is_datagram = true;
+  a->OnData(conn, flow::StreamDirection::kRequest, qc);
+  if (!answer) return;
+  const std::string r = DnsMessage(id, name, true);
+  flow::StreamChunk rc = Chunk(r, ts + 3000);
+  rc.is_datagram = true;
+  a->OnData(conn, flow::StreamDirection::kResponse, rc);
+}
+
+// Thousands of flows whose ids span far more than the connection table (sequential runs of
+// two workers, and scattered ids), each parked after its answer, resumed by a second exchange,
+// then closed or flushed: every exchange is a record, and ProtocolOf answers throughout.
+TEST(L7AnalyzerTableTest, ManyFlowsParkResumeAndClose) {
+  testing::CollectingSink sink;
+  metrics::Registry metrics;
+  L7Analyzer a(&sink, &metrics);
+  std::vector<uint64_t> ids;
+  for (uint64_t i = 0; i < 1500; ++i) ids.push_back((uint64_t{1} << 32) + i);
+  for (uint64_t i = 0; i < 1500; ++i) ids.push_back((uint64_t{2} << 32) + i);
+  for (uint64_t i = 0; i < 1000; ++i) ids.push_back(i * 7919 + 100000);
+  uint64_t ts = 10 * kSec;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    DnsExchange(&a, DnsConn(ids[i]), static_cast<uint16_t>(i), "a.example.test", ts += 1000);
+  }
+  ASSERT_EQ(sink.l7.size(), ids.size());
+  EXPECT_EQ(a.connection_count(), ids.size());  // all dormant, still counted
+  for (uint64_t id : ids) ASSERT_EQ(a.ProtocolOf(id), common::v1::L7_PROTOCOL_DNS) << id;
+  EXPECT_EQ(a.ProtocolOf(99), common::v1::L7_PROTOCOL_UNKNOWN);
+  // Resumed in reverse order; the last 100 keep a query unanswered (open, not dormant).
+  for (size_t k = ids.size(); k-- > 0;) {
+    DnsExchange(&a, DnsConn(ids[k]), static_cast<uint16_t>(k + 7), "b.example.test",
+                ts += 1000, /*answer=*/k >= 100);
+  }
+  ASSERT_EQ(sink.l7.size(), 2 * ids.size() - 100);
+  for (size_t i = ids.size(); i < sink.l7.size(); ++i) {
+    ASSERT_EQ(sink.l7[i].request_resource(), "b.example.test");
+    ASSERT_EQ(sink.l7[i].response_status(), common::v1::RESPONSE_STATUS_OK);
+  }
+  EXPECT_EQ(a.connection_count(), ids.size());
+  // Close every other flow: they still answer ProtocolOf, and no longer count.
+  for (size_t i = 0; i < ids.size(); i += 2) {
+    a.OnClose(DnsConn(ids[i]), ts += 1000);
+    ASSERT_EQ(a.ProtocolOf(ids[i]), common::v1::L7_PROTOCOL_DNS);
+  }
+  EXPECT_EQ(a.connection_count(), ids.size() / 2);
+  a.FlushAll(ts + kSec);
+  EXPECT_EQ(a.connection_count(), 0u);
+  EXPECT_EQ(sink.l7.size(), 2 * ids.size());  // the 100 unanswered queries timed out
+  for (size_t i = 2 * ids.size() - 100; i < sink.l7.size(); ++i) {
+    ASSERT_EQ(sink.l7[i].response_status(), common::v1::RESPONSE_STATUS_TIMEOUT);
+  }
+  for (uint64_t id : ids) ASSERT_EQ(a.ProtocolOf(id), common::v1::L7_PROTOCOL_DNS) << id;
+  // A closed flow that sees data again is analysed afresh.
+  DnsExchange(&a, DnsConn(ids[0]), 1, "c.example.test", ts + 2 * kSec);
+  EXPECT_EQ(sink.l7.back().request_resource(), "c.example.test");
+  EXPECT_EQ(a.connection_count(), 1u);
+  // Closed entries expire after twice the idle timeout; open and dormant ones never do.
+  const uint64_t later = ts + 2 * L7AnalyzerOptions{}.idle_timeout_ns + 3 * kSec;
+  a.OnTick(later);
+  EXPECT_EQ(a.ProtocolOf(ids[1]), common::v1::L7_PROTOCOL_UNKNOWN);
+  EXPECT_EQ(a.ProtocolOf(ids[0]), common::v1::L7_PROTOCOL_DNS);  // dormant again
+}
+
+// The connection limit counts open connections only: new ones beyond it are dropped and
+// counted; dormant ones resume regardless; a closed one frees a place.
+TEST(L7AnalyzerTableTest, MaxConnectionsDropsNewFlowsOnly) {
+  testing::CollectingSink sink;
+  metrics::Registry metrics;
+  L7AnalyzerOptions o;
+  o.max_connections = 2;
+  L7Analyzer a(&sink, &metrics, o);
+  DnsExchange(&a, DnsConn(1), 1, "a.example.test", 10 * kSec);  // parked: not open
+  DnsExchange(&a, DnsConn(2), 2, "a.example.test", 11 * kSec, false);  // open
+  DnsExchange(&a, DnsConn(3), 3, "a.example.test", 12 * kSec, false);  // open: at the limit
+  DnsExchange(&a, DnsConn(4), 4, "a.example.test", 13 * kSec);  // dropped
+  EXPECT_EQ(metrics.CounterTotal("sonde_agent_l7_connections_dropped_total"), 2u);  // 2 chunks
+  EXPECT_EQ(a.ProtocolOf(4), common::v1::L7_PROTOCOL_UNKNOWN);
+  EXPECT_EQ(a.connection_count(), 3u);
+  EXPECT_EQ(sink.l7.size(), 1u);
+  DnsExchange(&a, DnsConn(1), 5, "b.example.test", 14 * kSec);  // resumes over the limit
+  ASSERT_EQ(sink.l7.size(), 2u);
+  EXPECT_EQ(sink.l7[1].request_resource(), "b.example.test");
+  a.OnClose(DnsConn(3), 15 * kSec);
+  DnsExchange(&a, DnsConn(4), 6, "c.example.test", 16 * kSec);  // a place is free
+  ASSERT_EQ(sink.l7.size(), 4u);  // 3's pending query timed out at its close, then 4's answer
+  EXPECT_EQ(sink.l7[3].request_resource(), "c.example.test");
+  EXPECT_EQ(a.ProtocolOf(4), common::v1::L7_PROTOCOL_DNS);
+  EXPECT_EQ(metrics.CounterTotal("sonde_agent_l7_connections_dropped_total"), 2u);
+}
+
+// End of input closes open connections in flow id order, whatever order they opened in.
+TEST(L7AnalyzerTableTest, FlushAllClosesInFlowIdOrder) {
+  testing::CollectingSink sink;
+  metrics::Registry metrics;
+  L7Analyzer a(&sink, &metrics);
+  const uint64_t ids[] = {50, 7, (uint64_t{1} << 32) + 3, 300, 12, 99};
+  uint64_t ts = 10 * kSec;
+  for (uint64_t id : ids) DnsExchange(&a, DnsConn(id), 1, "a.example.test", ts += 1000, false);
+  a.OnClose(DnsConn(300), ts += 1000);
+  a.FlushAll(ts + kSec);
+  std::vector<uint64_t> order;
+  for (const auto& r : sink.l7) order.push_back(r.flow_id());
+  EXPECT_EQ(order, (std::vector<uint64_t>{300, 7, 12, 50, 99, (uint64_t{1} << 32) + 3}));
+}
+
 }  // namespace
 }  // namespace sonde::agent::protocols
