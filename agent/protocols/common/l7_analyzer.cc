@@ -99,6 +99,27 @@ L7Analyzer::L7Analyzer(exporting::RecordSink* sink, metrics::Registry* metrics,
   connections_ = metrics_->GetGauge("sonde_agent_l7_connections",
                                     "Connections currently tracked by the L7 analyzer");
   free_parsers_.resize(Protocols().size());
+  const std::span<const ProtocolSpec> protocols = Protocols();
+  for (size_t i = 0; i < protocols.size() && i < 64; ++i) {
+    const ProtocolSpec& p = protocols[i];
+    if (p.infer == nullptr) continue;
+    const uint64_t bit = uint64_t{1} << i;
+    if (p.transport == Transport::kTcp || p.transport == Transport::kBoth) inferable_[0] |= bit;
+    if (p.transport == Transport::kUdp || p.transport == Transport::kBoth) inferable_[1] |= bit;
+    for (uint16_t port : p.port_hints) {
+      if (port == 0) continue;  // unused
+      auto it = std::lower_bound(hinted_ports_.begin(), hinted_ports_.end(),
+                                 std::pair<uint16_t, uint64_t>(port, 0));
+      if (it == hinted_ports_.end() || it->first != port) it = hinted_ports_.insert(it, {port, 0});
+      it->second |= bit;
+    }
+  }
+}
+
+uint64_t L7Analyzer::HintedAt(uint16_t server_port) const {
+  auto it = std::lower_bound(hinted_ports_.begin(), hinted_ports_.end(),
+                             std::pair<uint16_t, uint64_t>(server_port, 0));
+  return it != hinted_ports_.end() && it->first == server_port ? it->second : 0;
 }
 
 L7Analyzer::~L7Analyzer() = default;
@@ -260,15 +281,13 @@ void L7Analyzer::Infer(Connection* c, flow::StreamDirection dir, const flow::Str
   const std::span<const ProtocolSpec> protocols = Protocols();
   const ProtocolSpec* chosen = nullptr;
   // Pass 0 tries the protocols whose port hints name the server port, pass 1 the others. The
-  // hints are looked up once (bit i for protocols[i], for the first 64); with no hinted
-  // protocol (most ports) pass 0 is skipped.
+  // hints are looked up once (bit i for protocols[i], for the first 64, from the table built
+  // at construction); with no hinted protocol (most ports) pass 0 is skipped.
   uint64_t hinted_mask = 0;
-  bool any_hinted = false;
-  for (size_t i = 0; i < protocols.size(); ++i) {
-    if (transport_ok(protocols[i]) && hinted(protocols[i])) {
-      any_hinted = true;
-      if (i < 64) hinted_mask |= uint64_t{1} << i;
-    }
+  if (server_port != 0) hinted_mask = HintedAt(server_port) & inferable_[udp ? 1 : 0];
+  bool any_hinted = hinted_mask != 0;
+  for (size_t i = 64; i < protocols.size(); ++i) {
+    if (transport_ok(protocols[i]) && hinted(protocols[i])) any_hinted = true;
   }
   auto is_hinted = [&](size_t i) {
     return i < 64 ? ((hinted_mask >> i) & 1) != 0 : hinted(protocols[i]);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "agent/export/record_sink.h"
@@ -104,6 +105,12 @@ class L7Analyzer final : public flow::StreamHandler {
     return free_parsers_[static_cast<size_t>(spec - Protocols().data())];
   }
   std::vector<std::unique_ptr<Connection>> free_conns_;
+  // Inference's port hints, worked out once (they cost a search of every protocol's hints per
+  // new connection). Bit i stands for Protocols()[i], for the first 64: the protocols with an
+  // Infer function on UDP [1] / TCP [0], and the server ports some protocol hints at (sorted).
+  uint64_t inferable_[2] = {0, 0};
+  std::vector<std::pair<uint16_t, uint64_t>> hinted_ports_;
+  uint64_t HintedAt(uint16_t server_port) const;
   uint64_t last_scan_ns_ = 0;
 
   metrics::Counter* inferred_ = nullptr;

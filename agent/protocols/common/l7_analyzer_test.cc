@@ -397,5 +397,45 @@ TEST(L7AnalyzerTableTest, FlushAllClosesInFlowIdOrder) {
   EXPECT_EQ(order, (std::vector<uint64_t>{300, 7, 12, 50, 99, (uint64_t{1} << 32) + 3}));
 }
 
+// Port hints decide which of several protocols recognising the same bytes is tried first,
+// per transport; without a hint the table order decides.
+TEST(L7AnalyzerHintTest, HintedProtocolOfTheTransportWins) {
+  using common::v1::L7Protocol;
+  const ProtocolSpec specs[] = {
+      {common::v1::L7_PROTOCOL_MQTT, "A", &testing::LineTraits::Infer,
+       &MakeFrameParser<testing::LineTraits>, Transport::kTcp, {7001}},
+      {common::v1::L7_PROTOCOL_KAFKA, "B", &testing::LineTraits::Infer,
+       &MakeFrameParser<testing::LineTraits>, Transport::kBoth, {7002, 0, 7003}},
+      {common::v1::L7_PROTOCOL_DUBBO, "C", &testing::LineTraits::Infer,
+       &MakeFrameParser<testing::LineTraits>, Transport::kUdp, {7001}},
+      {common::v1::L7_PROTOCOL_GRPC, "D", nullptr, nullptr, Transport::kBoth, {7004}},
+  };
+  testing::CollectingSink sink;
+  metrics::Registry metrics;
+  L7AnalyzerOptions o;
+  o.protocols = specs;
+  L7Analyzer a(&sink, &metrics, o);
+  struct Case {
+    uint16_t port;
+    bool udp;
+    L7Protocol want;
+  };
+  const Case cases[] = {
+      {7001, false, common::v1::L7_PROTOCOL_MQTT},  {7001, true, common::v1::L7_PROTOCOL_DUBBO},
+      {7002, false, common::v1::L7_PROTOCOL_KAFKA}, {7003, true, common::v1::L7_PROTOCOL_KAFKA},
+      {9999, false, common::v1::L7_PROTOCOL_MQTT},  {9999, true, common::v1::L7_PROTOCOL_KAFKA},
+      {7004, false, common::v1::L7_PROTOCOL_MQTT},  {0, true, common::v1::L7_PROTOCOL_KAFKA},
+  };
+  uint64_t id = 1;
+  for (const Case& k : cases) {
+    flow::ConnectionInfo conn = Conn(id, k.port);
+    conn.tuple.protocol = k.udp ? net::IpProtocol::kUdp : net::IpProtocol::kTcp;
+    conn.role_source = common::v1::ROLE_SOURCE_HANDSHAKE;
+    a.OnData(conn, flow::StreamDirection::kRequest, Chunk("Q 1 /x\n", 10 * kSec));
+    EXPECT_EQ(a.ProtocolOf(id), k.want) << "port " << k.port << (k.udp ? " udp" : " tcp");
+    ++id;
+  }
+}
+
 }  // namespace
 }  // namespace sonde::agent::protocols
