@@ -147,10 +147,11 @@ class ConnectionTable {
   }
 
   void Allocate(size_t n) {
-    const size_t bytes = n * sizeof(Entry);
+    size_t bytes = n * sizeof(Entry);
     void* p = nullptr;
     if (bytes >= kHugePageBytes) {
-      p = std::aligned_alloc(kHugePageBytes, bytes);  // bytes: a power of two >= the alignment
+      bytes = (bytes + kHugePageBytes - 1) & ~(kHugePageBytes - 1);  // whole huge pages
+      p = std::aligned_alloc(kHugePageBytes, bytes);
       if (p != nullptr) madvise(p, bytes, MADV_HUGEPAGE);  // advice only: failure is harmless
     } else {
       p = std::malloc(bytes);
