@@ -2,6 +2,7 @@
 #include "agent/protocols/common/app_metrics_aggregator.h"
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <vector>
 
@@ -17,31 +18,74 @@ uint64_t Mix(uint64_t h, uint64_t v) {
   return h ^ (h >> 29);
 }
 
-// Hash of the bucket key fields other than the interval.
-uint64_t KeyHash(const v1::L7RequestLog& rec) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  h = Mix(h, (uint64_t{rec.ip4_0()} << 32) | rec.ip4_1());
-  h = Mix(h, (uint64_t{rec.server_port()} << 32) | (uint64_t{rec.protocol()} << 16) |
-                 (static_cast<uint64_t>(rec.l7_protocol()) << 4) | (uint64_t{rec.is_ipv4()} << 3) |
-                 static_cast<uint64_t>(rec.signal_source()));
-  h = Mix(h, std::hash<std::string_view>()(rec.endpoint()));
-  if (!rec.ip6_0().empty()) h = Mix(h, std::hash<std::string_view>()(rec.ip6_0()));
-  if (!rec.ip6_1().empty()) h = Mix(h, std::hash<std::string_view>()(rec.ip6_1()));
-  return h;
+uint32_t Fold32(uint64_t h) { return static_cast<uint32_t>(h ^ (h >> 32)); }
+
+uint32_t ReadU32(std::string_view in, size_t at) {
+  uint32_t v = 0;
+  std::memcpy(&v, in.data() + at, 4);
+  return v;
 }
 
-// True when `e` is the bucket of `rec` (the interval is compared by the caller).
-template <typename Entry>
-bool SameKey(const Entry& e, const v1::L7RequestLog& rec) {
-  return e.ip4_0 == rec.ip4_0() && e.ip4_1 == rec.ip4_1() && e.server_port == rec.server_port() &&
-         e.protocol == rec.protocol() && e.l7_protocol == rec.l7_protocol() &&
-         e.is_ipv4 == rec.is_ipv4() && e.signal_source == rec.signal_source() &&
-         e.endpoint == rec.endpoint() && e.ip6_0 == rec.ip6_0() && e.ip6_1 == rec.ip6_1();
-}
+// A `services` dictionary item: these five fields of the record (the header), then the
+// endpoint.
+constexpr size_t kServiceHeader = 20;
+enum ServiceField : size_t {
+  kServerPort = 0,
+  kProtocol = 4,
+  kIsIpv4 = 8,
+  kL7Protocol = 12,
+  kSignalSource = 16,
+};
 
 constexpr uint32_t kGranularities[2] = {1, 60};
+// Emitted intervals' entry chunks kept for reuse: 1024 chunks of 256 entries (16 MB) is more
+// than the busiest captures' second and minute need at once.
+constexpr size_t kMaxFreeChunks = 1024;
+constexpr size_t kMaxFreeSlotTables = 4;
 
 }  // namespace
+
+uint32_t AppMetricsAggregator::Dictionary::Insert(std::string_view head, std::string_view tail,
+                                                 uint32_t hash) {
+  if (slots_.empty()) slots_.resize(16);
+  size_t mask = slots_.size() - 1;
+  const auto id = static_cast<uint32_t>(items_.size());
+  items_.push_back(Item{arena_.size(), head.size() + tail.size()});
+  arena_.append(head);
+  arena_.append(tail);
+  if ((size_t{id} + 1) * 2 > slots_.size()) {
+    std::vector<DictSlot> bigger(slots_.size() * 2);
+    mask = bigger.size() - 1;
+    for (const DictSlot& old : slots_) {
+      if (old.id_plus_1 == 0) continue;
+      size_t j = old.hash & mask;
+      while (bigger[j].id_plus_1 != 0) j = (j + 1) & mask;
+      bigger[j] = old;
+    }
+    slots_.swap(bigger);
+  }
+  size_t j = hash & mask;
+  while (slots_[j].id_plus_1 != 0) j = (j + 1) & mask;
+  slots_[j] = DictSlot{hash, id + 1};
+  return id;
+}
+
+uint64_t AppMetricsAggregator::Interval::Total(uint32_t index, uint32_t counter) {
+  uint64_t total = at(index).count[counter];
+  if (!carries.empty()) {
+    const auto it = carries.find(index);
+    if (it != carries.end()) total += it->second[counter];
+  }
+  return total;
+}
+
+size_t AppMetricsAggregator::dictionary_bytes() const {
+  size_t bytes = 0;
+  for (const auto& [key, interval] : intervals_) {
+    bytes += interval.services.bytes() + interval.ip6.bytes();
+  }
+  return bytes;
+}
 
 AppMetricsAggregator::Interval* AppMetricsAggregator::IntervalOf(size_t g_index,
                                                                  uint32_t granularity_s,
@@ -52,7 +96,15 @@ AppMetricsAggregator::Interval* AppMetricsAggregator::IntervalOf(size_t g_index,
     if (interval.granularity_s == 0) {  // new
       interval.granularity_s = granularity_s;
       interval.time = time;
-      interval.slots.resize(64);
+      if (free_slots_.empty()) {
+        interval.slots.resize(64);
+      } else {
+        // A table sized by an earlier interval: traffic is steady, so this one likely needs as
+        // many slots, and they are already in memory.
+        interval.slots = std::move(free_slots_.back());
+        free_slots_.pop_back();
+        std::fill(interval.slots.begin(), interval.slots.end(), Slot{});
+      }
     }
     c.interval = &interval;
     c.time = time;
@@ -60,36 +112,33 @@ AppMetricsAggregator::Interval* AppMetricsAggregator::IntervalOf(size_t g_index,
   return c.interval;
 }
 
-uint32_t AppMetricsAggregator::Find(Interval* interval, uint64_t hash,
-                                    const v1::L7RequestLog& rec, bool* created) {
+uint32_t AppMetricsAggregator::Find(Interval* interval, uint32_t hash, const Entry& key,
+                                    bool* created) {
   size_t mask = interval->slots.size() - 1;
-  const uint32_t tag = static_cast<uint32_t>(hash >> 32);
   // Bounded: the table is at most half full, so an empty slot ends every probe.
   for (size_t i = hash & mask;; i = (i + 1) & mask) {
     const Slot& slot = interval->slots[i];
     if (slot.index_plus_1 == 0) break;
-    if (slot.tag == tag && SameKey(interval->at(slot.index_plus_1 - 1), rec)) {
-      *created = false;
-      return slot.index_plus_1 - 1;
+    if (slot.hash == hash) {
+      const Entry& e = interval->at(slot.index_plus_1 - 1);
+      if (e.ip4_0 == key.ip4_0 && e.ip4_1 == key.ip4_1 && e.service_id == key.service_id &&
+          e.ip6_id == key.ip6_id) {
+        *created = false;
+        return slot.index_plus_1 - 1;
+      }
     }
   }
   *created = true;
   const uint32_t index = interval->size++;
   if ((index >> kChunkBits) == interval->chunks.size()) {
-    interval->chunks.push_back(std::make_unique<Entry[]>(size_t{1} << kChunkBits));
+    if (free_chunks_.empty()) {
+      interval->chunks.push_back(std::make_unique_for_overwrite<Entry[]>(size_t{1} << kChunkBits));
+    } else {
+      interval->chunks.push_back(std::move(free_chunks_.back()));
+      free_chunks_.pop_back();
+    }
   }
-  Entry& e = interval->at(index);
-  e.ip4_0 = rec.ip4_0();
-  e.ip4_1 = rec.ip4_1();
-  e.server_port = rec.server_port();
-  e.protocol = rec.protocol();
-  e.is_ipv4 = rec.is_ipv4();
-  e.l7_protocol = rec.l7_protocol();
-  e.signal_source = rec.signal_source();
-  e.endpoint = rec.endpoint();
-  e.hash = hash;
-  if (!rec.ip6_0().empty()) e.ip6_0 = rec.ip6_0();
-  if (!rec.ip6_1().empty()) e.ip6_1 = rec.ip6_1();
+  interval->at(index) = key;  // zero counters
   ++buckets_;
   const uint32_t n = interval->size;
   if (size_t{n} * 2 > interval->slots.size()) {
@@ -97,7 +146,7 @@ uint32_t AppMetricsAggregator::Find(Interval* interval, uint64_t hash,
     mask = bigger.size() - 1;
     for (const Slot& old : interval->slots) {
       if (old.index_plus_1 == 0) continue;
-      size_t j = interval->at(old.index_plus_1 - 1).hash & mask;
+      size_t j = old.hash & mask;
       while (bigger[j].index_plus_1 != 0) j = (j + 1) & mask;
       bigger[j] = old;
     }
@@ -105,51 +154,86 @@ uint32_t AppMetricsAggregator::Find(Interval* interval, uint64_t hash,
   }
   size_t j = hash & mask;
   while (interval->slots[j].index_plus_1 != 0) j = (j + 1) & mask;
-  interval->slots[j] = Slot{tag, n};
+  interval->slots[j] = Slot{hash, n};
   return index;
 }
 
 void AppMetricsAggregator::Add(const v1::L7RequestLog& rec) {
   const uint64_t t_s = std::max(rec.end_time_us(), rec.start_time_us()) / 1000000;
-  const uint64_t hash = KeyHash(rec);
-  // One lookup per record: the 1 s entry remembers its 60 s entry (the 60 s lookup happens only
-  // when a key first shows up in a second, i.e. in the order it did when both were looked up).
   const uint32_t second = static_cast<uint32_t>(t_s);
   Interval* sec = IntervalOf(0, kGranularities[0], second);
-  __builtin_prefetch(&sec->slots[hash & (sec->slots.size() - 1)]);
   if (sec->minute == nullptr) {
     const uint32_t g = kGranularities[1];
     sec->minute = IntervalOf(1, g, static_cast<uint32_t>(t_s / g * g));
   }
+  Interval* minute = sec->minute;
+  // The key: the addresses as integers, the rest as ids in the minute's dictionaries (small
+  // and hot: a capture has few distinct services and endpoints per minute).
+  Entry key{};
+  key.ip4_0 = rec.ip4_0();
+  key.ip4_1 = rec.ip4_1();
+  const uint32_t header[5] = {rec.server_port(), rec.protocol(), rec.is_ipv4(),
+                              static_cast<uint32_t>(rec.l7_protocol()),
+                              static_cast<uint32_t>(rec.signal_source())};
+  static_assert(sizeof(header) == kServiceHeader);
+  uint64_t service_hash = Mix(0xcbf29ce484222325ULL, (uint64_t{header[0]} << 32) | header[1]);
+  service_hash = Mix(service_hash, (uint64_t{header[2]} << 32) | header[3]);
+  service_hash = Mix(service_hash, (uint64_t{header[4]} << 32) ^
+                                       std::hash<std::string_view>()(rec.endpoint()));
+  const bool ip6 = !rec.ip6_0().empty() || !rec.ip6_1().empty();
+  uint64_t ip6_hash = 0;
+  if (ip6) {
+    // The length of the first address, then both.
+    const auto len0 = static_cast<uint32_t>(rec.ip6_0().size());
+    scratch_.assign(reinterpret_cast<const char*>(&len0), 4);
+    scratch_.append(rec.ip6_0());
+    ip6_hash = Mix(std::hash<std::string_view>()(scratch_),
+                   std::hash<std::string_view>()(rec.ip6_1()));
+  }
+  // The hash of the key's bytes, not of its ids: it is known before the dictionary lookups,
+  // so the home slot's cache miss overlaps them.
+  const uint32_t hash = Fold32(Mix(Mix(service_hash, (uint64_t{key.ip4_0} << 32) | key.ip4_1),
+                                   ip6_hash));
+  __builtin_prefetch(&sec->slots[hash & (sec->slots.size() - 1)]);
+  key.service_id = minute->services.Intern(
+      std::string_view(reinterpret_cast<const char*>(header), kServiceHeader), rec.endpoint(),
+      service_hash);
+  if (ip6) key.ip6_id = 1 + minute->ip6.Intern(scratch_, rec.ip6_1(), ip6_hash);
+  // One lookup per record: the 1 s entry remembers its 60 s entry (the 60 s lookup happens only
+  // when a key first shows up in a second, i.e. in the order it did when both were looked up).
   bool created = false;
-  const uint32_t index = Find(sec, hash, rec, &created);
+  const uint32_t index = Find(sec, hash, key, &created);
   if (created) {
     bool unused = false;
-    sec->at(index).minute_index = Find(sec->minute, hash, rec, &unused);
+    sec->at(index).minute_index = Find(minute, hash, key, &unused);
   }
   // Only the 1 s entry counts the record: its counters fold into its 60 s entry when the second
   // is emitted (EmitInterval), so a record touches one entry's counters, not two.
   Entry& e = sec->at(index);
-  if (rec.request_length() >= 0) ++e.requests;
+  const auto bump = [sec, index, &e](Counter c) {
+    if (__builtin_add_overflow(e.count[c], 1u, &e.count[c])) {
+      sec->carries[index][c] += uint64_t{1} << 32;
+    }
+  };
+  if (rec.request_length() >= 0) bump(kRequests);
   const common::v1::ResponseStatus status = rec.response_status();
   switch (status) {
     case common::v1::RESPONSE_STATUS_TIMEOUT:
-      ++e.timeouts;
+      bump(kTimeouts);
       break;
     case common::v1::RESPONSE_STATUS_CLIENT_ERROR:
-      ++e.client_errors;
+      bump(kClientErrors);
       break;
     case common::v1::RESPONSE_STATUS_SERVER_ERROR:
-      ++e.server_errors;
+      bump(kServerErrors);
       break;
     default:
       break;
   }
   if (status != common::v1::RESPONSE_STATUS_TIMEOUT && rec.response_length() >= 0) {
     const uint64_t latency_us = rec.response_duration();
-    ++e.responses;
+    bump(kResponses);  // and latency_count, always equal to it
     e.latency_sum_us += latency_us;
-    ++e.latency_count;
     e.latency_max_us = std::max(e.latency_max_us, latency_us);
   }
 }
@@ -157,44 +241,71 @@ void AppMetricsAggregator::Add(const v1::L7RequestLog& rec) {
 void AppMetricsAggregator::EmitInterval(Interval* interval) {
   buckets_ -= interval->size;
   if (sink_ == nullptr) return;
+  Interval* minute = interval->minute;
+  const Interval* dictionaries = minute != nullptr ? minute : interval;
   for (uint32_t i = 0; i < interval->size; ++i) {
-    Entry& e = interval->at(i);
-    if (interval->minute != nullptr) {
+    const Entry& e = interval->at(i);
+    uint64_t total[kCounters];
+    if (interval->carries.empty()) {
+      for (uint32_t c = 0; c < kCounters; ++c) total[c] = e.count[c];
+    } else {
+      for (uint32_t c = 0; c < kCounters; ++c) total[c] = interval->Total(i, c);
+    }
+    if (minute != nullptr) {
       // A 1 s interval: its 60 s interval is emitted no earlier than it is (Advance and
       // FlushAll emit granularity 1 first, and a minute ends no earlier than its seconds).
-      Entry& m = interval->minute->at(e.minute_index);
-      m.requests += e.requests;
-      m.responses += e.responses;
-      m.client_errors += e.client_errors;
-      m.server_errors += e.server_errors;
-      m.timeouts += e.timeouts;
+      Entry& m = minute->at(e.minute_index);
+      uint64_t sum[kCounters];
+      uint64_t high = 0;
+      for (uint32_t c = 0; c < kCounters; ++c) {
+        sum[c] = uint64_t{m.count[c]} + total[c];
+        m.count[c] = static_cast<uint32_t>(sum[c]);
+        high |= sum[c] >> 32;
+      }
+      if (high != 0) {  // a carry out of the minute's 32-bit counters
+        auto& carry = minute->carries[e.minute_index];
+        for (uint32_t c = 0; c < kCounters; ++c) carry[c] += sum[c] & ~uint64_t{0xffffffff};
+      }
       m.latency_sum_us += e.latency_sum_us;
-      m.latency_count += e.latency_count;
       m.latency_max_us = std::max(m.latency_max_us, e.latency_max_us);
     }
+    const std::string_view service = dictionaries->services.at(e.service_id);
     v1::ApplicationMetric m;
     m.set_time(interval->time);
     m.set_granularity_s(interval->granularity_s);
-    m.set_signal_source(e.signal_source);
-    m.set_is_ipv4(e.is_ipv4);
+    m.set_signal_source(static_cast<common::v1::SignalSource>(ReadU32(service, kSignalSource)));
+    m.set_is_ipv4(ReadU32(service, kIsIpv4));
     m.set_ip4_0(e.ip4_0);
     m.set_ip4_1(e.ip4_1);
-    if (!e.ip6_0.empty()) m.set_ip6_0(std::move(e.ip6_0));
-    if (!e.ip6_1.empty()) m.set_ip6_1(std::move(e.ip6_1));
-    m.set_server_port(e.server_port);
-    m.set_protocol(e.protocol);
-    m.set_l7_protocol(e.l7_protocol);
-    m.set_endpoint(std::move(e.endpoint));
-    m.set_requests(e.requests);
-    m.set_responses(e.responses);
-    m.set_client_errors(e.client_errors);
-    m.set_server_errors(e.server_errors);
-    m.set_timeouts(e.timeouts);
+    if (e.ip6_id != 0) {
+      const std::string_view ip6 = dictionaries->ip6.at(e.ip6_id - 1);
+      const uint32_t len0 = ReadU32(ip6, 0);
+      if (len0 != 0) m.mutable_ip6_0()->assign(ip6.data() + 4, len0);
+      if (ip6.size() > 4 + len0) m.mutable_ip6_1()->assign(ip6.data() + 4 + len0, ip6.size() - 4 - len0);
+    }
+    m.set_server_port(ReadU32(service, kServerPort));
+    m.set_protocol(ReadU32(service, kProtocol));
+    m.set_l7_protocol(static_cast<common::v1::L7Protocol>(ReadU32(service, kL7Protocol)));
+    // Assigned in place: set_endpoint(data, size) would copy through a temporary string.
+    m.mutable_endpoint()->assign(service.data() + kServiceHeader, service.size() - kServiceHeader);
+    m.set_requests(total[kRequests]);
+    m.set_responses(total[kResponses]);
+    m.set_client_errors(total[kClientErrors]);
+    m.set_server_errors(total[kServerErrors]);
+    m.set_timeouts(total[kTimeouts]);
     m.set_latency_sum_us(e.latency_sum_us);
-    m.set_latency_count(e.latency_count);
+    m.set_latency_count(total[kResponses]);
     m.set_latency_max_us(e.latency_max_us);
     sink_->Emit(std::move(m));
   }
+}
+
+void AppMetricsAggregator::Recycle(Interval* interval) {
+  for (Chunk& chunk : interval->chunks) {
+    if (free_chunks_.size() == kMaxFreeChunks) break;
+    free_chunks_.push_back(std::move(chunk));
+  }
+  if (free_slots_.size() < kMaxFreeSlotTables) free_slots_.push_back(std::move(interval->slots));
 }
 
 void AppMetricsAggregator::Advance(uint64_t now_ns) {
@@ -204,6 +315,7 @@ void AppMetricsAggregator::Advance(uint64_t now_ns) {
     const uint64_t end_ns = (static_cast<uint64_t>(time) + g) * 1000000000ULL;
     if (end_ns + delay_ns_ <= now_ns) {
       EmitInterval(&it->second);
+      Recycle(&it->second);
       it = intervals_.erase(it);
       cached_[0] = cached_[1] = CachedInterval{};
     } else {
@@ -213,7 +325,10 @@ void AppMetricsAggregator::Advance(uint64_t now_ns) {
 }
 
 void AppMetricsAggregator::FlushAll() {
-  for (auto& [key, interval] : intervals_) EmitInterval(&interval);
+  for (auto& [key, interval] : intervals_) {
+    EmitInterval(&interval);
+    Recycle(&interval);
+  }
   intervals_.clear();
   cached_[0] = cached_[1] = CachedInterval{};
 }

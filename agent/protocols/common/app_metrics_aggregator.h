@@ -2,12 +2,15 @@
 // endpoint) into 1 s and 60 s intervals and emits v1::ApplicationMetric when an interval closes.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
-#include <utility>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "agent/export/record_sink.h"
@@ -29,33 +32,93 @@ class AppMetricsAggregator {
   void FlushAll();
 
   size_t open_intervals() const { return buckets_; }
+  // Bytes held by the key dictionaries of the open minutes (freed when a minute is emitted).
+  size_t dictionary_bytes() const;
 
  private:
-  // One bucket: its key, then its counters, as plain fields (the ApplicationMetric is built only
-  // when the interval is emitted). The key fields a lookup compares sit in the first cache line.
+  friend class AppMetricsAggregatorTestPeer;
+
+  // Interned byte strings: id -> bytes, and bytes -> id through an open-addressing index. Ids
+  // are dense from 0 in first-seen order. Owned by one 60 s interval and freed with it, so a
+  // long-running agent holds only the keys of the minutes still open.
+  class Dictionary {
+   public:
+    // The id of the item `head` + `tail` (two parts, so callers need not join them), added
+    // when new; `hash64` is their hash. Inline, so a fixed-size head is compared without a call.
+    uint32_t Intern(std::string_view head, std::string_view tail, uint64_t hash64) {
+      const auto hash = static_cast<uint32_t>(hash64 ^ (hash64 >> 32));
+      if (!slots_.empty()) {
+        const size_t mask = slots_.size() - 1;
+        // Bounded: the index is at most half full, so an empty slot ends every probe.
+        for (size_t i = hash & mask;; i = (i + 1) & mask) {
+          const DictSlot& slot = slots_[i];
+          if (slot.id_plus_1 == 0) break;
+          if (slot.hash != hash) continue;
+          const Item& item = items_[slot.id_plus_1 - 1];
+          const char* bytes = arena_.data() + item.offset;
+          if (item.size == head.size() + tail.size() &&
+              std::memcmp(bytes, head.data(), head.size()) == 0 &&
+              (tail.empty() || std::memcmp(bytes + head.size(), tail.data(), tail.size()) == 0)) {
+            return slot.id_plus_1 - 1;
+          }
+        }
+      }
+      return Insert(head, tail, hash);
+    }
+    std::string_view at(uint32_t id) const {
+      return std::string_view(arena_).substr(items_[id].offset, items_[id].size);
+    }
+    size_t bytes() const {
+      return arena_.capacity() + items_.capacity() * sizeof(Item) +
+             slots_.capacity() * sizeof(DictSlot);
+    }
+
+   private:
+    uint32_t Insert(std::string_view head, std::string_view tail, uint32_t hash);
+    struct Item {
+      size_t offset = 0, size = 0;  // in arena_
+    };
+    struct DictSlot {
+      uint32_t hash = 0;
+      uint32_t id_plus_1 = 0;  // 0: empty
+    };
+    std::string arena_;  // every item's bytes, back to back
+    std::vector<Item> items_;
+    std::vector<DictSlot> slots_;
+  };
+
+  // Counters an entry keeps (latency_count always equals responses: both count the records
+  // with a response, so it needs no counter of its own).
+  enum Counter : uint32_t { kRequests, kResponses, kClientErrors, kServerErrors, kTimeouts };
+  static constexpr uint32_t kCounters = 5;
+
+  // One bucket in one cache line: an integer key (the minute's dictionary ids stand for the
+  // endpoint and the other service fields, and for the IPv6 addresses), then the counters.
+  // Counters are 32 bits; the rare carry out of them goes to the interval's `carries` map, so
+  // every emitted value is exact. No member initializers: chunks of them are allocated without
+  // zeroing (every field is written when an entry is created).
   struct alignas(64) Entry {
-    uint32_t ip4_0 = 0, ip4_1 = 0;
-    uint32_t server_port = 0, protocol = 0, is_ipv4 = 0;
-    common::v1::L7Protocol l7_protocol = common::v1::L7_PROTOCOL_UNKNOWN;
-    common::v1::SignalSource signal_source = common::v1::SIGNAL_SOURCE_PACKET;
+    uint32_t ip4_0, ip4_1;
+    uint32_t service_id;  // in the minute's `services`
+    uint32_t ip6_id;      // 0: no IPv6 addresses; else 1 + id in the minute's `ip6`
     // 1 s entries: index of the same key's entry in the enclosing 60 s interval. Records are
     // counted in 1 s entries only; a 60 s entry gets the counters of its 1 s entries when those
     // are emitted, which is always before it is.
-    uint32_t minute_index = 0;
-    std::string endpoint;
-    uint64_t requests = 0, responses = 0, client_errors = 0, server_errors = 0, timeouts = 0;
-    uint64_t latency_sum_us = 0, latency_count = 0, latency_max_us = 0;
-    uint64_t hash = 0;  // KeyHash, for growing the index
-    std::string ip6_0, ip6_1;
+    uint32_t minute_index;
+    uint32_t count[kCounters];
+    uint64_t latency_sum_us, latency_max_us;
   };
+  static_assert(sizeof(Entry) == 64);
   // Entries in chunks that never move (growing a vector of them moved every entry).
   static constexpr uint32_t kChunkBits = 8;
+  using Chunk = std::unique_ptr<Entry[]>;
   // One interval of one granularity. Entries are emitted in first-seen order, which is
   // deterministic. `slots` is an open-addressing index (linear probing, power-of-two size, at
   // most half full) over the entries: the key is compared against the stored entry itself.
-  // 8 bytes, so the index of a busy interval stays small enough for the caches.
+  // 8 bytes, so the index of a busy interval stays small enough for the caches. A slot keeps
+  // 32 bits of the key hash, enough to regrow the index without reading the entries.
   struct Slot {
-    uint32_t tag = 0;           // high half of the key hash (the low half picks the home slot)
+    uint32_t hash = 0;          // its low bits pick the home slot
     uint32_t index_plus_1 = 0;  // 0: empty
   };
   struct Interval {
@@ -63,18 +126,27 @@ class AppMetricsAggregator {
     uint32_t time = 0;
     uint32_t size = 0;  // entries
     std::vector<Slot> slots;
-    std::vector<std::unique_ptr<Entry[]>> chunks;
+    std::vector<Chunk> chunks;
     Entry& at(uint32_t i) { return chunks[i >> kChunkBits][i & ((1u << kChunkBits) - 1)]; }
+    // entry index -> what carried out of its 32-bit counters (almost always empty).
+    std::unordered_map<uint32_t, std::array<uint64_t, kCounters>> carries;
+    uint64_t Total(uint32_t index, uint32_t counter);
     // 1 s intervals: the 60 s interval holding them. It closes no earlier than they do, so it
     // lives (std::map nodes do not move) as long as they do.
     Interval* minute = nullptr;
+    // 60 s intervals: the dictionaries their keys' ids (and their seconds' ids) refer to.
+    Dictionary services;  // server port, protocols, signal source and endpoint
+    Dictionary ip6;       // both IPv6 addresses
   };
 
-  // The index of the entry of `rec` in `interval` (created when new; *created tells). `hash`
-  // covers every key field except the interval, so one hash serves both granularities.
-  uint32_t Find(Interval* interval, uint64_t hash, const v1::L7RequestLog& rec, bool* created);
+  // The index of the entry of key (ip4_0, ip4_1, service_id, ip6_id) in `interval` (created when
+  // new; *created tells). `hash` is of the key's contents (what the ids stand for), so one hash
+  // serves both granularities and is known before the dictionary lookups.
+  uint32_t Find(Interval* interval, uint32_t hash, const Entry& key, bool* created);
   Interval* IntervalOf(size_t g_index, uint32_t granularity_s, uint32_t time);
   void EmitInterval(Interval* interval);
+  // Keeps the memory of an emitted interval for the next ones (bounded).
+  void Recycle(Interval* interval);
 
   exporting::RecordSink* sink_;
   uint64_t delay_ns_;
@@ -88,6 +160,10 @@ class AppMetricsAggregator {
   };
   CachedInterval cached_[2];
   size_t buckets_ = 0;
+  // Storage of emitted intervals, reused so that a busy interval does not fault in fresh pages.
+  std::vector<Chunk> free_chunks_;
+  std::vector<std::vector<Slot>> free_slots_;
+  std::string scratch_;  // the bytes of a record's IPv6 dictionary key
 };
 
 }  // namespace sonde::agent::protocols

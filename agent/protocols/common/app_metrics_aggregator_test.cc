@@ -13,6 +13,21 @@
 #include "agent/protocols/common/testing/collecting_sink.h"
 
 namespace sonde::agent::protocols {
+
+// Reaches into the aggregator to put counters near their 32-bit limit (4 billion records would
+// take minutes to add).
+class AppMetricsAggregatorTestPeer {
+ public:
+  static void SetCounts(AppMetricsAggregator* agg, uint32_t granularity_s, uint32_t value) {
+    for (auto& [key, interval] : agg->intervals_) {
+      if (interval.granularity_s != granularity_s) continue;
+      for (uint32_t i = 0; i < interval.size; ++i) {
+        for (uint32_t& count : interval.at(i).count) count = value;
+      }
+    }
+  }
+};
+
 namespace {
 
 v1::L7RequestLog Record(uint32_t client, std::string endpoint, uint64_t end_s, uint64_t latency_us,
@@ -238,6 +253,195 @@ TEST(AppMetricsAggregatorTest, MinuteRowsHoldEverySecondsRecords) {
                                  << std::get<3>(key) << ": requests " << it->second.requests
                                  << " want " << w.requests;
   }
+}
+
+// Keys are interned per minute: endpoints of every length (empty, short, longer than any
+// small-string buffer) must come back exactly, each with its own counts, in first-seen order.
+TEST(AppMetricsAggregatorTest, ManyDistinctEndpointsOfEveryLength) {
+  testing::CollectingSink sink;
+  AppMetricsAggregator agg(&sink, 0);
+  std::vector<std::string> endpoints = {"", "/", std::string(15, 'a'), std::string(16, 'a'),
+                                        std::string(300, 'z')};
+  for (int i = 0; i < 3000; ++i) {
+    endpoints.push_back("/path/" + std::to_string(i) + std::string(i % 50, 'x'));
+  }
+  // Endpoint i gets i % 7 + 1 records, in an order that revisits old endpoints.
+  std::vector<uint64_t> want(endpoints.size(), 0);
+  for (int round = 0; round < 7; ++round) {
+    for (size_t i = 0; i < endpoints.size(); ++i) {
+      if (static_cast<int>(i % 7) < round) continue;
+      agg.Add(Record(1, endpoints[i], 30, i));
+      ++want[i];
+    }
+  }
+  agg.FlushAll();
+  ASSERT_EQ(sink.app.size(), 2 * endpoints.size());  // one second, one minute
+  for (size_t g = 0; g < 2; ++g) {
+    for (size_t i = 0; i < endpoints.size(); ++i) {
+      const v1::ApplicationMetric& m = sink.app[g * endpoints.size() + i];
+      ASSERT_EQ(m.granularity_s(), g == 0 ? 1u : 60u);
+      ASSERT_EQ(m.endpoint(), endpoints[i]) << i;
+      ASSERT_EQ(m.requests(), want[i]) << i;
+      ASSERT_EQ(m.latency_sum_us(), want[i] * i) << i;
+      ASSERT_EQ(m.server_port(), 8080u);
+      ASSERT_EQ(m.protocol(), 6u);
+      ASSERT_EQ(m.l7_protocol(), common::v1::L7_PROTOCOL_HTTP1);
+      ASSERT_EQ(m.is_ipv4(), 1u);
+    }
+  }
+}
+
+// Every key field tells buckets apart, including the ones interned together (port, protocols,
+// signal source and endpoint) and address pairs that differ only in where one ends.
+TEST(AppMetricsAggregatorTest, EveryKeyFieldSeparatesBuckets) {
+  testing::CollectingSink sink;
+  AppMetricsAggregator agg(&sink, 0);
+  std::vector<v1::L7RequestLog> recs;
+  v1::L7RequestLog base = Record(1, "/k", 10, 5);
+  recs.push_back(base);
+  recs.push_back(base);
+  recs.back().set_server_port(8081);
+  recs.push_back(base);
+  recs.back().set_protocol(17);
+  recs.push_back(base);
+  recs.back().set_l7_protocol(common::v1::L7_PROTOCOL_REDIS);
+  recs.push_back(base);
+  recs.back().set_signal_source(common::v1::SIGNAL_SOURCE_EBPF);
+  recs.push_back(base);
+  recs.back().set_ip4_1(0x0a000002);
+  recs.push_back(base);
+  recs.back().set_endpoint("/k2");
+  // IPv6: the same 32 bytes split differently, one address only on either side.
+  for (const auto& [a, b] : std::vector<std::pair<std::string, std::string>>{
+           {std::string(16, '\x01'), std::string(16, '\x02')},
+           {std::string(15, '\x01'), std::string(1, '\x01') + std::string(16, '\x02')},
+           {"", std::string(16, '\x02')},
+           {std::string(16, '\x01'), ""}}) {
+    recs.push_back(base);
+    recs.back().set_is_ipv4(0);
+    recs.back().set_ip4_0(0);
+    recs.back().set_ip4_1(0);
+    recs.back().set_ip6_0(a);
+    recs.back().set_ip6_1(b);
+  }
+  for (int round = 0; round < 2; ++round) {
+    for (const v1::L7RequestLog& r : recs) agg.Add(r);
+  }
+  agg.FlushAll();
+  ASSERT_EQ(sink.app.size(), 2 * recs.size());
+  for (size_t g = 0; g < 2; ++g) {
+    for (size_t i = 0; i < recs.size(); ++i) {
+      const v1::ApplicationMetric& m = sink.app[g * recs.size() + i];
+      const v1::L7RequestLog& r = recs[i];
+      EXPECT_EQ(m.requests(), 2u) << i;
+      EXPECT_EQ(m.server_port(), r.server_port()) << i;
+      EXPECT_EQ(m.protocol(), r.protocol()) << i;
+      EXPECT_EQ(m.l7_protocol(), r.l7_protocol()) << i;
+      EXPECT_EQ(m.signal_source(), r.signal_source()) << i;
+      EXPECT_EQ(m.is_ipv4(), r.is_ipv4()) << i;
+      EXPECT_EQ(m.ip4_0(), r.ip4_0()) << i;
+      EXPECT_EQ(m.ip4_1(), r.ip4_1()) << i;
+      EXPECT_EQ(m.ip6_0(), r.ip6_0()) << i;
+      EXPECT_EQ(m.ip6_1(), r.ip6_1()) << i;
+      EXPECT_EQ(m.endpoint(), r.endpoint()) << i;
+    }
+  }
+}
+
+// One key in every second of a minute: the minute row holds the exact sums and the max of
+// its 60 second rows, whichever second held the max.
+TEST(AppMetricsAggregatorTest, SecondsFoldIntoTheirMinuteExactly) {
+  testing::CollectingSink sink;
+  AppMetricsAggregator agg(&sink, 0);
+  uint64_t latency_sum = 0, max_latency = 0, responses = 0;
+  for (uint64_t second = 120; second < 180; ++second) {
+    for (uint64_t i = 0; i < 1 + second % 3; ++i) {
+      const uint64_t latency_us = (second * 7919 + i * 104729) % 100003;
+      agg.Add(Record(9, "/minute", second, latency_us));
+      latency_sum += latency_us;
+      max_latency = std::max(max_latency, latency_us);
+      ++responses;
+    }
+    agg.Add(Record(9, "/minute", second, 0, common::v1::RESPONSE_STATUS_TIMEOUT));
+    agg.Advance((second + 1) * 1'000'000'000ULL);  // emits the second (and the last, the minute)
+    ASSERT_EQ(sink.app.size(), second - 120 + (second == 179 ? 2 : 1));
+  }
+  EXPECT_EQ(sink.app[59].time(), 179u);
+  EXPECT_EQ(sink.app[59].granularity_s(), 1u);
+  const v1::ApplicationMetric& m = sink.app.back();
+  EXPECT_EQ(m.granularity_s(), 60u);
+  EXPECT_EQ(m.time(), 120u);
+  EXPECT_EQ(m.requests(), responses + 60);
+  EXPECT_EQ(m.responses(), responses);
+  EXPECT_EQ(m.latency_count(), responses);
+  EXPECT_EQ(m.timeouts(), 60u);
+  EXPECT_EQ(m.latency_sum_us(), latency_sum);
+  EXPECT_EQ(m.latency_max_us(), max_latency);
+  EXPECT_EQ(agg.open_intervals(), 0u);
+}
+
+// The key dictionaries belong to their minute: emitting it frees them, so a long-running
+// agent holds only the keys of open minutes.
+TEST(AppMetricsAggregatorTest, DictionariesAreFreedWithTheirMinute) {
+  testing::CollectingSink sink;
+  AppMetricsAggregator agg(&sink, 0);
+  EXPECT_EQ(agg.dictionary_bytes(), 0u);
+  for (int i = 0; i < 2000; ++i) {
+    v1::L7RequestLog r = Record(1, "/a/long/endpoint/number/" + std::to_string(i), 60 + i % 60, 1);
+    if (i % 2 == 0) {
+      r.set_is_ipv4(0);
+      r.set_ip6_0(std::string(15, '\0') + static_cast<char>(i));
+      r.set_ip6_1(std::string(16, '\x20'));
+    }
+    agg.Add(r);
+  }
+  const size_t first_minute = agg.dictionary_bytes();
+  EXPECT_GT(first_minute, 2000u * 24);  // at least every endpoint's bytes
+  agg.Add(Record(1, "/next", 120, 1));  // the next minute: a small dictionary of its own
+  EXPECT_GT(agg.dictionary_bytes(), first_minute);
+  agg.Advance(121'000'000'000ULL);  // minute 60 and its seconds closed, minute 120 open
+  EXPECT_GT(agg.dictionary_bytes(), 0u);
+  EXPECT_LT(agg.dictionary_bytes(), first_minute / 10);
+  agg.FlushAll();
+  EXPECT_EQ(agg.dictionary_bytes(), 0u);
+  ASSERT_EQ(sink.app.size(), 2000u + 1u + 2000u + 1u);  // seconds, minute 60, minute 120
+  EXPECT_EQ(sink.app[2000].endpoint(), "/next");
+  EXPECT_EQ(sink.app[2000 + 1 + 2000].endpoint(), "/next");
+}
+
+// Counters past 32 bits stay exact, in a second and when seconds fold into their minute.
+TEST(AppMetricsAggregatorTest, CountsCarryPast32Bits) {
+  testing::CollectingSink sink;
+  AppMetricsAggregator agg(&sink, 0);
+  agg.Add(Record(1, "/big", 10, 5));
+  AppMetricsAggregatorTestPeer::SetCounts(&agg, 1, 0xffffffffu);  // every counter
+  agg.Add(Record(1, "/big", 10, 6));  // requests and responses carry
+  agg.Add(Record(1, "/big", 10, 7));
+  AppMetricsAggregatorTestPeer::SetCounts(&agg, 60, 0xfffffffeu);
+  agg.Advance(11'000'000'000ULL);  // emits the second, folding it into the minute
+  ASSERT_EQ(sink.app.size(), 1u);
+  constexpr uint64_t k32 = uint64_t{1} << 32;
+  const v1::ApplicationMetric& s = sink.app[0];
+  EXPECT_EQ(s.requests(), k32 + 1);
+  EXPECT_EQ(s.responses(), k32 + 1);
+  EXPECT_EQ(s.latency_count(), k32 + 1);
+  EXPECT_EQ(s.client_errors(), k32 - 1);
+  EXPECT_EQ(s.timeouts(), k32 - 1);
+  EXPECT_EQ(s.latency_sum_us(), 18u);
+  EXPECT_EQ(s.latency_max_us(), 7u);
+  agg.Add(Record(1, "/big", 12, 1));  // another second of the same minute
+  AppMetricsAggregatorTestPeer::SetCounts(&agg, 1, 0xffffffffu);
+  agg.FlushAll();
+  ASSERT_EQ(sink.app.size(), 3u);
+  EXPECT_EQ(sink.app[1].requests(), k32 - 1);
+  const v1::ApplicationMetric& m = sink.app[2];
+  EXPECT_EQ(m.granularity_s(), 60u);
+  // 0xfffffffe set on the minute, then both seconds.
+  EXPECT_EQ(m.requests(), (k32 - 2) + (k32 + 1) + (k32 - 1));
+  EXPECT_EQ(m.responses(), (k32 - 2) + (k32 + 1) + (k32 - 1));
+  EXPECT_EQ(m.latency_count(), m.responses());
+  EXPECT_EQ(m.server_errors(), (k32 - 2) + (k32 - 1) + (k32 - 1));
+  EXPECT_EQ(m.latency_sum_us(), 19u);
 }
 
 }  // namespace
