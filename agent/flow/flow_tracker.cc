@@ -207,8 +207,15 @@ NetworkKey FlowTracker::MetricKeyOf(const Flow& f) const {
 const ConnectionInfo& FlowTracker::ConnOf(const Flow& f) {
   // Only these fields ever differ between flows here (process and TLS fields are eBPF's):
   // refilling one object spares building and destroying one, four strings included, per call.
+  // Written field by field: a FiveTuple built on the stack and copied in stalled on store
+  // forwarding (its 16-byte loads read back narrower stores).
   conn_.flow_id = f.flow_id;
-  conn_.tuple = f.Tuple();
+  const bool a = f.client_is_a;
+  conn_.tuple.src_ip = net::IpAddress::V6(a ? f.key.ip_a.data() : f.key.ip_b.data());
+  conn_.tuple.dst_ip = net::IpAddress::V6(a ? f.key.ip_b.data() : f.key.ip_a.data());
+  conn_.tuple.src_port = a ? f.key.port_a : f.key.port_b;
+  conn_.tuple.dst_port = a ? f.key.port_b : f.key.port_a;
+  conn_.tuple.protocol = static_cast<net::IpProtocol>(f.key.protocol);
   conn_.role_source = f.role_source;
   return conn_;
 }
