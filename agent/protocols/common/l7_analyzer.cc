@@ -116,10 +116,13 @@ L7Analyzer::L7Analyzer(exporting::RecordSink* sink, metrics::Registry* metrics,
   }
 }
 
-uint64_t L7Analyzer::HintedAt(uint16_t server_port) const {
+uint64_t L7Analyzer::HintedAt(uint16_t server_port) {
+  if (server_port == last_hint_port_) return last_hint_mask_;  // port 0 is never asked
   auto it = std::lower_bound(hinted_ports_.begin(), hinted_ports_.end(),
                              std::pair<uint16_t, uint64_t>(server_port, 0));
-  return it != hinted_ports_.end() && it->first == server_port ? it->second : 0;
+  last_hint_port_ = server_port;
+  last_hint_mask_ = it != hinted_ports_.end() && it->first == server_port ? it->second : 0;
+  return last_hint_mask_;
 }
 
 L7Analyzer::~L7Analyzer() = default;

@@ -110,7 +110,10 @@ class L7Analyzer final : public flow::StreamHandler {
   // Infer function on UDP [1] / TCP [0], and the server ports some protocol hints at (sorted).
   uint64_t inferable_[2] = {0, 0};
   std::vector<std::pair<uint16_t, uint64_t>> hinted_ports_;
-  uint64_t HintedAt(uint16_t server_port) const;
+  // The last port looked up and its protocols: new connections mostly go to a few ports.
+  uint16_t last_hint_port_ = 0;
+  uint64_t last_hint_mask_ = 0;
+  uint64_t HintedAt(uint16_t server_port);
   uint64_t last_scan_ns_ = 0;
 
   metrics::Counter* inferred_ = nullptr;
