@@ -112,23 +112,7 @@ AppMetricsAggregator::Interval* AppMetricsAggregator::IntervalOf(size_t g_index,
   return c.interval;
 }
 
-uint32_t AppMetricsAggregator::Find(Interval* interval, uint32_t hash, const Entry& key,
-                                    bool* created) {
-  size_t mask = interval->slots.size() - 1;
-  // Bounded: the table is at most half full, so an empty slot ends every probe.
-  for (size_t i = hash & mask;; i = (i + 1) & mask) {
-    const Slot& slot = interval->slots[i];
-    if (slot.index_plus_1 == 0) break;
-    if (slot.hash == hash) {
-      const Entry& e = interval->at(slot.index_plus_1 - 1);
-      if (e.ip4_0 == key.ip4_0 && e.ip4_1 == key.ip4_1 && e.service_id == key.service_id &&
-          e.ip6_id == key.ip6_id) {
-        *created = false;
-        return slot.index_plus_1 - 1;
-      }
-    }
-  }
-  *created = true;
+uint32_t AppMetricsAggregator::Insert(Interval* interval, uint32_t hash, const Entry& key) {
   const uint32_t index = interval->size++;
   if ((index >> kChunkBits) == interval->chunks.size()) {
     if (free_chunks_.empty()) {
@@ -141,6 +125,7 @@ uint32_t AppMetricsAggregator::Find(Interval* interval, uint32_t hash, const Ent
   interval->at(index) = key;  // zero counters
   ++buckets_;
   const uint32_t n = interval->size;
+  size_t mask = interval->slots.size() - 1;
   if (size_t{n} * 2 > interval->slots.size()) {
     std::vector<Slot> bigger(interval->slots.size() * 2);
     mask = bigger.size() - 1;
@@ -201,11 +186,16 @@ void AppMetricsAggregator::Add(const v1::L7RequestLog& rec) {
   if (ip6) key.ip6_id = 1 + minute->ip6.Intern(scratch_, rec.ip6_1(), ip6_hash);
   // One lookup per record: the 1 s entry remembers its 60 s entry (the 60 s lookup happens only
   // when a key first shows up in a second, i.e. in the order it did when both were looked up).
-  bool created = false;
-  const uint32_t index = Find(sec, hash, key, &created);
-  if (created) {
-    bool unused = false;
-    sec->at(index).minute_index = Find(minute, hash, key, &unused);
+  const uint32_t found = Lookup(sec, hash, key);
+  uint32_t index = found - 1;
+  if (found == 0) {
+    // The minute's slot is the next miss: start it before adding to the second. (Prefetching
+    // it for every record, with the second's slot, wastes it when the key is not new in the
+    // second: about 9 records in 10 on the DNS capture.)
+    __builtin_prefetch(&minute->slots[hash & (minute->slots.size() - 1)]);
+    index = Insert(sec, hash, key);
+    const uint32_t in_minute = Lookup(minute, hash, key);
+    sec->at(index).minute_index = in_minute != 0 ? in_minute - 1 : Insert(minute, hash, key);
   }
   // Only the 1 s entry counts the record: its counters fold into its 60 s entry when the second
   // is emitted (EmitInterval), so a record touches one entry's counters, not two.
@@ -243,7 +233,14 @@ void AppMetricsAggregator::EmitInterval(Interval* interval) {
   if (sink_ == nullptr) return;
   Interval* minute = interval->minute;
   const Interval* dictionaries = minute != nullptr ? minute : interval;
+  // Far enough ahead for a miss to complete, near enough for the line to still be in L1.
+  constexpr uint32_t kPrefetchAhead = 8;
   for (uint32_t i = 0; i < interval->size; ++i) {
+    if (minute != nullptr && i + kPrefetchAhead < interval->size) {
+      // The minute entries the seconds fold into are in the minute's first-seen order, not
+      // the second's: fetch them ahead (the seconds' own entries are read in order).
+      __builtin_prefetch(&minute->at(interval->at(i + kPrefetchAhead).minute_index), 1);
+    }
     const Entry& e = interval->at(i);
     uint64_t total[kCounters];
     if (interval->carries.empty()) {

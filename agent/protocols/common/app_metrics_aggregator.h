@@ -139,10 +139,25 @@ class AppMetricsAggregator {
     Dictionary ip6;       // both IPv6 addresses
   };
 
-  // The index of the entry of key (ip4_0, ip4_1, service_id, ip6_id) in `interval` (created when
-  // new; *created tells). `hash` is of the key's contents (what the ids stand for), so one hash
-  // serves both granularities and is known before the dictionary lookups.
-  uint32_t Find(Interval* interval, uint32_t hash, const Entry& key, bool* created);
+  // 1 + the index of the entry of key (ip4_0, ip4_1, service_id, ip6_id) in `interval`, or 0.
+  // `hash` is of the key's contents (what the ids stand for), so one hash serves both
+  // granularities and is known before the dictionary lookups. Inline: every record does one.
+  static uint32_t Lookup(Interval* interval, uint32_t hash, const Entry& key) {
+    const size_t mask = interval->slots.size() - 1;
+    // Bounded: the table is at most half full, so an empty slot ends every probe.
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+      const Slot& slot = interval->slots[i];
+      if (slot.index_plus_1 == 0) return 0;
+      if (slot.hash != hash) continue;
+      const Entry& e = interval->at(slot.index_plus_1 - 1);
+      if (e.ip4_0 == key.ip4_0 && e.ip4_1 == key.ip4_1 && e.service_id == key.service_id &&
+          e.ip6_id == key.ip6_id) {
+        return slot.index_plus_1;
+      }
+    }
+  }
+  // Adds `key` (not in `interval`) with zero counters; returns its index.
+  uint32_t Insert(Interval* interval, uint32_t hash, const Entry& key);
   Interval* IntervalOf(size_t g_index, uint32_t granularity_s, uint32_t time);
   void EmitInterval(Interval* interval);
   // Keeps the memory of an emitted interval for the next ones (bounded).
