@@ -23,6 +23,7 @@ PACKAGES=(
   nodejs
   libclang-rt-14-dev
   zlib1g-dev
+  libgoogle-perftools-dev
 )
 
 missing=()
