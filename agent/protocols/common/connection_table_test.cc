@@ -46,13 +46,12 @@ TEST(ConnectionTableTest, MatchesAMapUnderRandomOperations) {
   int objects[16];
   std::mt19937_64 rng(11);
   uint64_t now = 0;
-  auto random_id = [&rng] {
-    return rng() % 5000 + (rng() % 2 == 0 ? 0 : (uint64_t{3} << 32));
-  };
+  auto random_id = [&rng] { return rng() % 5000 + (rng() % 2 == 0 ? 0 : (uint64_t{3} << 32)); };
   for (int step = 0; step < 200000; ++step) {
     const uint64_t id = random_id();
     ++now;
-    const L7Protocol p = rng() % 2 == 0 ? common::v1::L7_PROTOCOL_HTTP1 : common::v1::L7_PROTOCOL_DNS;
+    const L7Protocol p =
+        rng() % 2 == 0 ? common::v1::L7_PROTOCOL_HTTP1 : common::v1::L7_PROTOCOL_DNS;
     switch (rng() % 8) {
       case 0:
       case 1:
@@ -91,7 +90,8 @@ TEST(ConnectionTableTest, MatchesAMapUnderRandomOperations) {
           const uint64_t idle = now > 3000 ? now - 3000 : 0;
           table.CloseDormantUpTo(idle, now);
           for (auto& [k, r] : ref) {
-            if (r.state == Table::State::kDormant && r.ns <= idle) r = Ref{Table::State::kClosed, now, r.protocol, 0, nullptr};
+            if (r.state == Table::State::kDormant && r.ns <= idle)
+              r = Ref{Table::State::kClosed, now, r.protocol, 0, nullptr};
           }
           const uint64_t limit = now > 6000 ? now - 6000 : 0;
           table.EraseClosedUpTo(limit);
