@@ -2,6 +2,7 @@
 // buffer). Sources push events into an EventSink on the thread that calls Run().
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <span>
@@ -92,6 +93,37 @@ class EventSink {
   virtual void OnSocketControl(const SocketControlEvent& event) {}
   // Called when the source is idle, so time-driven work (timeouts, metric flushes) still runs.
   virtual void OnIdle(uint64_t now_ns) {}
+};
+
+// What a source holding many packets at once uses to hand them over: it collects views and
+// passes them to the sink's OnPackets a full batch at a time, and on Flush(). The views must stay
+// valid until then (a mapped file, an AF_PACKET block not yet returned to the kernel).
+class PacketBatch {
+ public:
+  static constexpr size_t kSize = 32;
+  explicit PacketBatch(EventSink& sink) : sink_(sink) {}
+  // Hands over what is left, should an exit path have missed its Flush().
+  ~PacketBatch() { Flush(); }
+  PacketBatch(const PacketBatch&) = delete;
+  PacketBatch& operator=(const PacketBatch&) = delete;
+
+  // Adds a packet; a full batch goes to the sink at once.
+  void Add(const PacketView& view) {
+    views_[size_++] = view;
+    if (size_ == kSize) Flush();
+  }
+  void Flush() {
+    if (size_ == 0) return;
+    const size_t n = size_;
+    size_ = 0;
+    sink_.OnPackets(std::span<const PacketView>(views_.data(), n));
+  }
+  bool empty() const { return size_ == 0; }
+
+ private:
+  EventSink& sink_;
+  std::array<PacketView, kSize> views_;
+  size_t size_ = 0;
 };
 
 struct SourceStats {

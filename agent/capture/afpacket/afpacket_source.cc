@@ -19,14 +19,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
-#include <span>
 
 #include "common/log/log.h"
 
@@ -332,14 +330,7 @@ void AfPacketSource::ReadKernelStats(Ring& ring) {
 void AfPacketSource::Drain(Ring& ring, EventSink& sink) {
   // A block's packets stay valid until the block goes back to the kernel: they reach the sink a
   // batch at a time (so it can look ahead), every batch before its block is released.
-  constexpr size_t kBatch = 32;
-  std::array<PacketView, kBatch> batch;
-  size_t batched = 0;
-  auto deliver = [&] {
-    if (batched == 0) return;
-    sink.OnPackets(std::span<const PacketView>(batch.data(), batched));
-    batched = 0;
-  };
+  PacketBatch batch(sink);
   for (uint32_t n = 0; n < ring.block_count; ++n) {
     auto* block = reinterpret_cast<tpacket_block_desc*>(ring.map + static_cast<size_t>(ring.next_block) * ring.block_size);
     if ((__atomic_load_n(&block->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) == 0) break;
@@ -373,13 +364,12 @@ void AfPacketSource::Drain(Ring& ring, EventSink& sink) {
         v.data = std::span<const uint8_t>(reinterpret_cast<uint8_t*>(hdr) + hdr->tp_mac, hdr->tp_snaplen);
         events_.fetch_add(1, std::memory_order_relaxed);
         bytes_.fetch_add(hdr->tp_snaplen, std::memory_order_relaxed);
-        batch[batched++] = v;
-        if (batched == kBatch) deliver();
+        batch.Add(v);
       }
       if (hdr->tp_next_offset == 0) break;
       offset += hdr->tp_next_offset;
     }
-    deliver();
+    batch.Flush();
     __atomic_store_n(&block->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
     ring.next_block = (ring.next_block + 1) % ring.block_count;
   }

@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -138,20 +137,9 @@ Status PcapFileSource::RunMapped(EventSink& sink, const std::atomic<bool>& stop,
   const size_t size = file.size();
   // Packets go to the sink a batch at a time (the whole file stays mapped, so their views stay
   // valid), which lets it look ahead; every exit hands over what is batched first.
-  constexpr size_t kBatch = 32;
   constexpr size_t kPrefetchAhead = 2048;
-  std::array<PacketView, kBatch> batch;
-  size_t batched = 0;
-  auto deliver = [&] {
-    if (batched == 0) return;
-    sink.OnPackets(std::span<const PacketView>(batch.data(), batched));
-    batched = 0;
-  };
-  while (off < size && (batched != 0 || !stop.load(std::memory_order_relaxed))) {
-    if (batched == kBatch) {
-      deliver();
-      continue;  // the stop flag is looked at between batches
-    }
+  PacketBatch batch(sink);
+  while (off < size && !stop.load(std::memory_order_relaxed)) {
     if (size - off < 16) {
       ++stats_.malformed;  // a record header cut short: the file ends here
       break;
@@ -167,7 +155,7 @@ Status PcapFileSource::RunMapped(EventSink& sink, const std::atomic<bool>& stop,
     const uint32_t len = Load32(h + 12, swapped);
     if (caplen > kMaxSnaplen) {
       ++stats_.malformed;
-      deliver();
+      batch.Flush();
       return DataLossError("corrupt capture " + path_ + " after " + std::to_string(stats_.events) +
                            " packets: invalid packet capture length " + std::to_string(caplen));
     }
@@ -179,8 +167,7 @@ Status PcapFileSource::RunMapped(EventSink& sink, const std::atomic<bool>& stop,
     // See the libpcap path below for why the wire length is at least the captured length.
     const uint32_t wire_length = std::max(len, kept);
     const uint64_t ts_ns = uint64_t{sec} * 1'000'000'000ull + (nano ? frac : uint64_t{frac} * 1000);
-    PacketView& view = batch[batched++];
-    view = PacketView{};
+    PacketView view;
     view.timestamp_ns = ts_ns;
     view.data = std::span<const uint8_t>(h + 16, kept);
     view.wire_length = wire_length;
@@ -189,8 +176,9 @@ Status PcapFileSource::RunMapped(EventSink& sink, const std::atomic<bool>& stop,
     stats_.bytes += kept;
     last_ns = std::max(last_ns, ts_ns);
     off += 16 + size_t{caplen};
+    batch.Add(view);
   }
-  deliver();
+  batch.Flush();
   if (last_ns != 0) sink.OnIdle(last_ns);
   return Status::Ok();
 }
