@@ -112,7 +112,7 @@ AppMetricsAggregator::Interval* AppMetricsAggregator::IntervalOf(size_t g_index,
   return c.interval;
 }
 
-uint32_t AppMetricsAggregator::Insert(Interval* interval, uint32_t hash, const Entry& key) {
+uint32_t AppMetricsAggregator::Insert(Interval* interval, uint32_t hash, const Key& key) {
   const uint32_t index = interval->size++;
   if ((index >> kChunkBits) == interval->chunks.size()) {
     if (free_chunks_.empty()) {
@@ -122,7 +122,11 @@ uint32_t AppMetricsAggregator::Insert(Interval* interval, uint32_t hash, const E
       free_chunks_.pop_back();
     }
   }
-  interval->at(index) = key;  // zero counters
+  Entry& e = interval->at(index);
+  e.key = key;
+  e.minute_index = 0;
+  std::fill(std::begin(e.count), std::end(e.count), 0u);
+  e.latency_sum_us = e.latency_max_us = 0;
   ++buckets_;
   const uint32_t n = interval->size;
   size_t mask = interval->slots.size() - 1;
@@ -143,6 +147,58 @@ uint32_t AppMetricsAggregator::Insert(Interval* interval, uint32_t hash, const E
   return index;
 }
 
+void AppMetricsAggregator::Count(const Pending& p) {
+  Interval* sec = p.sec;
+  const Key& key = p.key;
+  // One lookup per record: the 1 s entry remembers its 60 s entry (the 60 s lookup happens only
+  // when a key first shows up in a second, i.e. in the order it did when both were looked up).
+  const uint32_t found = Lookup(sec, p.hash, key);
+  uint32_t index = found - 1;
+  if (found == 0) {
+    Interval* minute = sec->minute;
+    // The minute's slot is the next miss: start it before adding to the second. (Prefetching
+    // it for every record, with the second's slot, wastes it when the key is not new in the
+    // second: about 9 records in 10 on the DNS capture.)
+    __builtin_prefetch(&minute->slots[p.hash & (minute->slots.size() - 1)]);
+    index = Insert(sec, p.hash, key);
+    const uint32_t in_minute = Lookup(minute, p.hash, key);
+    sec->at(index).minute_index = in_minute != 0 ? in_minute - 1 : Insert(minute, p.hash, key);
+  }
+  // Only the 1 s entry counts the record: its counters fold into its 60 s entry when the second
+  // is emitted (EmitInterval), so a record touches one entry's counters, not two.
+  Entry& e = sec->at(index);
+  const auto bump = [sec, index, &e](Counter c) {
+    if (__builtin_add_overflow(e.count[c], 1u, &e.count[c])) {
+      sec->carries[index][c] += uint64_t{1} << 32;
+    }
+  };
+  if (p.request) bump(kRequests);
+  switch (p.status) {
+    case common::v1::RESPONSE_STATUS_TIMEOUT:
+      bump(kTimeouts);
+      break;
+    case common::v1::RESPONSE_STATUS_CLIENT_ERROR:
+      bump(kClientErrors);
+      break;
+    case common::v1::RESPONSE_STATUS_SERVER_ERROR:
+      bump(kServerErrors);
+      break;
+    default:
+      break;
+  }
+  if (p.response) {
+    bump(kResponses);  // and latency_count, always equal to it
+    e.latency_sum_us += p.latency_us;
+    e.latency_max_us = std::max(e.latency_max_us, p.latency_us);
+  }
+}
+
+void AppMetricsAggregator::Drain() {
+  for (; ring_size_ > 0; --ring_size_, ring_head_ = (ring_head_ + 1) & (kRing - 1)) {
+    Count(ring_[ring_head_]);
+  }
+}
+
 void AppMetricsAggregator::Add(const v1::L7RequestLog& rec) {
   const uint64_t t_s = std::max(rec.end_time_us(), rec.start_time_us()) / 1000000;
   const uint32_t second = static_cast<uint32_t>(t_s);
@@ -154,9 +210,7 @@ void AppMetricsAggregator::Add(const v1::L7RequestLog& rec) {
   Interval* minute = sec->minute;
   // The key: the addresses as integers, the rest as ids in the minute's dictionaries (small
   // and hot: a capture has few distinct services and endpoints per minute).
-  Entry key{};
-  key.ip4_0 = rec.ip4_0();
-  key.ip4_1 = rec.ip4_1();
+  Key key{rec.ip4_0(), rec.ip4_1(), 0, 0};
   const uint32_t header[5] = {rec.server_port(), rec.protocol(), rec.is_ipv4(),
                               static_cast<uint32_t>(rec.l7_protocol()),
                               static_cast<uint32_t>(rec.signal_source())};
@@ -184,48 +238,23 @@ void AppMetricsAggregator::Add(const v1::L7RequestLog& rec) {
       std::string_view(reinterpret_cast<const char*>(header), kServiceHeader), rec.endpoint(),
       service_hash);
   if (ip6) key.ip6_id = 1 + minute->ip6.Intern(scratch_, rec.ip6_1(), ip6_hash);
-  // One lookup per record: the 1 s entry remembers its 60 s entry (the 60 s lookup happens only
-  // when a key first shows up in a second, i.e. in the order it did when both were looked up).
-  const uint32_t found = Lookup(sec, hash, key);
-  uint32_t index = found - 1;
-  if (found == 0) {
-    // The minute's slot is the next miss: start it before adding to the second. (Prefetching
-    // it for every record, with the second's slot, wastes it when the key is not new in the
-    // second: about 9 records in 10 on the DNS capture.)
-    __builtin_prefetch(&minute->slots[hash & (minute->slots.size() - 1)]);
-    index = Insert(sec, hash, key);
-    const uint32_t in_minute = Lookup(minute, hash, key);
-    sec->at(index).minute_index = in_minute != 0 ? in_minute - 1 : Insert(minute, hash, key);
+  Pending* pending;
+  if (ring_size_ == kRing) {
+    Count(ring_[ring_head_]);
+    pending = &ring_[ring_head_];
+    ring_head_ = (ring_head_ + 1) & (kRing - 1);
+  } else {
+    pending = &ring_[(ring_head_ + ring_size_) & (kRing - 1)];
+    ++ring_size_;
   }
-  // Only the 1 s entry counts the record: its counters fold into its 60 s entry when the second
-  // is emitted (EmitInterval), so a record touches one entry's counters, not two.
-  Entry& e = sec->at(index);
-  const auto bump = [sec, index, &e](Counter c) {
-    if (__builtin_add_overflow(e.count[c], 1u, &e.count[c])) {
-      sec->carries[index][c] += uint64_t{1} << 32;
-    }
-  };
-  if (rec.request_length() >= 0) bump(kRequests);
-  const common::v1::ResponseStatus status = rec.response_status();
-  switch (status) {
-    case common::v1::RESPONSE_STATUS_TIMEOUT:
-      bump(kTimeouts);
-      break;
-    case common::v1::RESPONSE_STATUS_CLIENT_ERROR:
-      bump(kClientErrors);
-      break;
-    case common::v1::RESPONSE_STATUS_SERVER_ERROR:
-      bump(kServerErrors);
-      break;
-    default:
-      break;
-  }
-  if (status != common::v1::RESPONSE_STATUS_TIMEOUT && rec.response_length() >= 0) {
-    const uint64_t latency_us = rec.response_duration();
-    bump(kResponses);  // and latency_count, always equal to it
-    e.latency_sum_us += latency_us;
-    e.latency_max_us = std::max(e.latency_max_us, latency_us);
-  }
+  pending->sec = sec;
+  pending->key = key;
+  pending->hash = hash;
+  pending->request = rec.request_length() >= 0;
+  pending->status = rec.response_status();
+  pending->response =
+      pending->status != common::v1::RESPONSE_STATUS_TIMEOUT && rec.response_length() >= 0;
+  pending->latency_us = rec.response_duration();
 }
 
 void AppMetricsAggregator::EmitInterval(Interval* interval) {
@@ -266,16 +295,16 @@ void AppMetricsAggregator::EmitInterval(Interval* interval) {
       m.latency_sum_us += e.latency_sum_us;
       m.latency_max_us = std::max(m.latency_max_us, e.latency_max_us);
     }
-    const std::string_view service = dictionaries->services.at(e.service_id);
+    const std::string_view service = dictionaries->services.at(e.key.service_id);
     v1::ApplicationMetric m;
     m.set_time(interval->time);
     m.set_granularity_s(interval->granularity_s);
     m.set_signal_source(static_cast<common::v1::SignalSource>(ReadU32(service, kSignalSource)));
     m.set_is_ipv4(ReadU32(service, kIsIpv4));
-    m.set_ip4_0(e.ip4_0);
-    m.set_ip4_1(e.ip4_1);
-    if (e.ip6_id != 0) {
-      const std::string_view ip6 = dictionaries->ip6.at(e.ip6_id - 1);
+    m.set_ip4_0(e.key.ip4_0);
+    m.set_ip4_1(e.key.ip4_1);
+    if (e.key.ip6_id != 0) {
+      const std::string_view ip6 = dictionaries->ip6.at(e.key.ip6_id - 1);
       const uint32_t len0 = ReadU32(ip6, 0);
       if (len0 != 0) m.mutable_ip6_0()->assign(ip6.data() + 4, len0);
       if (ip6.size() > 4 + len0) m.mutable_ip6_1()->assign(ip6.data() + 4 + len0, ip6.size() - 4 - len0);
@@ -306,6 +335,7 @@ void AppMetricsAggregator::Recycle(Interval* interval) {
 }
 
 void AppMetricsAggregator::Advance(uint64_t now_ns) {
+  Drain();
   // Intervals are ordered by granularity, then start: scan each granularity's closed prefix.
   for (auto it = intervals_.begin(); it != intervals_.end();) {
     const auto [g, time] = it->first;
@@ -322,6 +352,7 @@ void AppMetricsAggregator::Advance(uint64_t now_ns) {
 }
 
 void AppMetricsAggregator::FlushAll() {
+  Drain();
   for (auto& [key, interval] : intervals_) {
     EmitInterval(&interval);
     Recycle(&interval);

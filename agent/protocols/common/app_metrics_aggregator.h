@@ -31,7 +31,12 @@ class AppMetricsAggregator {
   // Emits everything (end of input).
   void FlushAll();
 
-  size_t open_intervals() const { return buckets_; }
+  // Buckets of the open intervals. (Counts the records still in the prefetch ring first: the
+  // cast is sound, the aggregator is never a const object while records are added.)
+  size_t open_intervals() const {
+    const_cast<AppMetricsAggregator*>(this)->Drain();
+    return buckets_;
+  }
   // Bytes held by the key dictionaries of the open minutes (freed when a minute is emitted).
   size_t dictionary_bytes() const;
 
@@ -97,10 +102,13 @@ class AppMetricsAggregator {
   // Counters are 32 bits; the rare carry out of them goes to the interval's `carries` map, so
   // every emitted value is exact. No member initializers: chunks of them are allocated without
   // zeroing (every field is written when an entry is created).
-  struct alignas(64) Entry {
+  struct Key {
     uint32_t ip4_0, ip4_1;
     uint32_t service_id;  // in the minute's `services`
     uint32_t ip6_id;      // 0: no IPv6 addresses; else 1 + id in the minute's `ip6`
+  };
+  struct alignas(64) Entry {
+    Key key;
     // 1 s entries: index of the same key's entry in the enclosing 60 s interval. Records are
     // counted in 1 s entries only; a 60 s entry gets the counters of its 1 s entries when those
     // are emitted, which is always before it is.
@@ -139,17 +147,17 @@ class AppMetricsAggregator {
     Dictionary ip6;       // both IPv6 addresses
   };
 
-  // 1 + the index of the entry of key (ip4_0, ip4_1, service_id, ip6_id) in `interval`, or 0.
+  // 1 + the index of the entry of `key` in `interval`, or 0.
   // `hash` is of the key's contents (what the ids stand for), so one hash serves both
   // granularities and is known before the dictionary lookups. Inline: every record does one.
-  static uint32_t Lookup(Interval* interval, uint32_t hash, const Entry& key) {
+  static uint32_t Lookup(Interval* interval, uint32_t hash, const Key& key) {
     const size_t mask = interval->slots.size() - 1;
     // Bounded: the table is at most half full, so an empty slot ends every probe.
     for (size_t i = hash & mask;; i = (i + 1) & mask) {
       const Slot& slot = interval->slots[i];
       if (slot.index_plus_1 == 0) return 0;
       if (slot.hash != hash) continue;
-      const Entry& e = interval->at(slot.index_plus_1 - 1);
+      const Key& e = interval->at(slot.index_plus_1 - 1).key;
       if (e.ip4_0 == key.ip4_0 && e.ip4_1 == key.ip4_1 && e.service_id == key.service_id &&
           e.ip6_id == key.ip6_id) {
         return slot.index_plus_1;
@@ -157,11 +165,28 @@ class AppMetricsAggregator {
     }
   }
   // Adds `key` (not in `interval`) with zero counters; returns its index.
-  uint32_t Insert(Interval* interval, uint32_t hash, const Entry& key);
+  uint32_t Insert(Interval* interval, uint32_t hash, const Key& key);
   Interval* IntervalOf(size_t g_index, uint32_t granularity_s, uint32_t time);
   void EmitInterval(Interval* interval);
   // Keeps the memory of an emitted interval for the next ones (bounded).
   void Recycle(Interval* interval);
+
+  // A record waiting in the ring: its key, where it goes, and what it counts. Add issues the
+  // prefetch of the record's home slot and counts the record kRing records later, when that
+  // miss has completed (a slot of a busy second is a random line of a ~1 MB index). Records are
+  // counted in the order they were added, and Advance, FlushAll and open_intervals drain the
+  // ring first, so what they see is what they would see without it.
+  struct Pending {
+    Interval* sec;
+    Key key;
+    uint32_t hash;
+    bool request, response;
+    common::v1::ResponseStatus status;
+    uint64_t latency_us;
+  };
+  static constexpr uint32_t kRing = 8;  // a power of two
+  void Count(const Pending& p);
+  void Drain();  // counts every record in the ring
 
   exporting::RecordSink* sink_;
   uint64_t delay_ns_;
@@ -179,6 +204,8 @@ class AppMetricsAggregator {
   std::vector<Chunk> free_chunks_;
   std::vector<std::vector<Slot>> free_slots_;
   std::string scratch_;  // the bytes of a record's IPv6 dictionary key
+  std::array<Pending, kRing> ring_;
+  uint32_t ring_head_ = 0, ring_size_ = 0;
 };
 
 }  // namespace sonde::agent::protocols

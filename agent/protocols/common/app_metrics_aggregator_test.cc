@@ -19,6 +19,7 @@ namespace sonde::agent::protocols {
 class AppMetricsAggregatorTestPeer {
  public:
   static void SetCounts(AppMetricsAggregator* agg, uint32_t granularity_s, uint32_t value) {
+    agg->Drain();
     for (auto& [key, interval] : agg->intervals_) {
       if (interval.granularity_s != granularity_s) continue;
       for (uint32_t i = 0; i < interval.size; ++i) {
