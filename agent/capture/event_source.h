@@ -83,7 +83,7 @@ class EventSink {
   virtual ~EventSink() = default;
   virtual void OnPacket(const PacketView& packet) = 0;
   // Several packets at once, in capture order, from a source that holds many at a time (a
-  // mapped capture file): the sink may look ahead across them (decode a few, prefetch their
+  // mapped capture file, an AF_PACKET block): the sink may look ahead across them (decode a few, prefetch their
   // state) but must handle them exactly as OnPacket one by one would. The views are valid only
   // during the call. By default, OnPacket for each.
   virtual void OnPackets(std::span<const PacketView> packets) {

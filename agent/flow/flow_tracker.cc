@@ -335,7 +335,7 @@ void FlowTracker::OnPackets(std::span<const capture::PacketView> packets) {
       ++n;
       if (decoder_.datagrams_reassembled() != reassembled) break;
     }
-    // By now the first slots have arrived: start loading the flows they point at.
+    // Then handled in order; by now the first ones' index slots have arrived.
     for (size_t i = 0; i < n; ++i) Handle(packets[done + i].timestamp_ns, r[i], p[i], k[i]);
     done += n;
   }

@@ -47,9 +47,9 @@ class FlowTracker : public capture::EventSink {
   ~FlowTracker() override;
 
   void OnPacket(const capture::PacketView& packet) override;
-  // Decodes up to kLookahead packets ahead and prefetches their flows' index slots and flows
-  // before handling them in order, as OnPacket would (a large flow table misses the caches on
-  // nearly every lookup otherwise).
+  // Decodes up to kLookahead packets ahead and prefetches their flows' index slots before
+  // handling them in order, as OnPacket would (the index of a large flow table misses the caches
+  // on nearly every lookup otherwise).
   void OnPackets(std::span<const capture::PacketView> packets) override;
   void OnIdle(uint64_t now_ns) override;
 
