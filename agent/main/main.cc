@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
-#include <span>
 #include <thread>
 #include <vector>
 
@@ -15,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/capture/afpacket/afpacket_source.h"
+#include "agent/capture/clocked_sink.h"
 #include "agent/capture/ebpf/ebpf_source.h"
 #include "agent/capture/ebpf/socket_tracker.h"
 #include "agent/capture/pcap/pcap_file_source.h"
@@ -43,32 +43,6 @@ uint64_t WallNs() {
       .count();
 }
 
-// Forwards events to the flow tracker and remembers the newest timestamp, so end-of-input
-// flushing happens at capture time (deterministic replays), not at wall time.
-class ClockedSink : public capture::EventSink {
- public:
-  explicit ClockedSink(capture::EventSink* next) : next_(next) {}
-  void OnPacket(const capture::PacketView& p) override {
-    if (p.timestamp_ns > last_ns_) last_ns_ = p.timestamp_ns;
-    next_->OnPacket(p);
-  }
-  void OnPackets(std::span<const capture::PacketView> ps) override {
-    for (const capture::PacketView& p : ps) {
-      if (p.timestamp_ns > last_ns_) last_ns_ = p.timestamp_ns;
-    }
-    next_->OnPackets(ps);
-  }
-  void OnIdle(uint64_t now_ns) override {
-    if (now_ns > last_ns_) last_ns_ = now_ns;
-    next_->OnIdle(now_ns);
-  }
-  uint64_t last_ns() const { return last_ns_; }
-
- private:
-  capture::EventSink* next_;
-  uint64_t last_ns_ = 0;
-};
-
 protocols::L7AnalyzerOptions L7Options(const AgentOptions& opts) {
   protocols::L7AnalyzerOptions l7;
   l7.parser.request_timeout_ns = uint64_t{opts.l7_timeout_ms} * 1'000'000;
@@ -84,7 +58,7 @@ Status RunPacketPipeline(capture::EventSource& source, const AgentOptions& opts,
   fc.max_flows = opts.max_flows;
   fc.worker_id = worker_id;
   flow::FlowTracker tracker(fc, sink, &analyzer, registry);
-  ClockedSink clocked(&tracker);
+  capture::ClockedSink clocked(&tracker);
   Status s = source.Run(clocked, g_stop);
   uint64_t end_ns = clocked.last_ns() ? clocked.last_ns() : WallNs();
   tracker.FlushAll(end_ns);

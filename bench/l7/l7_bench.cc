@@ -14,10 +14,10 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
-#include <span>
 #include <string>
 #include <vector>
 
+#include "agent/capture/clocked_sink.h"
 #include "agent/capture/pcap/pcap_file_source.h"
 #include "agent/flow/flow_tracker.h"
 #include "agent/protocols/common/l7_analyzer.h"
@@ -117,28 +117,6 @@ class RecordingHandler final : public flow::StreamHandler {
   std::string bytes;
 };
 
-class ClockedSink final : public sonde::agent::capture::EventSink {
- public:
-  explicit ClockedSink(sonde::agent::capture::EventSink* next) : next_(next) {}
-  void OnPacket(const sonde::agent::capture::PacketView& p) override {
-    if (p.timestamp_ns > last_ns) last_ns = p.timestamp_ns;
-    ++packets;
-    next_->OnPacket(p);
-  }
-  void OnPackets(std::span<const sonde::agent::capture::PacketView> ps) override {
-    for (const auto& p : ps) {
-      if (p.timestamp_ns > last_ns) last_ns = p.timestamp_ns;
-    }
-    packets += ps.size();
-    next_->OnPackets(ps);
-  }
-  void OnIdle(uint64_t now) override { next_->OnIdle(now); }
-  uint64_t last_ns = 0, packets = 0;
-
- private:
-  sonde::agent::capture::EventSink* next_;
-};
-
 double CpuSeconds() {
   timespec t{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
@@ -156,12 +134,12 @@ int64_t RunPipeline(const std::string& path, CountingSink& sink) {
   std::atomic<bool> stop{false};
   protocols::L7Analyzer analyzer(&sink, nullptr, Options());
   flow::FlowTracker tracker({}, &sink, &analyzer, nullptr);
-  ClockedSink clocked(&tracker);
+  sonde::agent::capture::ClockedSink clocked(&tracker);
   sonde::agent::capture::PcapFileSource source(path);
   if (!source.Run(clocked, stop).ok()) return -1;
-  tracker.FlushAll(clocked.last_ns);
-  analyzer.FlushAll(clocked.last_ns);
-  return static_cast<int64_t>(clocked.packets);
+  tracker.FlushAll(clocked.last_ns());
+  analyzer.FlushAll(clocked.last_ns());
+  return static_cast<int64_t>(clocked.packets());
 }
 
 }  // namespace
@@ -189,17 +167,17 @@ int main(int argc, char** argv) {
   if (!pipeline_only) {
     CountingSink none;
     flow::FlowTracker tracker({}, &none, &rec, nullptr);
-    ClockedSink clocked(&tracker);
+    sonde::agent::capture::ClockedSink clocked(&tracker);
     sonde::agent::capture::PcapFileSource source(path);
     auto s = source.Run(clocked, stop);
     if (!s.ok()) {
       std::fprintf(stderr, "%s\n", s.ToString().c_str());
       return 1;
     }
-    tracker.FlushAll(clocked.last_ns);
+    tracker.FlushAll(clocked.last_ns());
     rec.Finish();
     std::printf("packets %llu\nstream_events %zu\nstream_bytes %zu\nconnections %zu\n",
-                static_cast<unsigned long long>(clocked.packets), rec.events.size(),
+                static_cast<unsigned long long>(clocked.packets()), rec.events.size(),
                 rec.bytes.size(), rec.conns.size());
   }
 

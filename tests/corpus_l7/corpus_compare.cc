@@ -11,11 +11,11 @@
 #include <cstdlib>
 #include <fstream>
 #include <regex>
-#include <span>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "agent/capture/clocked_sink.h"
 #include "agent/capture/pcap/pcap_file_source.h"
 #include "agent/export/record_sink.h"
 #include "agent/flow/flow_tracker.h"
@@ -38,29 +38,6 @@ class L7Collector final : public agent::exporting::RecordSink {
   void Emit(agent::v1::ApplicationMetric&&) override {}
   void Emit(agent::v1::ProcessInfo&&) override {}
   std::vector<L7RequestLog> l7;
-};
-
-// Same as sonde-agent's: remembers the newest packet time for the end-of-input flush.
-class ClockedSink final : public agent::capture::EventSink {
- public:
-  explicit ClockedSink(agent::capture::EventSink* next) : next_(next) {}
-  void OnPacket(const agent::capture::PacketView& p) override {
-    last_ns_ = std::max(last_ns_, p.timestamp_ns);
-    next_->OnPacket(p);
-  }
-  void OnPackets(std::span<const agent::capture::PacketView> ps) override {
-    for (const agent::capture::PacketView& p : ps) last_ns_ = std::max(last_ns_, p.timestamp_ns);
-    next_->OnPackets(ps);
-  }
-  void OnIdle(uint64_t now_ns) override {
-    last_ns_ = std::max(last_ns_, now_ns);
-    next_->OnIdle(now_ns);
-  }
-  uint64_t last_ns() const { return last_ns_; }
-
- private:
-  agent::capture::EventSink* next_;
-  uint64_t last_ns_ = 0;
 };
 
 std::string Upper(std::string s) {
@@ -578,7 +555,7 @@ StatusOr<std::vector<L7RequestLog>> RunAgentPipeline(const fs::path& pcap) {
   agent::protocols::L7Analyzer analyzer(&sink, &registry, l7);
   agent::flow::FlowTrackerConfig fc;
   agent::flow::FlowTracker tracker(fc, &sink, &analyzer, &registry);
-  ClockedSink clocked(&tracker);
+  agent::capture::ClockedSink clocked(&tracker);
   agent::capture::PcapFileSource source(pcap.string());
   std::atomic<bool> stop{false};
   Status s = source.Run(clocked, stop);
