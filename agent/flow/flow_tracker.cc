@@ -308,12 +308,14 @@ void FlowTracker::PublishCounters() {
 void FlowTracker::OnPacket(const capture::PacketView& packet) {
   DecodedPacket p;
   const DecodeResult r = decoder_.Decode(packet, &p);
+  Handle(packet.timestamp_ns, r, p, r == DecodeResult::kOk ? KeyOf(p) : KeyedPacket{});
+}
+
+FlowTracker::KeyedPacket FlowTracker::KeyOf(const DecodedPacket& p) {
   KeyedPacket k;
-  if (r == DecodeResult::kOk) {
-    k.key = FlowKey::Of(p.tuple, &k.src_is_a);
-    k.hash = k.key.Hash();
-  }
-  Handle(packet.timestamp_ns, r, p, k);
+  k.key = FlowKey::Of(p.tuple, &k.src_is_a);
+  k.hash = k.key.Hash();
+  return k;
 }
 
 void FlowTracker::OnPackets(std::span<const capture::PacketView> packets) {
@@ -328,8 +330,7 @@ void FlowTracker::OnPackets(std::span<const capture::PacketView> packets) {
       const uint64_t reassembled = decoder_.datagrams_reassembled();
       r[n] = decoder_.Decode(packets[done + n], &p[n]);
       if (r[n] == DecodeResult::kOk) {
-        k[n].key = FlowKey::Of(p[n].tuple, &k[n].src_is_a);
-        k[n].hash = k[n].key.Hash();
+        k[n] = KeyOf(p[n]);
         flows_.Prefetch(k[n].hash);
       }
       ++n;

@@ -79,6 +79,7 @@ class FlowTracker : public capture::EventSink {
     uint64_t hash = 0;
     bool src_is_a = true;
   };
+  static KeyedPacket KeyOf(const DecodedPacket& p);
   // Everything OnPacket does after decoding; `k` is set when `r` is kOk.
   void Handle(uint64_t now, DecodeResult r, const DecodedPacket& p, const KeyedPacket& k);
   Flow* CreateFlow(const FlowKey& key, uint64_t hash, bool src_is_a, const DecodedPacket& p);
