@@ -48,25 +48,11 @@ constexpr size_t kMaxFreeSlotTables = 4;
 uint32_t AppMetricsAggregator::Dictionary::Insert(std::string_view head, std::string_view tail,
                                                  uint32_t hash) {
   if (slots_.empty()) slots_.resize(16);
-  size_t mask = slots_.size() - 1;
   const auto id = static_cast<uint32_t>(items_.size());
   items_.push_back(Item{arena_.size(), head.size() + tail.size()});
   arena_.append(head);
   arena_.append(tail);
-  if ((size_t{id} + 1) * 2 > slots_.size()) {
-    std::vector<DictSlot> bigger(slots_.size() * 2);
-    mask = bigger.size() - 1;
-    for (const DictSlot& old : slots_) {
-      if (old.id_plus_1 == 0) continue;
-      size_t j = old.hash & mask;
-      while (bigger[j].id_plus_1 != 0) j = (j + 1) & mask;
-      bigger[j] = old;
-    }
-    slots_.swap(bigger);
-  }
-  size_t j = hash & mask;
-  while (slots_[j].id_plus_1 != 0) j = (j + 1) & mask;
-  slots_[j] = DictSlot{hash, id + 1};
+  IndexAdd(&slots_, Slot{hash, id + 1});
   return id;
 }
 
@@ -128,22 +114,7 @@ uint32_t AppMetricsAggregator::Insert(Interval* interval, uint32_t hash, const K
   std::fill(std::begin(e.count), std::end(e.count), 0u);
   e.latency_sum_us = e.latency_max_us = 0;
   ++buckets_;
-  const uint32_t n = interval->size;
-  size_t mask = interval->slots.size() - 1;
-  if (size_t{n} * 2 > interval->slots.size()) {
-    std::vector<Slot> bigger(interval->slots.size() * 2);
-    mask = bigger.size() - 1;
-    for (const Slot& old : interval->slots) {
-      if (old.index_plus_1 == 0) continue;
-      size_t j = old.hash & mask;
-      while (bigger[j].index_plus_1 != 0) j = (j + 1) & mask;
-      bigger[j] = old;
-    }
-    interval->slots.swap(bigger);
-  }
-  size_t j = hash & mask;
-  while (interval->slots[j].index_plus_1 != 0) j = (j + 1) & mask;
-  interval->slots[j] = Slot{hash, n};
+  IndexAdd(&interval->slots, Slot{hash, interval->size});
   return index;
 }
 

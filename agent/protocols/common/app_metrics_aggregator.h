@@ -43,6 +43,33 @@ class AppMetricsAggregator {
  private:
   friend class AppMetricsAggregatorTestPeer;
 
+  // A slot of the open-addressing indexes here (an interval's entries, a dictionary's items):
+  // linear probing, power-of-two size, at most half full. 8 bytes, so the index of a busy
+  // interval stays small enough for the caches; 32 bits of the hash, enough to regrow the index
+  // without reading what it indexes.
+  struct Slot {
+    uint32_t hash = 0;    // its low bits pick the home slot
+    uint32_t plus_1 = 0;  // 1 + the entry's index or the item's id; 0: empty
+  };
+  // Indexes the `count`-th item (s.plus_1 == count, items counted with it), doubling the index
+  // first when it would be more than half full. Inline: new keys add to an interval's index on
+  // the record path (out of line it cost +0.26% instructions on the Redis capture).
+  static void IndexAdd(std::vector<Slot>* slots, Slot s) {
+    const auto place = [](Slot* table, size_t mask, Slot x) {
+      size_t j = x.hash & mask;
+      while (table[j].plus_1 != 0) j = (j + 1) & mask;
+      table[j] = x;
+    };
+    if (size_t{s.plus_1} * 2 > slots->size()) {
+      std::vector<Slot> bigger(slots->size() * 2);
+      for (const Slot& old : *slots) {
+        if (old.plus_1 != 0) place(bigger.data(), bigger.size() - 1, old);
+      }
+      slots->swap(bigger);
+    }
+    place(slots->data(), slots->size() - 1, s);
+  }
+
   // Interned byte strings: id -> bytes, and bytes -> id through an open-addressing index. Ids
   // are dense from 0 in first-seen order. Owned by one 60 s interval and freed with it, so a
   // long-running agent holds only the keys of the minutes still open.
@@ -56,15 +83,15 @@ class AppMetricsAggregator {
         const size_t mask = slots_.size() - 1;
         // Bounded: the index is at most half full, so an empty slot ends every probe.
         for (size_t i = hash & mask;; i = (i + 1) & mask) {
-          const DictSlot& slot = slots_[i];
-          if (slot.id_plus_1 == 0) break;
+          const Slot& slot = slots_[i];
+          if (slot.plus_1 == 0) break;
           if (slot.hash != hash) continue;
-          const Item& item = items_[slot.id_plus_1 - 1];
+          const Item& item = items_[slot.plus_1 - 1];
           const char* bytes = arena_.data() + item.offset;
           if (item.size == head.size() + tail.size() &&
               std::memcmp(bytes, head.data(), head.size()) == 0 &&
               (tail.empty() || std::memcmp(bytes + head.size(), tail.data(), tail.size()) == 0)) {
-            return slot.id_plus_1 - 1;
+            return slot.plus_1 - 1;
           }
         }
       }
@@ -75,7 +102,7 @@ class AppMetricsAggregator {
     }
     size_t bytes() const {
       return arena_.capacity() + items_.capacity() * sizeof(Item) +
-             slots_.capacity() * sizeof(DictSlot);
+             slots_.capacity() * sizeof(Slot);
     }
 
    private:
@@ -83,13 +110,9 @@ class AppMetricsAggregator {
     struct Item {
       size_t offset = 0, size = 0;  // in arena_
     };
-    struct DictSlot {
-      uint32_t hash = 0;
-      uint32_t id_plus_1 = 0;  // 0: empty
-    };
     std::string arena_;  // every item's bytes, back to back
     std::vector<Item> items_;
-    std::vector<DictSlot> slots_;
+    std::vector<Slot> slots_;
   };
 
   // Counters an entry keeps (latency_count always equals responses: both count the records
@@ -121,14 +144,8 @@ class AppMetricsAggregator {
   static constexpr uint32_t kChunkBits = 8;
   using Chunk = std::unique_ptr<Entry[]>;
   // One interval of one granularity. Entries are emitted in first-seen order, which is
-  // deterministic. `slots` is an open-addressing index (linear probing, power-of-two size, at
-  // most half full) over the entries: the key is compared against the stored entry itself.
-  // 8 bytes, so the index of a busy interval stays small enough for the caches. A slot keeps
-  // 32 bits of the key hash, enough to regrow the index without reading the entries.
-  struct Slot {
-    uint32_t hash = 0;          // its low bits pick the home slot
-    uint32_t index_plus_1 = 0;  // 0: empty
-  };
+  // deterministic. `slots` is an open-addressing index (see Slot) over the entries: the key is
+  // compared against the stored entry itself.
   struct Interval {
     uint32_t granularity_s = 0;
     uint32_t time = 0;
@@ -155,12 +172,12 @@ class AppMetricsAggregator {
     // Bounded: the table is at most half full, so an empty slot ends every probe.
     for (size_t i = hash & mask;; i = (i + 1) & mask) {
       const Slot& slot = interval->slots[i];
-      if (slot.index_plus_1 == 0) return 0;
+      if (slot.plus_1 == 0) return 0;
       if (slot.hash != hash) continue;
-      const Key& e = interval->at(slot.index_plus_1 - 1).key;
+      const Key& e = interval->at(slot.plus_1 - 1).key;
       if (e.ip4_0 == key.ip4_0 && e.ip4_1 == key.ip4_1 && e.service_id == key.service_id &&
           e.ip6_id == key.ip6_id) {
-        return slot.index_plus_1;
+        return slot.plus_1;
       }
     }
   }
