@@ -196,29 +196,42 @@ std::string DnsMessage(uint16_t id, std::string_view name, bool answer) {
   return m;
 }
 
+flow::ConnectionInfo DnsConn(uint64_t id) {
+  flow::ConnectionInfo c;
+  c.flow_id = id;
+  c.tuple.src_ip = *net::IpAddress::Parse("10.0.0.1");
+  c.tuple.dst_ip = *net::IpAddress::Parse("10.0.0.53");
+  c.tuple.src_port = static_cast<uint16_t>(1024 + id % 60000);
+  c.tuple.dst_port = 53;
+  c.tuple.protocol = net::IpProtocol::kUdp;
+  return c;
+}
+
+// A query datagram at `ts` and, unless `answer` is false, its answer `answer_after_ns` later.
+void DnsExchange(L7Analyzer* a, const flow::ConnectionInfo& conn, uint16_t id,
+                 std::string_view name, uint64_t ts, bool answer = true,
+                 uint64_t answer_after_ns = 3000) {
+  const std::string q = DnsMessage(id, name, false);
+  flow::StreamChunk qc = Chunk(q, ts);
+  qc.is_datagram = true;
+  a->OnData(conn, flow::StreamDirection::kRequest, qc);
+  if (!answer) return;
+  const std::string r = DnsMessage(id, name, true);
+  flow::StreamChunk rc = Chunk(r, ts + answer_after_ns);
+  rc.is_datagram = true;
+  a->OnData(conn, flow::StreamDirection::kResponse, rc);
+}
+
 // DNS keeps no state between messages, so its parser goes back to the pool whenever a flow is
 // idle; every exchange on a long-lived UDP flow must still become its own complete record.
 TEST(L7AnalyzerDnsTest, ExchangesOnOneUdpFlowAcrossParserReleases) {
   testing::CollectingSink sink;
   metrics::Registry metrics;
   L7Analyzer a(&sink, &metrics);
-  flow::ConnectionInfo conn;
-  conn.flow_id = 9;
-  conn.tuple.src_ip = *net::IpAddress::Parse("10.0.0.1");
-  conn.tuple.dst_ip = *net::IpAddress::Parse("10.0.0.53");
-  conn.tuple.src_port = 5353;
-  conn.tuple.dst_port = 53;
-  conn.tuple.protocol = net::IpProtocol::kUdp;
+  const flow::ConnectionInfo conn = DnsConn(9);
   const char* names[] = {"a.example.test", "b.example.test", "c.example.test"};
   for (uint16_t i = 0; i < 3; ++i) {
-    const std::string q = DnsMessage(100 + i, names[i], false);
-    const std::string r = DnsMessage(100 + i, names[i], true);
-    flow::StreamChunk qc = Chunk(q, (10 + i) * kSec);
-    qc.is_datagram = true;
-    a.OnData(conn, flow::StreamDirection::kRequest, qc);
-    flow::StreamChunk rc = Chunk(r, (10 + i) * kSec + 5000);
-    rc.is_datagram = true;
-    a.OnData(conn, flow::StreamDirection::kResponse, rc);
+    DnsExchange(&a, conn, 100 + i, names[i], (10 + i) * kSec, true, /*answer_after_ns=*/5000);
   }
   a.FlushAll(20 * kSec);
   ASSERT_EQ(sink.l7.size(), 3u);
@@ -239,21 +252,8 @@ TEST(L7AnalyzerPoolTest, ReusedParsersKeepTheirProtocol) {
   L7Analyzer a(&sink, &metrics);
   const char* names[] = {"a.example.test", "b.example.test", "c.example.test"};
   for (uint16_t i = 0; i < 3; ++i) {
-    flow::ConnectionInfo dns;
-    dns.flow_id = 100 + i;
-    dns.tuple.src_ip = *net::IpAddress::Parse("10.0.0.1");
-    dns.tuple.dst_ip = *net::IpAddress::Parse("10.0.0.53");
-    dns.tuple.src_port = static_cast<uint16_t>(5000 + i);
-    dns.tuple.dst_port = 53;
-    dns.tuple.protocol = net::IpProtocol::kUdp;
-    const std::string q = DnsMessage(100 + i, names[i], false);
-    const std::string r = DnsMessage(100 + i, names[i], true);
-    flow::StreamChunk qc = Chunk(q, (10 + i) * kSec);
-    qc.is_datagram = true;
-    a.OnData(dns, flow::StreamDirection::kRequest, qc);
-    flow::StreamChunk rc = Chunk(r, (10 + i) * kSec + 5000);
-    rc.is_datagram = true;
-    a.OnData(dns, flow::StreamDirection::kResponse, rc);
+    const flow::ConnectionInfo dns = DnsConn(100 + i);
+    DnsExchange(&a, dns, 100 + i, names[i], (10 + i) * kSec, true, /*answer_after_ns=*/5000);
     a.OnClose(dns, (10 + i) * kSec + 6000);
 
     flow::ConnectionInfo redis = Conn(200 + i, 6379);
@@ -275,30 +275,6 @@ TEST(L7AnalyzerPoolTest, ReusedParsersKeepTheirProtocol) {
     EXPECT_EQ(r.request_type(), "GET");
     EXPECT_EQ(r.response_duration(), 2u);
   }
-}
-
-flow::ConnectionInfo DnsConn(uint64_t id) {
-  flow::ConnectionInfo c;
-  c.flow_id = id;
-  c.tuple.src_ip = *net::IpAddress::Parse("10.0.0.1");
-  c.tuple.dst_ip = *net::IpAddress::Parse("10.0.0.53");
-  c.tuple.src_port = static_cast<uint16_t>(1024 + id % 60000);
-  c.tuple.dst_port = 53;
-  c.tuple.protocol = net::IpProtocol::kUdp;
-  return c;
-}
-
-void DnsExchange(L7Analyzer* a, const flow::ConnectionInfo& conn, uint16_t id,
-                 std::string_view name, uint64_t ts, bool answer = true) {
-  const std::string q = DnsMessage(id, name, false);
-  flow::StreamChunk qc = Chunk(q, ts);
-  qc.is_datagram = true;
-  a->OnData(conn, flow::StreamDirection::kRequest, qc);
-  if (!answer) return;
-  const std::string r = DnsMessage(id, name, true);
-  flow::StreamChunk rc = Chunk(r, ts + 3000);
-  rc.is_datagram = true;
-  a->OnData(conn, flow::StreamDirection::kResponse, rc);
 }
 
 // Thousands of flows whose ids span far more than the connection table (sequential runs of
