@@ -118,8 +118,6 @@ class PacketBatch {
     size_ = 0;
     sink_.OnPackets(std::span<const PacketView>(views_.data(), n));
   }
-  bool empty() const { return size_ == 0; }
-
  private:
   EventSink& sink_;
   std::array<PacketView, kSize> views_;
